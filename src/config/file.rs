@@ -1,0 +1,193 @@
+//! The TOML file format, as written by operators: serde types only, no validation or defaults
+//! beyond "absent". `validate` turns this into the internal [`crate::config::Settings`].
+
+use super::units::{ByteSize, HumanDuration};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+    #[serde(default)]
+    pub pools: Vec<PoolSection>,
+    #[serde(default)]
+    pub key_health: KeyHealthSection,
+    #[serde(default)]
+    pub clients: Vec<ClientSection>,
+    #[serde(default)]
+    pub hygiene: HygieneSection,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// One or several strings: `listen = "127.0.0.1:8080"` or `listen = ["...", "..."]`.
+/// (A hand-written visitor, because `toml::Spanned` does not survive serde's untagged enums.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![s.to_owned()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<Spanned<OneOrMany>>,
+    /// Worker threads for the data plane; 0 or absent means one per CPU core.
+    pub threads: Option<usize>,
+    /// The origin clients use to reach the proxy (`https://gemini.example.com`); used when
+    /// rewriting upload URLs. Absent: taken from the request's Host header.
+    pub public_url: Option<Spanned<String>>,
+    pub body_limit: Option<Spanned<ByteSize>>,
+    /// Total request bytes the proxy may hold in memory at once (bodies are buffered for retries).
+    pub buffered_bytes_limit: Option<Spanned<ByteSize>>,
+    pub max_header_bytes: Option<Spanned<ByteSize>>,
+    /// How long a client may take to send a request head.
+    pub header_timeout: Option<HumanDuration>,
+    /// How long a client may take to send the request body, between two reads.
+    pub body_timeout: Option<HumanDuration>,
+    /// How long an idle keep-alive connection stays open.
+    pub keepalive_timeout: Option<HumanDuration>,
+    /// How long in-flight requests and streams may run on after SIGTERM.
+    pub grace_period: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub base_url: Option<Spanned<String>>,
+    pub connect_timeout: Option<HumanDuration>,
+    /// From the end of the request to the response head: long, non-streamed generations take minutes.
+    pub first_byte_timeout: Option<HumanDuration>,
+    /// Longest silence between two reads of a response body (the gap between SSE events).
+    pub idle_timeout: Option<HumanDuration>,
+    /// How long an idle upstream connection is kept for reuse.
+    pub keepalive_idle: Option<HumanDuration>,
+    /// Attempts per request, on different keys.
+    pub max_attempts: Option<Spanned<u32>>,
+    /// Pause before retrying after a server error (doubles with each attempt).
+    pub retry_backoff: Option<HumanDuration>,
+    /// Ask the upstream for uncompressed bodies so that token usage can be read on the fly.
+    pub strip_accept_encoding: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    pub name: Spanned<String>,
+    pub strategy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keys: Vec<Spanned<KeyEntry>>,
+}
+
+/// A key: either the secret itself, or a table with a name, a weight and the secret or the
+/// environment variable that holds it.
+#[derive(Debug)]
+pub enum KeyEntry {
+    Plain(String),
+    Table(KeyTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyTable {
+    pub key: Option<String>,
+    pub key_env: Option<String>,
+    pub name: Option<String>,
+    pub weight: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for KeyEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyEntry;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key string or a table { key = \"...\", name = \"...\", weight = 1 }")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KeyEntry, E> {
+                Ok(KeyEntry::Plain(s.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<KeyEntry, A::Error> {
+                KeyTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(KeyEntry::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyHealthSection {
+    /// Cooldown after a 429 that carries no RetryInfo.
+    pub default_cooldown: Option<HumanDuration>,
+    /// Consecutive server errors or connect failures that open a key's circuit breaker.
+    pub breaker_threshold: Option<Spanned<u32>>,
+    /// How long an opened breaker stays open the first time (doubles on each re-trip).
+    pub breaker_open: Option<HumanDuration>,
+    /// If every key of a pool answers 429 within this window, the egress is throttled.
+    pub egress_window: Option<HumanDuration>,
+    /// Pause for the whole pool when egress throttling is detected.
+    pub egress_pause: Option<HumanDuration>,
+    /// How often the prober re-checks disabled and broken keys.
+    pub probe_interval: Option<HumanDuration>,
+    /// Model named in probe calls (`GET models/{model}` costs no quota).
+    pub probe_model: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    pub name: Spanned<String>,
+    pub token: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    /// Hex SHA-256 of the token, for configs that must not hold the token itself.
+    pub token_sha256: Option<Spanned<String>>,
+    /// Pool this client's requests use; the first pool when absent.
+    pub pool: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HygieneSection {
+    /// Request headers removed before the upstream (replaces the default list).
+    pub strip_request_headers: Option<Vec<String>>,
+    /// Response headers removed before the client (replaces the default list).
+    pub strip_response_headers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// One JSON line per request on stdout.
+    pub access_log: Option<bool>,
+    /// Filter for diagnostic logs on stderr (`info`, `gemini_proxy=debug`); RUST_LOG wins.
+    pub level: Option<String>,
+    /// `json` (default) or `text` for diagnostic logs.
+    pub format: Option<Spanned<String>>,
+}

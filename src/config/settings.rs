@@ -1,0 +1,171 @@
+//! The validated, internal configuration the rest of the proxy reads. Built once per load or
+//! reload by `validate`; never parsed again on the request path.
+
+use crate::secret::Secret;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    pub pools: Vec<PoolSettings>,
+    pub key_health: KeyHealthSettings,
+    pub clients: Vec<ClientSettings>,
+    pub hygiene: HygieneSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    /// Data-plane worker threads (already resolved: never 0).
+    pub threads: usize,
+    /// `scheme://host[:port]` clients use to reach us, without a trailing slash.
+    pub public_url: Option<String>,
+    pub body_limit: usize,
+    pub buffered_bytes_limit: usize,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// The base URL as configured, for display.
+    pub base_url: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Value of the `Host` header sent upstream.
+    pub host_header: String,
+    /// Path prefix from the base URL, without a trailing slash ("" for none).
+    pub path_prefix: String,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive_idle: Duration,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+    pub strip_accept_encoding: bool,
+}
+
+/// How a pool picks the next key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    RoundRobin,
+    Weighted,
+    LeastInflight,
+    Random,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "round_robin" => Some(Strategy::RoundRobin),
+            "weighted" => Some(Strategy::Weighted),
+            "least_inflight" => Some(Strategy::LeastInflight),
+            "random" => Some(Strategy::Random),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub name: String,
+    pub strategy: Strategy,
+    pub keys: Vec<KeySettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub name: String,
+    pub secret: Secret,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHealthSettings {
+    pub default_cooldown: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_open: Duration,
+    pub egress_window: Duration,
+    pub egress_pause: Duration,
+    pub probe_interval: Duration,
+    pub probe_model: String,
+}
+
+impl Default for KeyHealthSettings {
+    /// The defaults documented in `config/example.toml`.
+    fn default() -> Self {
+        KeyHealthSettings {
+            default_cooldown: Duration::from_secs(60),
+            breaker_threshold: 3,
+            breaker_open: Duration::from_secs(30),
+            egress_window: Duration::from_secs(10),
+            egress_pause: Duration::from_secs(5),
+            probe_interval: Duration::from_secs(60),
+            probe_model: "gemini-2.5-flash".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub name: String,
+    /// SHA-256 of the token: tokens themselves are not kept after loading.
+    pub token_sha256: [u8; 32],
+    /// Index into `Settings::pools`.
+    pub pool: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct HygieneSettings {
+    /// Lower-case header names removed from requests before the upstream.
+    pub strip_request: Vec<String>,
+    /// Lower-case header names removed from responses before the client.
+    pub strip_response: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub access_log: bool,
+    pub level: String,
+    pub json: bool,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// Request headers that reveal a proxy or the client's address.
+pub const DEFAULT_STRIP_REQUEST: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "via",
+    "forwarded",
+];
+
+/// Response headers that describe the upstream's software rather than the answer.
+pub const DEFAULT_STRIP_RESPONSE: &[&str] =
+    &["server", "via", "x-powered-by", "alt-svc", "server-timing"];
+
+impl Settings {
+    /// True when every listener is on a loopback address.
+    pub fn loopback_only(&self) -> bool {
+        self.server.listen.iter().all(|a| a.ip().is_loopback())
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.pools.iter().map(|p| p.keys.len()).sum()
+    }
+}

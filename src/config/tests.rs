@@ -1,0 +1,164 @@
+//! Tests of the config contract: what must parse, what must be refused, and where.
+
+use super::*;
+use std::collections::HashMap;
+
+struct FakeEnv(HashMap<&'static str, &'static str>);
+
+impl EnvLookup for FakeEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|s| s.to_string())
+    }
+}
+
+fn no_env() -> FakeEnv {
+    FakeEnv(HashMap::new())
+}
+
+const CONTRACT: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[upstream]
+base_url = "https://generativelanguage.googleapis.com"   # the default when omitted
+
+[[pools]]
+name = "default"
+keys = ["AIza...1", "AIza...2"]
+
+[[clients]]
+name = "alice"
+token = "gp-..."
+"#;
+
+#[test]
+fn the_contract_document_means_what_it_says() {
+    let s = parse_str(CONTRACT, "contract", &no_env()).expect("contract parses");
+    assert_eq!(s.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert!(s.upstream.tls);
+    assert_eq!(s.upstream.host, "generativelanguage.googleapis.com");
+    assert_eq!(s.upstream.port, 443);
+    assert_eq!(s.upstream.host_header, "generativelanguage.googleapis.com");
+    assert_eq!(s.pools.len(), 1);
+    assert_eq!(s.pools[0].name, "default");
+    assert_eq!(s.pools[0].keys.len(), 2);
+    assert_eq!(s.pools[0].keys[0].secret.expose(), "AIza...1");
+    assert_eq!(s.clients[0].name, "alice");
+    assert_eq!(s.clients[0].token_sha256, crate::secret::sha256(b"gp-..."));
+}
+
+#[test]
+fn base_url_defaults_to_google() {
+    let text = "[[pools]]\nname = \"p\"\nkeys = [\"k1\"]\n";
+    let s = parse_str(text, "t", &no_env()).unwrap();
+    assert_eq!(s.upstream.base_url, "https://generativelanguage.googleapis.com");
+    assert_eq!(s.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+}
+
+#[test]
+fn key_tables_and_key_env() {
+    let text = r#"
+[[pools]]
+name = "p"
+strategy = "weighted"
+keys = ["plain", { key = "tabled", name = "second", weight = 2 }, { key_env = "GEMINI_KEY_3", name = "third" }]
+"#;
+    let env = FakeEnv(HashMap::from([("GEMINI_KEY_3", "from-env")]));
+    let s = parse_str(text, "t", &env).unwrap();
+    let keys = &s.pools[0].keys;
+    assert_eq!(keys[1].name, "second");
+    assert_eq!(keys[1].weight, 2);
+    assert_eq!(keys[2].secret.expose(), "from-env");
+    assert!(keys[0].name.starts_with("key-"), "a key without a name is named by its fingerprint");
+    assert_eq!(s.pools[0].strategy, Strategy::Weighted);
+
+    let err = parse_str(text, "t", &no_env()).unwrap_err();
+    assert!(err.problems()[0].message.contains("GEMINI_KEY_3"));
+    assert_eq!(err.problems()[0].line, Some(5));
+}
+
+#[test]
+fn unknown_fields_are_errors_with_line_and_column() {
+    let text = "[server]\nlisten = \"127.0.0.1:8080\"\nlisten_port = 9\n";
+    let err = parse_str(text, "t", &no_env()).unwrap_err();
+    let p = &err.problems()[0];
+    assert!(p.message.contains("unknown field `listen_port`"), "{p}");
+    assert_eq!((p.line, p.column), (Some(3), Some(1)));
+
+    let text = "[[pools]]\nname = \"p\"\nkeys = [{ key = \"k\", wieght = 2 }]\n";
+    let err = parse_str(text, "t", &no_env()).unwrap_err();
+    assert!(err.problems()[0].message.contains("wieght"), "{}", err.problems()[0]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[server]
+listen = "0.0.0.0:80:80"
+
+[upstream]
+base_url = "ftp://example.com"
+max_attempts = 0
+
+[[pools]]
+name = "p"
+strategy = "fastest"
+keys = ["a", "a"]
+"#;
+    let err = parse_str(text, "t", &no_env()).unwrap_err();
+    let lines: Vec<_> = err.problems().iter().map(|p| p.line).collect();
+    assert!(err.problems().len() >= 5, "{err}");
+    for want in [3, 6, 7, 11, 12] {
+        assert!(lines.contains(&Some(want)), "no problem on line {want}: {err}");
+    }
+}
+
+#[test]
+fn public_listener_without_tokens_is_refused() {
+    let text = "[server]\nlisten = \"0.0.0.0:8080\"\n[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n";
+    let err = parse_str(text, "t", &no_env()).unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+    assert_eq!(err.problems()[0].line, Some(2));
+
+    let ok = format!("{text}[[clients]]\nname = \"c\"\ntoken = \"a-long-token\"\n");
+    assert!(parse_str(&ok, "t", &no_env()).is_ok());
+
+    let v6 = "[server]\nlisten = \"[::1]:8080\"\n[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n";
+    assert!(parse_str(v6, "t", &no_env()).is_ok(), "IPv6 loopback is loopback");
+}
+
+#[test]
+fn an_upstream_key_is_never_a_client_token() {
+    let text = "[[pools]]\nname = \"p\"\nkeys = [\"AIzaSameSecret\"]\n[[clients]]\nname = \"c\"\ntoken = \"AIzaSameSecret\"\n";
+    let err = parse_str(text, "t", &no_env()).unwrap_err();
+    assert!(err.to_string().contains("never a valid client token"), "{err}");
+    assert!(!err.to_string().contains("AIzaSameSecret"), "errors must not echo secrets: {err}");
+}
+
+#[test]
+fn environment_builds_a_loopback_proxy() {
+    let env = FakeEnv(HashMap::from([("GEMINI_API_KEYS", "k1, k2,k3"), ("GEMINI_PROXY_TOKENS", "token-one-1")]));
+    let (s, src) = load(std::path::Path::new("/nonexistent/proxy.toml"), false, &env).unwrap();
+    assert_eq!(src, ConfigSource::Environment);
+    assert_eq!(s.pools[0].keys.len(), 3);
+    assert_eq!(s.clients.len(), 1);
+    assert!(s.loopback_only());
+
+    let err = load(std::path::Path::new("/nonexistent/proxy.toml"), false, &no_env()).unwrap_err();
+    assert!(err.to_string().contains("GEMINI_API_KEYS"), "{err}");
+
+    let err = load(std::path::Path::new("/nonexistent/proxy.toml"), true, &env).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "an explicitly named file must exist");
+}
+
+#[test]
+fn sizes_and_durations() {
+    let text = "[server]\nbody_limit = \"5MiB\"\ngrace_period = \"2s\"\n[upstream]\nfirst_byte_timeout = \"10m\"\n[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n";
+    let s = parse_str(text, "t", &no_env()).unwrap();
+    assert_eq!(s.server.body_limit, 5 << 20);
+    assert_eq!(s.server.grace_period.as_secs(), 2);
+    assert_eq!(s.upstream.first_byte_timeout.as_secs(), 600);
+    let bad = text.replace("\"2s\"", "\"2 fortnights\"");
+    let err = parse_str(&bad, "t", &no_env()).unwrap_err();
+    assert_eq!(err.problems()[0].line, Some(3));
+}

@@ -1,0 +1,438 @@
+//! Turns a parsed [`ConfigFile`] into [`Settings`], collecting every problem with the place in
+//! the file it comes from, so that `gemini-proxy check` can report them all at once.
+
+use super::file::{ConfigFile, KeyEntry, KeyTable};
+use super::settings::*;
+use super::units::{ByteSize, HumanDuration};
+use crate::secret::{sha256, Secret};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+
+/// One thing wrong with a config, with the byte range in the source it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+/// Reads environment variables named by `key_env` / `token_env`; swapped out in tests.
+pub trait EnvLookup {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl EnvLookup for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+struct Collector {
+    problems: Vec<Problem>,
+}
+
+impl Collector {
+    fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+        self.problems.push(Problem { span: Some(spanned.span()), message: message.into() });
+    }
+    fn global(&mut self, message: impl Into<String>) {
+        self.problems.push(Problem { span: None, message: message.into() });
+    }
+}
+
+fn dur(v: Option<HumanDuration>, default: Duration) -> Duration {
+    v.map(|d| d.0).unwrap_or(default)
+}
+
+fn size(c: &mut Collector, v: &Option<Spanned<ByteSize>>, default: u64, min: u64, max: u64, what: &str) -> usize {
+    match v {
+        None => default as usize,
+        Some(s) => {
+            let n = s.get_ref().0;
+            if n < min || n > max {
+                c.at(s, format!("{what} must be between {min} and {max} bytes, got {n}"));
+                default as usize
+            } else {
+                n as usize
+            }
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
+/// Validates `file`; returns the settings or every problem found.
+pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<Problem>> {
+    let mut c = Collector { problems: Vec::new() };
+
+    // [server]
+    let s = &file.server;
+    let mut listen = Vec::new();
+    let mut listen_span = None;
+    match &s.listen {
+        None => listen.push(DEFAULT_LISTEN.parse().expect("default listen address parses")),
+        Some(l) => {
+            listen_span = Some(l.span());
+            if l.get_ref().0.is_empty() {
+                c.at(l, "server.listen needs at least one address");
+            }
+            for a in &l.get_ref().0 {
+                match a.parse::<SocketAddr>() {
+                    Ok(addr) if listen.contains(&addr) => c.at(l, format!("listen address {a} appears twice")),
+                    Ok(addr) => listen.push(addr),
+                    Err(_) => c.at(l, format!("invalid listen address {a:?}: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080")),
+                }
+            }
+        }
+    }
+    let threads = match s.threads {
+        Some(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+    };
+    let public_url = s.public_url.as_ref().and_then(|u| match parse_origin(u.get_ref()) {
+        Ok(o) => Some(o),
+        Err(e) => {
+            c.at(u, e);
+            None
+        }
+    });
+    let server = ServerSettings {
+        listen,
+        threads,
+        public_url,
+        body_limit: size(&mut c, &s.body_limit, 20 << 20, 1024, 1 << 30, "server.body_limit"),
+        buffered_bytes_limit: size(&mut c, &s.buffered_bytes_limit, 1 << 30, 1 << 20, 1 << 40, "server.buffered_bytes_limit"),
+        max_header_bytes: size(&mut c, &s.max_header_bytes, 64 << 10, 1024, 1 << 20, "server.max_header_bytes"),
+        header_timeout: dur(s.header_timeout, Duration::from_secs(30)),
+        body_timeout: dur(s.body_timeout, Duration::from_secs(60)),
+        keepalive_timeout: dur(s.keepalive_timeout, Duration::from_secs(75)),
+        grace_period: dur(s.grace_period, Duration::from_secs(30)),
+    };
+    if server.body_limit > server.buffered_bytes_limit {
+        c.global("server.body_limit must not exceed server.buffered_bytes_limit");
+    }
+
+    // [upstream]
+    let u = &file.upstream;
+    let base = u.base_url.as_ref().map(|b| b.get_ref().as_str()).unwrap_or(DEFAULT_BASE_URL);
+    let parsed = match parse_base_url(base) {
+        Ok(p) => p,
+        Err(e) => {
+            match &u.base_url {
+                Some(b) => c.at(b, e),
+                None => c.global(e),
+            }
+            parse_base_url(DEFAULT_BASE_URL).expect("default base URL parses")
+        }
+    };
+    let max_attempts = match &u.max_attempts {
+        None => 4,
+        Some(m) if (1..=32).contains(m.get_ref()) => *m.get_ref(),
+        Some(m) => {
+            c.at(m, "upstream.max_attempts must be between 1 and 32");
+            4
+        }
+    };
+    let upstream = UpstreamSettings {
+        base_url: base.trim_end_matches('/').to_owned(),
+        tls: parsed.tls,
+        host: parsed.host,
+        port: parsed.port,
+        host_header: parsed.host_header,
+        path_prefix: parsed.path_prefix,
+        connect_timeout: dur(u.connect_timeout, Duration::from_secs(10)),
+        first_byte_timeout: dur(u.first_byte_timeout, Duration::from_secs(600)),
+        idle_timeout: dur(u.idle_timeout, Duration::from_secs(300)),
+        keepalive_idle: dur(u.keepalive_idle, Duration::from_secs(55)),
+        max_attempts,
+        retry_backoff: dur(u.retry_backoff, Duration::from_millis(50)),
+        strip_accept_encoding: u.strip_accept_encoding.unwrap_or(true),
+    };
+
+    // [[pools]]
+    let mut pools: Vec<PoolSettings> = Vec::new();
+    let mut all_secrets: HashSet<String> = HashSet::new();
+    if file.pools.is_empty() {
+        c.global("no [[pools]] defined: add at least one pool with keys (or set GEMINI_API_KEYS and run without a config file)");
+    }
+    for p in &file.pools {
+        let name = p.name.get_ref().clone();
+        if !valid_name(&name) {
+            c.at(&p.name, format!("pool name {name:?} must be 1-64 characters of letters, digits, '-', '_', '.', '@'"));
+        }
+        if pools.iter().any(|q| q.name == name) {
+            c.at(&p.name, format!("pool name {name:?} is used twice"));
+        }
+        let strategy = match &p.strategy {
+            None => Strategy::RoundRobin,
+            Some(s) => Strategy::parse(s.get_ref()).unwrap_or_else(|| {
+                c.at(s, format!("unknown strategy {:?}: use round_robin, weighted, least_inflight or random", s.get_ref()));
+                Strategy::RoundRobin
+            }),
+        };
+        let mut keys: Vec<KeySettings> = Vec::with_capacity(p.keys.len());
+        // Sets, not scans: pools may hold 100,000 keys.
+        let mut seen_secrets: HashSet<&str> = HashSet::with_capacity(p.keys.len());
+        let mut seen_names: HashSet<String> = HashSet::with_capacity(p.keys.len());
+        let parsed: Vec<_> = p.keys.iter().map(|e| (e, key_from_entry(&mut c, e, env))).collect();
+        for (entry, key) in &parsed {
+            let Some(key) = key else { continue };
+            if !seen_secrets.insert(key.secret.expose()) {
+                c.at(entry, format!("key {} appears twice in pool {name:?}", key.secret.fingerprint()));
+                continue;
+            }
+            if !seen_names.insert(key.name.clone()) {
+                c.at(entry, format!("key name {:?} is used twice in pool {name:?}", key.name));
+                continue;
+            }
+            all_secrets.insert(key.secret.expose().to_owned());
+            keys.push(key.clone());
+        }
+        pools.push(PoolSettings { name, strategy, keys });
+    }
+
+    // [key_health]
+    let k = &file.key_health;
+    let d = KeyHealthSettings::default();
+    let breaker_threshold = match &k.breaker_threshold {
+        None => d.breaker_threshold,
+        Some(t) if *t.get_ref() >= 1 => *t.get_ref(),
+        Some(t) => {
+            c.at(t, "key_health.breaker_threshold must be at least 1");
+            d.breaker_threshold
+        }
+    };
+    let key_health = KeyHealthSettings {
+        default_cooldown: dur(k.default_cooldown, d.default_cooldown),
+        breaker_threshold,
+        breaker_open: dur(k.breaker_open, d.breaker_open),
+        egress_window: dur(k.egress_window, d.egress_window),
+        egress_pause: dur(k.egress_pause, d.egress_pause),
+        probe_interval: dur(k.probe_interval, d.probe_interval),
+        probe_model: k.probe_model.clone().unwrap_or(d.probe_model),
+    };
+
+    // [[clients]]
+    let mut clients: Vec<ClientSettings> = Vec::new();
+    for cl in &file.clients {
+        let name = cl.name.get_ref().clone();
+        if !valid_name(&name) {
+            c.at(&cl.name, format!("client name {name:?} must be 1-64 characters of letters, digits, '-', '_', '.', '@'"));
+        }
+        if clients.iter().any(|o| o.name == name) {
+            c.at(&cl.name, format!("client name {name:?} is used twice"));
+        }
+        let sources = [cl.token.is_some(), cl.token_env.is_some(), cl.token_sha256.is_some()];
+        if sources.iter().filter(|b| **b).count() != 1 {
+            c.at(&cl.name, format!("client {name:?} needs exactly one of token, token_env or token_sha256"));
+            continue;
+        }
+        let digest = if let Some(t) = &cl.token {
+            check_token(&mut c, t, t.get_ref(), &name, &all_secrets).map(|t| sha256(t.as_bytes()))
+        } else if let Some(var) = &cl.token_env {
+            match env.var(var.get_ref()) {
+                Some(t) => check_token(&mut c, var, &t, &name, &all_secrets).map(|t| sha256(t.as_bytes())),
+                None => {
+                    c.at(var, format!("environment variable {} (token of client {name:?}) is not set", var.get_ref()));
+                    None
+                }
+            }
+        } else {
+            let h = cl.token_sha256.as_ref().expect("checked above: one source is present");
+            match parse_sha256_hex(h.get_ref()) {
+                Some(d) => Some(d),
+                None => {
+                    c.at(h, "token_sha256 must be 64 hexadecimal digits");
+                    None
+                }
+            }
+        };
+        let pool = match &cl.pool {
+            None => 0,
+            Some(p) => match pools.iter().position(|q| &q.name == p.get_ref()) {
+                Some(i) => i,
+                None => {
+                    c.at(p, format!("client {name:?} names pool {:?}, which is not defined", p.get_ref()));
+                    0
+                }
+            },
+        };
+        if let Some(d) = digest {
+            if clients.iter().any(|o| o.token_sha256 == d) {
+                c.at(&cl.name, format!("client {name:?} has the same token as another client"));
+            }
+            clients.push(ClientSettings { name, token_sha256: d, pool });
+        }
+    }
+
+    // The proxy never starts open to the world.
+    if file.clients.is_empty() && !server.listen.iter().all(|a| a.ip().is_loopback()) {
+        let msg = "no client token is configured, so the proxy may only listen on loopback addresses: add a [[clients]] entry with a token (or set GEMINI_PROXY_TOKENS) before listening on a public address";
+        match listen_span {
+            Some(sp) => c.problems.push(Problem { span: Some(sp), message: msg.into() }),
+            None => c.global(msg),
+        }
+    }
+
+    // [hygiene]
+    let lower = |v: &Option<Vec<String>>, d: &[&str]| -> Vec<String> {
+        match v {
+            Some(list) => list.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+            None => d.iter().map(|s| s.to_string()).collect(),
+        }
+    };
+    let hygiene = HygieneSettings {
+        strip_request: lower(&file.hygiene.strip_request_headers, DEFAULT_STRIP_REQUEST),
+        strip_response: lower(&file.hygiene.strip_response_headers, DEFAULT_STRIP_RESPONSE),
+    };
+
+    // [log]
+    let json = match &file.log.format {
+        None => true,
+        Some(f) if f.get_ref() == "json" => true,
+        Some(f) if f.get_ref() == "text" => false,
+        Some(f) => {
+            c.at(f, "log.format must be \"json\" or \"text\"");
+            true
+        }
+    };
+    let log = LogSettings {
+        access_log: file.log.access_log.unwrap_or(true),
+        level: file.log.level.clone().unwrap_or_else(|| "info".to_owned()),
+        json,
+    };
+
+    if c.problems.is_empty() {
+        Ok(Settings { server, upstream, pools, key_health, clients, hygiene, log })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn check_token(c: &mut Collector, at: &Spanned<String>, token: &str, client: &str, secrets: &HashSet<String>) -> Option<String> {
+    let token = token.trim();
+    if token.is_empty() {
+        c.at(at, format!("the token of client {client:?} is empty"));
+        return None;
+    }
+    if token.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        c.at(at, format!("the token of client {client:?} contains whitespace or control characters"));
+        return None;
+    }
+    if secrets.contains(token) {
+        c.at(at, format!("the token of client {client:?} is also an upstream key: an upstream key is never a valid client token"));
+        return None;
+    }
+    Some(token.to_owned())
+}
+
+fn key_from_entry(c: &mut Collector, entry: &Spanned<KeyEntry>, env: &dyn EnvLookup) -> Option<KeySettings> {
+    let (secret, name, weight) = match entry.get_ref() {
+        KeyEntry::Plain(s) => (s.clone(), None, 1),
+        KeyEntry::Table(KeyTable { key, key_env, name, weight }) => {
+            let secret = match (key, key_env) {
+                (Some(k), None) => k.clone(),
+                (None, Some(var)) => match env.var(var) {
+                    Some(v) => v,
+                    None => {
+                        c.at(entry, format!("environment variable {var} (named by key_env) is not set"));
+                        return None;
+                    }
+                },
+                _ => {
+                    c.at(entry, "a key table needs exactly one of key or key_env");
+                    return None;
+                }
+            };
+            if let Some(0) = weight {
+                c.at(entry, "key weight must be at least 1");
+                return None;
+            }
+            (secret, name.clone(), weight.unwrap_or(1))
+        }
+    };
+    let secret = secret.trim().to_owned();
+    if secret.is_empty() {
+        c.at(entry, "empty key");
+        return None;
+    }
+    if secret.chars().any(|ch| ch.is_whitespace() || ch.is_control() || !ch.is_ascii()) {
+        c.at(entry, "a key may not contain whitespace, control or non-ASCII characters");
+        return None;
+    }
+    let secret = Secret::new(secret);
+    let name = match name {
+        Some(n) if valid_name(&n) => n,
+        Some(n) => {
+            c.at(entry, format!("key name {n:?} must be 1-64 characters of letters, digits, '-', '_', '.', '@'"));
+            return None;
+        }
+        None => format!("key-{}", secret.fingerprint()),
+    };
+    Some(KeySettings { name, secret, weight })
+}
+
+fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let hex = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(out)
+}
+
+struct ParsedBase {
+    tls: bool,
+    host: String,
+    port: u16,
+    host_header: String,
+    path_prefix: String,
+}
+
+fn parse_base_url(s: &str) -> Result<ParsedBase, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("invalid upstream.base_url {s:?}: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("upstream.base_url {s:?} must start with http:// or https://")),
+    };
+    let authority = uri.authority().ok_or_else(|| format!("upstream.base_url {s:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err("upstream.base_url must not contain credentials".into());
+    }
+    if uri.query().is_some() {
+        return Err(format!("upstream.base_url {s:?} must not have a query string"));
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let default_port = if tls { 443 } else { 80 };
+    let port = authority.port_u16().unwrap_or(default_port);
+    let host_header = if port == default_port { authority.host().to_owned() } else { format!("{}:{port}", authority.host()) };
+    let path_prefix = uri.path().trim_end_matches('/').to_owned();
+    Ok(ParsedBase { tls, host, port, host_header, path_prefix })
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("invalid server.public_url {s:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("server.public_url {s:?} must start with http:// or https://")),
+    }
+    if uri.authority().is_none() {
+        return Err(format!("server.public_url {s:?} has no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("server.public_url {s:?} must be an origin only (scheme, host and port), without a path"));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}

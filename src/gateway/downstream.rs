@@ -1,0 +1,216 @@
+//! The client's connection: reading request heads and bodies with the timeouts and limits that
+//! keep slow or oversized clients from holding resources, and writing responses.
+
+use crate::http1::{ChunkError, ChunkedDecoder, Framing, HeadError, RequestHead};
+use bytes::{Bytes, BytesMut};
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Outcome of waiting for the next request head.
+pub enum NextHead {
+    Head(RequestHead),
+    /// The client closed the connection between requests.
+    Closed,
+    /// The connection idled out, or the server is shutting down: close quietly.
+    Idle,
+    /// The client took too long to send the head.
+    TimedOut,
+    Invalid(HeadError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("the client sent the body too slowly")]
+    TimedOut,
+    #[error("the client closed the connection while sending the body")]
+    Closed,
+    #[error(transparent)]
+    Chunked(#[from] ChunkError),
+    #[error("the proxy is holding too many request bodies; retry shortly")]
+    Busy,
+    #[error("reading the request body failed: {0}")]
+    Io(std::io::Error),
+}
+
+/// Bodies smaller than this skip the memory budget: accounting would cost more than it saves.
+const BUDGET_FREE: usize = 64 * 1024;
+/// How long a request may wait for room in the body memory budget.
+const BUDGET_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Downstream {
+    stream: Stream,
+    pub buf: BytesMut,
+    pub peer: Option<SocketAddr>,
+    pub tls: bool,
+}
+
+/// Memory reserved for one buffered request body; released when dropped.
+#[derive(Default)]
+pub struct BodyPermit {
+    _held: Vec<OwnedSemaphorePermit>,
+}
+
+impl Downstream {
+    pub fn new(stream: Stream) -> Self {
+        let peer = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet().copied()));
+        let tls = stream.get_ssl_digest().is_some();
+        Downstream { stream, buf: BytesMut::with_capacity(8 * 1024), peer, tls }
+    }
+
+    /// Waits for and parses the next request head.
+    ///
+    /// An idle connection waits up to `idle` for the first byte (and is closed early on
+    /// shutdown); once a request has started, the whole head must arrive within `head_timeout`.
+    pub async fn next_head(&mut self, idle: Duration, head_timeout: Duration, max_bytes: usize, shutdown: &mut ShutdownWatch) -> NextHead {
+        if self.buf.is_empty() {
+            if *shutdown.borrow() {
+                return NextHead::Idle;
+            }
+            self.buf.reserve(4096);
+            let first = tokio::select! {
+                r = tokio::time::timeout(idle, self.stream.read_buf(&mut self.buf)) => r,
+                _ = shutdown.changed() => return NextHead::Idle,
+            };
+            match first {
+                Ok(Ok(0)) | Ok(Err(_)) => return NextHead::Closed,
+                Ok(Ok(_)) => {}
+                Err(_) => return NextHead::Idle,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + head_timeout;
+        loop {
+            match RequestHead::parse(&mut self.buf, max_bytes) {
+                Ok(Some(h)) => return NextHead::Head(h),
+                Ok(None) => {}
+                Err(e) => return NextHead::Invalid(e),
+            }
+            self.buf.reserve(4096);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return NextHead::Closed,
+                Ok(Ok(_)) => {}
+                Err(_) => return NextHead::TimedOut,
+            }
+        }
+    }
+
+    /// Reserves memory for a body of `len` bytes (or a first slice of an unknown length).
+    pub async fn reserve(budget: &Arc<Semaphore>, len: usize) -> Result<BodyPermit, BodyError> {
+        if len < BUDGET_FREE {
+            return Ok(BodyPermit::default());
+        }
+        let kib = u32::try_from(len.div_ceil(1024)).map_err(|_| BodyError::TooLarge(len))?;
+        match tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(p)) => Ok(BodyPermit { _held: vec![p] }),
+            _ => Err(BodyError::Busy),
+        }
+    }
+
+    /// Reads the whole request body. Chunked bodies are decoded.
+    pub async fn read_body(&mut self, framing: Framing, limit: usize, timeout: Duration, budget: &Arc<Semaphore>) -> Result<(Bytes, BodyPermit), BodyError> {
+        match framing {
+            Framing::None | Framing::UntilClose => Ok((Bytes::new(), BodyPermit::default())),
+            Framing::Length(n) => {
+                let n = usize::try_from(n).map_err(|_| BodyError::TooLarge(limit))?;
+                if n > limit {
+                    return Err(BodyError::TooLarge(limit));
+                }
+                let permit = Self::reserve(budget, n).await?;
+                if self.buf.len() >= n {
+                    return Ok((self.buf.split_to(n).freeze(), permit));
+                }
+                let mut body = BytesMut::with_capacity(n);
+                body.extend_from_slice(&self.buf.split());
+                while body.len() < n {
+                    match tokio::time::timeout(timeout, self.stream.read_buf(&mut body)).await {
+                        Ok(Ok(0)) => return Err(BodyError::Closed),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(BodyError::Io(e)),
+                        Err(_) => return Err(BodyError::TimedOut),
+                    }
+                }
+                // A read may run past the body into a pipelined request: keep that for later.
+                if body.len() > n {
+                    self.buf = body.split_off(n);
+                }
+                Ok((body.freeze(), permit))
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                let mut body = BytesMut::new();
+                let mut permit = BodyPermit::default();
+                let mut reserved = 0usize;
+                loop {
+                    let mut too_large = false;
+                    let end = decoder.feed(&self.buf, |data| {
+                        if body.len() + data.len() > limit {
+                            too_large = true;
+                        } else {
+                            body.extend_from_slice(data);
+                        }
+                    })?;
+                    if too_large {
+                        return Err(BodyError::TooLarge(limit));
+                    }
+                    if body.len() >= reserved + BUDGET_FREE {
+                        let step = body.len() - reserved;
+                        permit._held.extend(Self::reserve(budget, step).await?._held);
+                        reserved += step;
+                    }
+                    match end {
+                        Some(consumed) => {
+                            let _ = self.buf.split_to(consumed);
+                            return Ok((body.freeze(), permit));
+                        }
+                        None => self.buf.clear(),
+                    }
+                    self.buf.reserve(16 * 1024);
+                    match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+                        Ok(Ok(0)) => return Err(BodyError::Closed),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(BodyError::Io(e)),
+                        Err(_) => return Err(BodyError::TimedOut),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `data` and flushes, giving up after `timeout` (a client that stops reading).
+    pub async fn write_all(&mut self, data: &[u8], timeout: Duration) -> std::io::Result<()> {
+        let w = async {
+            self.stream.write_all(data).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(timeout, w).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")),
+        }
+    }
+
+    /// Writes two parts (head and body) and flushes.
+    pub async fn write_two(&mut self, a: &[u8], b: &[u8], timeout: Duration) -> std::io::Result<()> {
+        let w = async {
+            self.stream.write_all(a).await?;
+            if !b.is_empty() {
+                self.stream.write_all(b).await?;
+            }
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(timeout, w).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")),
+        }
+    }
+
+    /// Closes the write side so the client sees the end promptly.
+    pub async fn shutdown(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+    }
+}

@@ -1,0 +1,447 @@
+//! One request, from head to access-log line: authenticate, read the body, choose a key (or the
+//! key a resource is pinned to), send, classify the answer, retry on another key while nothing
+//! has reached the client, then relay.
+
+use super::downstream::{BodyError, Downstream};
+use super::hygiene::finish_upstream_head;
+use super::relay::{self, Relay};
+use super::{respond, Runtime, Shared};
+use crate::auth::{self, Client};
+use crate::gemini::error::{ApiError, UpstreamError};
+use crate::gemini::route::{self, Action, Route, Surface};
+use crate::http1::{Framing, RequestHead, ResponseHead};
+use crate::pool::outcome::{classify, FailureKind, Outcome};
+use crate::pool::store::UploadSession;
+use crate::pool::{Exhausted, Lease, Pool};
+use crate::telemetry::access_log::{AccessRecord, AttemptRecord};
+use crate::upstream::{UpstreamConn, UpstreamFailure};
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long the proxy remembers upload sessions and which key owns a created resource.
+/// (Gemini files live 48 hours; caches and batches can live longer.)
+const OWNERSHIP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest upstream error body read for classification.
+const ERROR_BODY_CAP: usize = 256 * 1024;
+
+struct InflightGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Handles one request. Returns whether the connection may carry another.
+pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: RequestHead) -> bool {
+    shared.inflight.fetch_add(1, Ordering::AcqRel);
+    let _guard = InflightGuard(&shared.inflight);
+    let started = Instant::now();
+    let mut log = AccessRecord {
+        time: SystemTime::now(),
+        request_id: shared.next_request_id(),
+        peer: ds.peer,
+        client: None,
+        method: head.method().to_owned(),
+        path: logged_path(&head),
+        model: None,
+        status: 0,
+        attempts: Vec::new(),
+        total_ms: 0.0,
+        first_byte_ms: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        tokens_in: 0,
+        tokens_out: 0,
+        stream: false,
+        error: None,
+    };
+    let keep = serve(shared, rt, ds, &head, &mut log, started).await;
+    log.total_ms = ms(started.elapsed());
+    if shared.access_log.enabled() {
+        shared.access_log.record(log);
+    }
+    keep && !head.wants_close()
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The path as logged: query kept, `key=` removed.
+fn logged_path(head: &RequestHead) -> String {
+    match head.query() {
+        Some(q) => {
+            let q = route::without_key_param(q);
+            if q.is_empty() { head.path().to_owned() } else { format!("{}?{q}", head.path()) }
+        }
+        None => head.path().to_owned(),
+    }
+}
+
+/// Writes a proxy error and records it. Returns whether the connection stays usable.
+async fn fail(ds: &mut Downstream, log: &mut AccessRecord, err: ApiError, openai: bool, close: bool, head_only: bool) -> bool {
+    log.status = err.code;
+    log.error = Some(err.message.clone());
+    let written = respond::error(ds, &err, openai, close, head_only).await;
+    written && !close
+}
+
+async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &RequestHead, log: &mut AccessRecord, started: Instant) -> bool {
+    let settings = &rt.settings;
+    let head_only = head.method() == "HEAD";
+    let Some(mut route) = route::parse(head.method(), head.path()) else {
+        // The body (if any) is unread: close rather than parse it as the next request.
+        let close = !matches!(head.framing(), Ok(Framing::None));
+        let err = ApiError::not_found(format!("{} is not a Gemini API path (expected /v1/..., /v1beta/..., /v1beta/openai/... or /upload/...)", head.path()));
+        return fail(ds, log, err, false, close, head_only).await;
+    };
+    let openai = route.surface == Surface::OpenAi;
+
+    // Upload chunks are authorised by their upload_id, as at Google: the Python SDK sends
+    // them to the URL it was given, without a key.
+    let upload_id = (route.surface == Surface::Upload).then(|| head.query().and_then(|q| route::query_param(q, "upload_id"))).flatten();
+    let upload = upload_id.and_then(|id| shared.store.upload(id));
+    if upload_id.is_some() {
+        route.action = Action::UploadChunk;
+    }
+    let credential = auth::credential(head);
+    let client: Client = match (&upload, credential) {
+        (Some(session), None) => Client { name: session.client.clone().unwrap_or_else(|| Arc::from(auth::ANONYMOUS)), pool: 0 },
+        (_, cred) => match rt.clients.authenticate(cred.as_ref().map(|(c, _)| c.as_ref())) {
+            Ok(c) => c,
+            Err(e) => {
+                let close = !matches!(head.framing(), Ok(Framing::None));
+                return fail(ds, log, ApiError::unauthenticated(e.to_string()), openai, close, head_only).await;
+            }
+        },
+    };
+    log.client = Some(client.name.clone());
+
+    // Body.
+    let framing = match head.framing() {
+        Ok(f) => f,
+        Err(e) => {
+            let err = ApiError::new(e.status(), if e.status() == 501 { "UNIMPLEMENTED" } else { "INVALID_ARGUMENT" }, "BAD_REQUEST", e.to_string());
+            return fail(ds, log, err, openai, true, head_only).await;
+        }
+    };
+    let limit = settings.server.body_limit;
+    if let Framing::Length(n) = framing {
+        if n > limit as u64 {
+            return fail(ds, log, ApiError::body_too_large(limit), openai, true, head_only).await;
+        }
+    }
+    if head.expects_continue() && framing != Framing::None && !respond::continue_100(ds).await {
+        return false;
+    }
+    let (body, _permit) = match ds.read_body(framing, limit, settings.server.body_timeout, &shared.body_budget).await {
+        Ok(b) => b,
+        Err(e) => {
+            let err = match &e {
+                BodyError::TooLarge(l) => ApiError::body_too_large(*l),
+                BodyError::Busy => ApiError::new(503, "UNAVAILABLE", "PROXY_BUSY", e.to_string()).with_retry_after(1),
+                BodyError::TimedOut => ApiError::new(408, "DEADLINE_EXCEEDED", "BODY_TIMEOUT", e.to_string()),
+                BodyError::Chunked(_) => ApiError::bad_request(e.to_string()),
+                BodyError::Closed | BodyError::Io(_) => {
+                    log.status = 499;
+                    log.error = Some(e.to_string());
+                    return false;
+                }
+            };
+            return fail(ds, log, err, openai, true, head_only).await;
+        }
+    };
+    log.bytes_in = body.len() as u64;
+
+    let model = model_of(&route, &body);
+    log.model = model.clone();
+    let model_key = model.as_deref().unwrap_or("");
+    let pool = match rt.pools.get(client.pool) {
+        Some(p) => p,
+        None => return fail(ds, log, ApiError::new(503, "UNAVAILABLE", "NO_POOL", "no key pool is configured"), openai, false, head_only).await,
+    };
+
+    // A resource (file, cache, upload...) lives in the project of the key that created it.
+    let pinned = pinned_key(shared, pool, &route, upload.as_ref(), &body);
+
+    // The upstream head is the same for every attempt but for the key.
+    let path_and_query = match head.query().map(route::without_key_param) {
+        Some(q) if !q.is_empty() => format!("{}?{q}", head.path()),
+        _ => head.path().to_owned(),
+    };
+    let mut prefix = Vec::with_capacity(512);
+    rt.hygiene.upstream_head_prefix(head, &settings.upstream, &path_and_query, &mut prefix);
+
+    let policy = &settings.key_health;
+    let up = &settings.upstream;
+    let max_attempts = if pinned.is_some() { 1 } else { up.max_attempts };
+    let mut tried: Vec<u32> = Vec::with_capacity(max_attempts as usize);
+    let mut last_failure: Option<(UpstreamFailure, Lease)> = None;
+    let mut held: Option<Held> = None;
+
+    for attempt_no in 0..max_attempts {
+        let lease = match pinned {
+            Some(i) => pool.lease(i),
+            None => match pool.select(model_key, &tried, Instant::now()) {
+                Ok(l) => l,
+                Err(ex) => {
+                    if let Some(h) = held.take() {
+                        return deliver(shared, rt, ds, head, &route, h, log, started, pool, Some(&ex)).await;
+                    }
+                    return fail(ds, log, exhausted_error(&ex, model_key, policy, last_failure.as_ref().map(|f| &f.0)), openai, false, head_only).await;
+                }
+            },
+        };
+        tried.push(lease.index);
+        let key = pool.key(lease.index);
+        let attempt_started = Instant::now();
+        let mut upstream_head = Vec::with_capacity(prefix.len() + 128 + body.len().min(16 * 1024));
+        upstream_head.extend_from_slice(&prefix);
+        finish_upstream_head(&mut upstream_head, route.surface, key.secret.expose(), body.len(), head.method());
+
+        let answer = exchange(shared, rt, &mut upstream_head, &body).await;
+        let now = Instant::now();
+        match answer {
+            Err(failure) => {
+                let kind = match failure {
+                    UpstreamFailure::Connect(_) => FailureKind::Connect,
+                    UpstreamFailure::Timeout(_) => FailureKind::Timeout,
+                    UpstreamFailure::Broken(_) | UpstreamFailure::Protocol(_) => FailureKind::Broken,
+                };
+                let outcome = Outcome::Failure(kind);
+                pool.report(lease.index, model_key, &outcome, None, &failure.to_string(), policy, now);
+                log.attempts.push(attempt_record(pool, &lease, &outcome, None, attempt_started));
+                tracing::debug!(request_id = log.request_id, key = %key.name, error = %failure, "upstream attempt failed");
+                held = None;
+                last_failure = Some((failure, lease));
+                if attempt_no + 1 < max_attempts {
+                    tokio::time::sleep(backoff(up.retry_backoff, attempt_no)).await;
+                }
+            }
+            Ok((mut conn, res)) => {
+                let status = res.status;
+                // Error answers are read whole (they are small) to learn what they mean.
+                let classified = if matches!(status, 400 | 403 | 429 | 500..=504) {
+                    match relay::buffer_body(&mut conn, &res, head.method(), up.idle_timeout, ERROR_BODY_CAP).await {
+                        Ok(decoded) => {
+                            let parsed = decoded.as_deref().and_then(UpstreamError::parse);
+                            let message = parsed.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+                            (classify(status, parsed.as_ref(), policy, now), message)
+                        }
+                        Err(failure) => (Outcome::Failure(FailureKind::Broken), failure.to_string()),
+                    }
+                } else {
+                    (classify(status, None, policy, now), String::new())
+                };
+                let (outcome, message) = classified;
+                if outcome.retry_elsewhere() {
+                    pool.report(lease.index, model_key, &outcome, Some(status), &message, policy, now);
+                    log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started));
+                    tracing::debug!(request_id = log.request_id, key = %key.name, status, outcome = outcome.label(), "retrying on another key");
+                    let is_failure = matches!(outcome, Outcome::Failure(_));
+                    // Keep this answer in case no other key can do better.
+                    held = Some(Held { conn, res, lease, outcome, attempt_started, already_reported: true });
+                    last_failure = None;
+                    if attempt_no + 1 < max_attempts {
+                        if is_failure {
+                            tokio::time::sleep(backoff(up.retry_backoff, attempt_no)).await;
+                        }
+                        continue;
+                    }
+                    break;
+                }
+                let h = Held { conn, res, lease, outcome, attempt_started, already_reported: false };
+                return deliver(shared, rt, ds, head, &route, h, log, started, pool, None).await;
+            }
+        }
+    }
+
+    // Every attempt used.
+    if let Some(h) = held {
+        let ex = pool.select(model_key, &tried, Instant::now()).err();
+        return deliver(shared, rt, ds, head, &route, h, log, started, pool, ex.as_ref()).await;
+    }
+    let err = match last_failure {
+        Some((UpstreamFailure::Timeout(d), _)) => ApiError::gateway_timeout(format!("the upstream did not answer within {d:?}")),
+        Some((f, _)) => ApiError::bad_gateway(f.to_string()),
+        None => ApiError::bad_gateway("no upstream attempt could be made"),
+    };
+    fail(ds, log, err, openai, false, head_only).await
+}
+
+/// An upstream answer waiting to be delivered (or replaced by a better one).
+pub(super) struct Held {
+    pub conn: UpstreamConn,
+    pub res: ResponseHead,
+    pub lease: Lease,
+    pub outcome: Outcome,
+    pub attempt_started: Instant,
+    pub already_reported: bool,
+}
+
+fn backoff(base: Duration, attempt_no: u32) -> Duration {
+    (base * (1u32 << attempt_no.min(5))).min(Duration::from_secs(2))
+}
+
+fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<u16>, started: Instant) -> AttemptRecord {
+    let key = pool.key(lease.index);
+    AttemptRecord { key: key.name.clone(), fingerprint: key.health.fingerprint, outcome: outcome.label(), status, ms: ms(started.elapsed()) }
+}
+
+/// The error for "no key left", keeping the cause of the last failure in view.
+fn exhausted_error(ex: &Exhausted, model: &str, policy: &crate::config::KeyHealthSettings, last: Option<&UpstreamFailure>) -> ApiError {
+    let mut err = ex.to_api_error(model, Instant::now(), policy);
+    if let Some(f) = last {
+        err.message = format!("{}; last attempt: {f}", err.message);
+    }
+    err
+}
+
+/// The model a request is for: from the path, or from the JSON body on the OpenAI surface.
+fn model_of(route: &Route<'_>, body: &Bytes) -> Option<String> {
+    if let Some(m) = route.model {
+        return Some(m.to_owned());
+    }
+    if route.surface == Surface::OpenAi && matches!(route.action, Action::OpenAiChat | Action::OpenAiEmbeddings) && !body.is_empty() {
+        #[derive(serde::Deserialize)]
+        struct WithModel<'a> {
+            #[serde(borrow)]
+            model: Option<std::borrow::Cow<'a, str>>,
+        }
+        let parsed: WithModel<'_> = serde_json::from_slice(body).ok()?;
+        return parsed.model.map(|m| m.strip_prefix("models/").unwrap_or(&m).to_owned());
+    }
+    None
+}
+
+/// The key a request must use because the resource it names belongs to that key's project.
+fn pinned_key(shared: &Shared, pool: &Pool, route: &Route<'_>, upload: Option<&UploadSession>, body: &Bytes) -> Option<u32> {
+    if let Some(u) = upload {
+        return pool.index_of(u.key);
+    }
+    if let Some(res) = route.resource {
+        if let Some(owner) = shared.store.owner(res) {
+            return pool.index_of(owner);
+        }
+    }
+    if shared.store.has_owned_resources() && !body.is_empty() {
+        for name in route::referenced_resources(body) {
+            if let Some(owner) = shared.store.owner(&name) {
+                return pool.index_of(owner);
+            }
+        }
+    }
+    None
+}
+
+/// Sends the request on a pooled (or new) connection and reads the response head. A pooled
+/// connection the server closed while idle gets one retry on a fresh connection.
+async fn exchange(shared: &Shared, rt: &Runtime, upstream_head: &mut Vec<u8>, body: &Bytes) -> Result<(UpstreamConn, ResponseHead), UpstreamFailure> {
+    let target = &rt.target;
+    let up = &target.settings;
+    let head_len = upstream_head.len();
+    let mut conn = shared.upstream.checkout(target).await?;
+    loop {
+        let sent = conn.send(upstream_head, body, up.idle_timeout).await;
+        let result = match sent {
+            Ok(()) => conn.read_head(up.first_byte_timeout).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(res) => return Ok((conn, res)),
+            Err(UpstreamFailure::Broken(_)) if conn.reused => {
+                upstream_head.truncate(head_len);
+                conn = shared.upstream.connect(target).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Relays a held answer to the client and does the bookkeeping.
+#[allow(clippy::too_many_arguments)]
+async fn deliver(
+    shared: &Shared,
+    rt: &Arc<Runtime>,
+    ds: &mut Downstream,
+    head: &RequestHead,
+    route: &Route<'_>,
+    held: Held,
+    log: &mut AccessRecord,
+    started: Instant,
+    pool: &Pool,
+    exhausted: Option<&Exhausted>,
+) -> bool {
+    let Held { conn, res, lease, outcome, attempt_started, already_reported } = held;
+    let settings = &rt.settings;
+    let policy = &settings.key_health;
+    let model = log.model.clone().unwrap_or_default();
+    let openai = route.surface == Surface::OpenAi;
+    let status = res.status;
+
+    // A key error on the last attempt is our problem, not the client's: say so plainly rather
+    // than pass on "API key not valid", which the client would read as its own token being bad.
+    if matches!(outcome, Outcome::Disable(_)) {
+        let ex = exhausted.cloned().unwrap_or_else(|| pool.select(&model, &[], Instant::now()).err().unwrap_or(Exhausted::Empty));
+        let err = ex.to_api_error(&model, Instant::now(), policy);
+        return fail(ds, log, err, openai, false, head.method() == "HEAD").await;
+    }
+    // Tell clients when to come back, which Gemini itself never does in a header.
+    let retry_after = match (status, exhausted) {
+        (429 | 503, Some(ex)) => ex.to_api_error(&model, Instant::now(), policy).retry_after,
+        (429, None) => Some(policy.default_cooldown.as_secs().max(1)),
+        _ => None,
+    };
+    let key = pool.key(lease.index);
+    let plan = relay::Plan::for_request(route, head, &res, settings, ds.tls);
+    let upload_origin = plan.origin.clone();
+    let mut upload_binding: Option<String> = None;
+    let result: Relay = relay::relay(
+        shared,
+        rt,
+        ds,
+        head,
+        conn,
+        res,
+        plan,
+        retry_after,
+        |upload_url| {
+            let (rewritten, upload_id) = relay::rewrite_upload_url(upload_url, &upload_origin, &settings.upstream.path_prefix)?;
+            upload_binding = upload_id;
+            Some(rewritten)
+        },
+        started,
+    )
+    .await;
+
+    log.status = result.status;
+    log.bytes_out = result.bytes_out;
+    log.first_byte_ms = result.first_byte.map(ms);
+    log.stream = result.streamed;
+    log.set_usage(result.usage);
+    if let Some(e) = &result.error {
+        log.error = Some(e.clone());
+    }
+    if let Some(u) = result.usage {
+        key.health.counters.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
+        key.health.counters.output_tokens.fetch_add(u.output_tokens, Ordering::Relaxed);
+    }
+    if !already_reported {
+        // A stream that broke midway counts against the key like any transient failure.
+        let outcome = if result.upstream_broke { Outcome::Failure(FailureKind::Broken) } else { outcome };
+        pool.report(lease.index, &model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, Instant::now());
+        log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started));
+    }
+    // Remember which key owns what was just created.
+    let fp = key.health.fingerprint;
+    if let Some(upload_id) = upload_binding {
+        shared.store.bind_upload(&upload_id, UploadSession { key: fp, client: log.client.clone(), expires: Instant::now() + OWNERSHIP_TTL });
+    }
+    if let Some(name) = &result.created_resource {
+        shared.store.bind_owner(name, fp, OWNERSHIP_TTL);
+    }
+    result.client_keep_alive
+}

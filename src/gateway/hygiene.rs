@@ -1,0 +1,172 @@
+//! What crosses the proxy and what does not: the upstream request head (client credential,
+//! hop-by-hop and proxy-revealing headers removed, our key injected) and the client's response
+//! head (upstream software headers removed, upload URLs pointed back at the proxy).
+
+use crate::config::{HygieneSettings, UpstreamSettings};
+use crate::gemini::route::Surface;
+use crate::http1::{self, RequestHead, ResponseHead, HOP_BY_HOP};
+use std::collections::HashSet;
+
+/// Header rules, precomputed once per config snapshot.
+#[derive(Debug, Clone)]
+pub struct Hygiene {
+    strip_request: HashSet<String>,
+    strip_response: HashSet<String>,
+    strip_accept_encoding: bool,
+}
+
+/// Request headers that carry the client's credential or that we set ourselves.
+const CREDENTIAL_AND_OURS: &[&str] = &["host", "x-goog-api-key", "authorization", "expect"];
+
+fn is_in(list: &[&str], name: &[u8]) -> bool {
+    list.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+}
+
+fn in_set(set: &HashSet<String>, name: &[u8]) -> bool {
+    // Header names are ASCII tokens; most are already lower case.
+    if name.iter().any(u8::is_ascii_uppercase) {
+        set.contains(&String::from_utf8_lossy(name).to_ascii_lowercase())
+    } else {
+        std::str::from_utf8(name).is_ok_and(|n| set.contains(n))
+    }
+}
+
+impl Hygiene {
+    pub fn new(settings: &HygieneSettings, upstream: &UpstreamSettings) -> Self {
+        Hygiene {
+            strip_request: settings.strip_request.iter().cloned().collect(),
+            strip_response: settings.strip_response.iter().cloned().collect(),
+            strip_accept_encoding: upstream.strip_accept_encoding,
+        }
+    }
+
+    /// Writes the upstream request head up to (not including) the key header, content length
+    /// and final CRLF, which differ per attempt: see [`finish_upstream_head`].
+    pub fn upstream_head_prefix(&self, req: &RequestHead, upstream: &UpstreamSettings, path_and_query: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(req.method().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(upstream.path_prefix.as_bytes());
+        out.extend_from_slice(path_and_query.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(upstream.host_header.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let connection = req.header("connection");
+        for (name, value) in req.headers() {
+            if is_in(HOP_BY_HOP, name)
+                || is_in(CREDENTIAL_AND_OURS, name)
+                || in_set(&self.strip_request, name)
+                || (self.strip_accept_encoding && name.eq_ignore_ascii_case(b"accept-encoding"))
+                || std::str::from_utf8(name).is_ok_and(|n| http1::listed_in_connection(connection, n))
+            {
+                continue;
+            }
+            http1::write_header(out, name, value);
+        }
+    }
+
+    /// Writes the client's response head for `res`. `rewrite_upload_url` maps an upstream
+    /// upload session URL to the proxy's own; framing lines are added by the caller.
+    pub fn response_head(&self, res: &ResponseHead, out: &mut Vec<u8>, mut rewrite_upload_url: impl FnMut(&[u8]) -> Option<String>) {
+        http1::write_status_line(out, res.status);
+        let connection = res.header("connection");
+        for (name, value) in res.headers() {
+            if is_in(HOP_BY_HOP, name) || in_set(&self.strip_response, name) || std::str::from_utf8(name).is_ok_and(|n| http1::listed_in_connection(connection, n)) {
+                continue;
+            }
+            // Google sends the session URL twice (upload and control); both must lead back here.
+            if name.eq_ignore_ascii_case(b"x-goog-upload-url") || name.eq_ignore_ascii_case(b"x-goog-upload-control-url") {
+                if let Some(rewritten) = rewrite_upload_url(value) {
+                    http1::write_header(out, name, rewritten.as_bytes());
+                    continue;
+                }
+            }
+            http1::write_header(out, name, value);
+        }
+    }
+}
+
+/// Completes an upstream head: the key in the place this surface expects it, the body length,
+/// and the blank line.
+pub fn finish_upstream_head(out: &mut Vec<u8>, surface: Surface, key: &str, body_len: usize, method: &str) {
+    match surface {
+        Surface::OpenAi => {
+            out.extend_from_slice(b"authorization: Bearer ");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Surface::Native | Surface::Upload => http1::write_header(out, b"x-goog-api-key", key.as_bytes()),
+    }
+    if body_len > 0 || !matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+        http1::write_content_length(out, body_len as u64);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DEFAULT_STRIP_REQUEST, DEFAULT_STRIP_RESPONSE};
+    use bytes::BytesMut;
+    use std::time::Duration;
+
+    fn upstream() -> UpstreamSettings {
+        UpstreamSettings {
+            base_url: "https://generativelanguage.googleapis.com".into(),
+            tls: true,
+            host: "generativelanguage.googleapis.com".into(),
+            port: 443,
+            host_header: "generativelanguage.googleapis.com".into(),
+            path_prefix: String::new(),
+            connect_timeout: Duration::from_secs(1),
+            first_byte_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            keepalive_idle: Duration::from_secs(1),
+            max_attempts: 1,
+            retry_backoff: Duration::from_millis(1),
+            strip_accept_encoding: true,
+        }
+    }
+
+    fn hygiene() -> Hygiene {
+        let s = HygieneSettings {
+            strip_request: DEFAULT_STRIP_REQUEST.iter().map(|s| s.to_string()).collect(),
+            strip_response: DEFAULT_STRIP_RESPONSE.iter().map(|s| s.to_string()).collect(),
+        };
+        Hygiene::new(&s, &upstream())
+    }
+
+    #[test]
+    fn upstream_head_drops_credentials_and_revealing_headers() {
+        let raw = "POST /v1beta/models/m:generateContent?key=gp-client HTTP/1.1\r\nHost: proxy.local\r\nX-Goog-Api-Key: gp-client\r\nAuthorization: Bearer gp-client\r\nX-Forwarded-For: 10.0.0.1\r\nVia: 1.1 lb\r\nConnection: keep-alive, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nAccept-Encoding: gzip\r\nUser-Agent: google-genai-sdk/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n";
+        let req = RequestHead::parse(&mut BytesMut::from(raw.as_bytes()), 8192).unwrap().unwrap();
+        let mut out = Vec::new();
+        hygiene().upstream_head_prefix(&req, &upstream(), "/v1beta/models/m:generateContent", &mut out);
+        finish_upstream_head(&mut out, Surface::Native, "AIzaUPSTREAM", 2, "POST");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("POST /v1beta/models/m:generateContent HTTP/1.1\r\nhost: generativelanguage.googleapis.com\r\n"), "{text}");
+        for gone in ["gp-client", "10.0.0.1", "Via:", "X-Secret-Hop", "Accept-Encoding", "proxy.local", "Connection"] {
+            assert!(!text.contains(gone), "{gone} leaked: {text}");
+        }
+        assert!(text.contains("User-Agent: google-genai-sdk/1.0\r\n"));
+        assert!(text.contains("x-goog-api-key: AIzaUPSTREAM\r\n"));
+        assert!(text.ends_with("content-length: 2\r\n\r\n"));
+    }
+
+    #[test]
+    fn openai_surface_gets_a_bearer_key() {
+        let mut out = Vec::new();
+        finish_upstream_head(&mut out, Surface::OpenAi, "AIzaK", 0, "GET");
+        assert_eq!(out, b"authorization: Bearer AIzaK\r\n\r\n");
+    }
+
+    #[test]
+    fn response_head_strips_server_headers_and_rewrites_upload_url() {
+        let raw = "HTTP/1.1 200 OK\r\nServer: scaffolding on HTTPServer2\r\nAlt-Svc: h3=\":443\"\r\nX-Goog-Upload-URL: https://generativelanguage.googleapis.com/upload/v1beta/files?upload_id=U1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let res = ResponseHead::parse(&mut BytesMut::from(raw.as_bytes()), 8192).unwrap().unwrap();
+        let mut out = Vec::new();
+        hygiene().response_head(&res, &mut out, |_| Some("http://127.0.0.1:8080/upload/v1beta/files?upload_id=U1".into()));
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("scaffolding") && !text.contains("Alt-Svc") && !text.contains("Transfer-Encoding"), "{text}");
+        assert!(text.contains("X-Goog-Upload-URL: http://127.0.0.1:8080/upload/v1beta/files?upload_id=U1\r\n"), "{text}");
+    }
+}

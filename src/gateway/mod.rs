@@ -1,0 +1,123 @@
+//! The data plane: a Pingora `ServerApp` that speaks HTTP/1.1 to clients itself (a lean
+//! forwarding layer, see DESIGN.md for why not `ProxyHttp`), and per request authenticates the
+//! client, picks a key from the pool, forwards with retries on other keys, and relays the answer
+//! byte for byte. The modules it calls (auth, gemini, pool, upstream) know nothing of it.
+
+mod downstream;
+mod exchange;
+pub mod hygiene;
+mod relay;
+mod respond;
+pub mod probe;
+
+use crate::auth::ClientTable;
+use crate::config::Settings;
+use crate::pool::store::StateStore;
+use crate::pool::Pool;
+use crate::telemetry::access_log::AccessLog;
+use crate::upstream::{UpstreamClient, UpstreamTarget};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use downstream::{Downstream, NextHead};
+use hygiene::Hygiene;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// One immutable configuration snapshot with everything built from it. Requests hold the
+/// snapshot they started with; a reload swaps in a new one.
+pub struct Runtime {
+    pub settings: Arc<Settings>,
+    pub pools: Vec<Pool>,
+    pub clients: ClientTable,
+    pub target: Arc<UpstreamTarget>,
+    pub hygiene: Hygiene,
+}
+
+impl Runtime {
+    /// Builds a snapshot. Key state comes from `store`, so keys that stay keep their state; the
+    /// upstream target (and its pooled connections) is kept when the upstream did not change.
+    pub fn build(settings: Settings, store: &dyn StateStore, previous: Option<&Runtime>) -> Runtime {
+        let pools = settings.pools.iter().map(|p| Pool::build(p, store)).collect();
+        let clients = ClientTable::new(&settings.clients);
+        let target = match previous {
+            Some(prev) if prev.target.settings == settings.upstream => prev.target.clone(),
+            _ => Arc::new(UpstreamTarget::new(settings.upstream.clone())),
+        };
+        let hygiene = Hygiene::new(&settings.hygiene, &settings.upstream);
+        Runtime { settings: Arc::new(settings), pools, clients, target, hygiene }
+    }
+}
+
+/// State shared by every connection of the data plane.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub store: Arc<dyn StateStore>,
+    pub upstream: UpstreamClient,
+    pub access_log: AccessLog,
+    /// Requests being handled right now (for graceful shutdown).
+    pub inflight: AtomicUsize,
+    /// Memory for buffered request bodies, in KiB.
+    pub body_budget: Arc<Semaphore>,
+    request_ids: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(runtime: Runtime, store: Arc<dyn StateStore>, access_log: AccessLog) -> Arc<Shared> {
+        let budget_kib = runtime.settings.server.buffered_bytes_limit / 1024;
+        Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            store,
+            upstream: UpstreamClient::new(512),
+            access_log,
+            inflight: AtomicUsize::new(0),
+            body_budget: Arc::new(Semaphore::new(budget_kib.min(Semaphore::MAX_PERMITS))),
+            request_ids: AtomicU64::new(1),
+        })
+    }
+
+    fn next_request_id(&self) -> u64 {
+        self.request_ids.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The Pingora application serving client connections.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ServerApp for Gateway {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let mut ds = Downstream::new(stream);
+        let mut shutdown = shutdown.clone();
+        let mut first = true;
+        loop {
+            let rt = self.shared.runtime.load_full();
+            let s = &rt.settings.server;
+            let idle = if first { s.header_timeout } else { s.keepalive_timeout };
+            match ds.next_head(idle, s.header_timeout, s.max_header_bytes, &mut shutdown).await {
+                NextHead::Head(head) => {
+                    let keep = exchange::handle(&self.shared, &rt, &mut ds, head).await;
+                    if !keep || *shutdown.borrow() {
+                        ds.shutdown().await;
+                        return None;
+                    }
+                }
+                NextHead::Closed | NextHead::Idle => return None,
+                NextHead::TimedOut => {
+                    respond::head_error(&mut ds, 408, "the request head did not arrive in time").await;
+                    return None;
+                }
+                NextHead::Invalid(e) => {
+                    respond::head_error(&mut ds, e.status(), &e.to_string()).await;
+                    return None;
+                }
+            }
+            first = false;
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Request and response heads parsed in place: the head's bytes are kept once, and the method,
+//! target and headers are ranges into them, so parsing allocates one small vector.
+
+use super::Framing;
+use bytes::{Bytes, BytesMut};
+use std::ops::Range;
+
+/// Most headers a head may carry; more is answered with 431.
+pub const MAX_HEADERS: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("malformed HTTP head: {0}")]
+    Malformed(String),
+    #[error("HTTP head is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("more than {MAX_HEADERS} header fields")]
+    TooManyHeaders,
+    #[error("unsupported transfer coding: {0}")]
+    UnsupportedTransferCoding(String),
+    #[error("conflicting message framing: {0}")]
+    BadFraming(&'static str),
+}
+
+impl HeadError {
+    /// The status a client gets for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            HeadError::TooLarge(_) | HeadError::TooManyHeaders => 431,
+            HeadError::UnsupportedTransferCoding(_) => 501,
+            _ => 400,
+        }
+    }
+}
+
+type R = Range<u32>;
+
+fn range_of(base: &[u8], part: &[u8]) -> R {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    start as u32..(start + part.len()) as u32
+}
+
+fn at<'a>(raw: &'a [u8], r: &R) -> &'a [u8] {
+    &raw[r.start as usize..r.end as usize]
+}
+
+/// The length of a complete head from an httparse result; `None` while incomplete.
+fn head_len(parsed: httparse::Result<usize>, buffered: usize, max_bytes: usize) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n > max_bytes => Err(HeadError::TooLarge(max_bytes)),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buffered > max_bytes => Err(HeadError::TooLarge(max_bytes)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+        Err(e) => Err(HeadError::Malformed(e.to_string())),
+    }
+}
+
+/// Header storage shared by request and response heads.
+#[derive(Debug, Clone)]
+struct Fields {
+    raw: Bytes,
+    headers: Vec<(R, R)>,
+}
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| at(&self.raw, n).eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| at(&self.raw, v))
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers.iter().filter(move |(n, _)| at(&self.raw, n).eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| at(&self.raw, v))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers.iter().map(|(n, v)| (at(&self.raw, n), at(&self.raw, v)))
+    }
+
+    /// Framing from Transfer-Encoding / Content-Length, refusing the ambiguous combinations
+    /// that enable request smuggling.
+    fn framing(&self) -> Result<Option<Framing>, HeadError> {
+        let mut te = self.all("transfer-encoding").peekable();
+        if te.peek().is_some() {
+            if self.get("content-length").is_some() {
+                return Err(HeadError::BadFraming("both Transfer-Encoding and Content-Length"));
+            }
+            let codings: Vec<&[u8]> = te.flat_map(|v| v.split(|b| *b == b',')).map(|c| c.trim_ascii()).filter(|c| !c.is_empty()).collect();
+            return match codings.as_slice() {
+                [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(Some(Framing::Chunked)),
+                _ => Err(HeadError::UnsupportedTransferCoding(
+                    codings.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(", "),
+                )),
+            };
+        }
+        let mut length: Option<u64> = None;
+        for v in self.all("content-length") {
+            // "5, 5" is allowed by RFC 9110 when all values agree.
+            for part in v.split(|b| *b == b',') {
+                let part = part.trim_ascii();
+                if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                    return Err(HeadError::BadFraming("invalid Content-Length"));
+                }
+                let n: u64 = std::str::from_utf8(part).ok().and_then(|s| s.parse().ok()).ok_or(HeadError::BadFraming("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::BadFraming("conflicting Content-Length values"));
+                }
+                length = Some(n);
+            }
+        }
+        Ok(length.map(Framing::Length))
+    }
+
+    fn connection_has(&self, token: &str) -> bool {
+        self.all("connection").any(|v| v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes())))
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    fields: Fields,
+    method: R,
+    path: R,
+    query: Option<R>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+}
+
+impl RequestHead {
+    /// Parses a head at the start of `buf`. On success the head's bytes are split off `buf`
+    /// (what remains is the start of the body). `Ok(None)`: incomplete, read more.
+    pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>, HeadError> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut storage);
+        let Some(len) = head_len(req.parse(buf), buf.len(), max_bytes)? else { return Ok(None) };
+        let base: &[u8] = buf;
+        let method = range_of(base, req.method.unwrap_or("").as_bytes());
+        let target = req.path.unwrap_or("");
+        // Absolute-form targets (from clients configured to use us as a forward proxy) are
+        // reduced to their path.
+        let origin_form = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+            Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or("/"),
+            None => target,
+        };
+        if !origin_form.starts_with('/') {
+            return Err(HeadError::Malformed("request target must be a path".into()));
+        }
+        if std::str::from_utf8(origin_form.as_bytes()).is_err() {
+            return Err(HeadError::Malformed("request target is not valid UTF-8".into()));
+        }
+        let (path, query) = match origin_form.split_once('?') {
+            Some((p, q)) => (range_of(base, p.as_bytes()), Some(range_of(base, q.as_bytes()))),
+            None => (range_of(base, origin_form.as_bytes()), None),
+        };
+        let minor_version = req.version.unwrap_or(1);
+        let headers = req.headers.iter().map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value))).collect();
+        let raw = buf.split_to(len).freeze();
+        Ok(Some(RequestHead { fields: Fields { raw, headers }, method, path, query, minor_version }))
+    }
+
+    pub fn method(&self) -> &str {
+        // httparse only accepts token characters in methods: ASCII.
+        std::str::from_utf8(at(&self.fields.raw, &self.method)).unwrap_or("")
+    }
+
+    pub fn path(&self) -> &str {
+        std::str::from_utf8(at(&self.fields.raw, &self.path)).unwrap_or("/")
+    }
+
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_ref().and_then(|q| std::str::from_utf8(at(&self.fields.raw, q)).ok())
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.fields.get(name)
+    }
+
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter()
+    }
+
+    /// Body framing: `Framing::None` when neither header is present.
+    pub fn framing(&self) -> Result<Framing, HeadError> {
+        Ok(self.fields.framing()?.unwrap_or(Framing::None))
+    }
+
+    /// Whether the client wants the connection closed after this exchange.
+    pub fn wants_close(&self) -> bool {
+        if self.minor_version == 0 {
+            !self.fields.connection_has("keep-alive")
+        } else {
+            self.fields.connection_has("close")
+        }
+    }
+
+    pub fn expects_continue(&self) -> bool {
+        self.minor_version >= 1 && self.header("expect").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    fields: Fields,
+    pub status: u16,
+    pub minor_version: u8,
+}
+
+impl ResponseHead {
+    /// Parses a response head at the start of `buf`, splitting it off on success.
+    pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<ResponseHead>, HeadError> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut storage);
+        let Some(len) = head_len(res.parse(buf), buf.len(), max_bytes)? else { return Ok(None) };
+        let base: &[u8] = buf;
+        let code = res.code.unwrap_or(0);
+        let minor_version = res.version.unwrap_or(1);
+        let headers = res.headers.iter().map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value))).collect();
+        let raw = buf.split_to(len).freeze();
+        Ok(Some(ResponseHead { fields: Fields { raw, headers }, status: code, minor_version }))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.fields.get(name)
+    }
+
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter()
+    }
+
+    /// Body framing of this response to a request with method `method`.
+    pub fn framing(&self, method: &str) -> Result<Framing, HeadError> {
+        if method == "HEAD" || (100..200).contains(&self.status) || self.status == 204 || self.status == 304 {
+            return Ok(Framing::None);
+        }
+        Ok(self.fields.framing()?.unwrap_or(Framing::UntilClose))
+    }
+
+    /// Whether the upstream connection can carry another request after this response.
+    pub fn keeps_alive(&self) -> bool {
+        if self.minor_version == 0 {
+            self.fields.connection_has("keep-alive")
+        } else {
+            !self.fields.connection_has("close")
+        }
+    }
+
+    /// The raw value of a header as a string, if it is valid UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(text: &str) -> Result<Option<RequestHead>, HeadError> {
+        let mut b = BytesMut::from(text.as_bytes());
+        RequestHead::parse(&mut b, 64 * 1024)
+    }
+
+    #[test]
+    fn parses_in_place_and_leaves_the_body() {
+        let mut b = BytesMut::from(&b"POST /v1beta/models/x:generateContent?alt=sse&key=k HTTP/1.1\r\nHost: a\r\nX-Goog-Api-Key: t\r\nContent-Length: 4\r\n\r\nbody"[..]);
+        let h = RequestHead::parse(&mut b, 1024).unwrap().unwrap();
+        assert_eq!(h.method(), "POST");
+        assert_eq!(h.path(), "/v1beta/models/x:generateContent");
+        assert_eq!(h.query(), Some("alt=sse&key=k"));
+        assert_eq!(h.header("x-goog-api-key"), Some(&b"t"[..]));
+        assert_eq!(h.framing().unwrap(), Framing::Length(4));
+        assert_eq!(&b[..], b"body");
+        assert!(!h.wants_close());
+    }
+
+    #[test]
+    fn partial_and_oversized_heads() {
+        assert!(req("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        let mut b = BytesMut::from(format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(2000)).as_bytes());
+        assert_eq!(RequestHead::parse(&mut b, 1024).unwrap_err().status(), 431);
+    }
+
+    #[test]
+    fn framing_rules_refuse_smuggling() {
+        let both = req("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
+        assert!(matches!(both.framing(), Err(HeadError::BadFraming(_))));
+        let two = req("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").unwrap().unwrap();
+        assert!(two.framing().is_err());
+        let same = req("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n").unwrap().unwrap();
+        assert_eq!(same.framing().unwrap(), Framing::Length(5));
+        let gz = req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap().unwrap();
+        assert_eq!(gz.framing().unwrap_err().status(), 501);
+        let neg = req("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").unwrap().unwrap();
+        assert!(neg.framing().is_err());
+        let chunked = req("POST / HTTP/1.1\r\ntransfer-encoding: Chunked\r\n\r\n").unwrap().unwrap();
+        assert_eq!(chunked.framing().unwrap(), Framing::Chunked);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().wants_close());
+        assert!(!req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap().wants_close());
+        assert!(req("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n").unwrap().unwrap().wants_close());
+    }
+
+    #[test]
+    fn absolute_form_is_reduced_to_the_path() {
+        let h = req("GET http://proxy:8080/v1/models?x=1 HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.path(), h.query()), ("/v1/models", Some("x=1")));
+        assert!(req("GET * HTTP/1.1\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn response_framing() {
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n"[..]);
+        let h = ResponseHead::parse(&mut b, 1024).unwrap().unwrap();
+        assert_eq!(h.status, 200);
+        assert_eq!(h.framing("POST").unwrap(), Framing::Chunked);
+        assert_eq!(h.framing("HEAD").unwrap(), Framing::None);
+        assert!(h.keeps_alive());
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"[..]);
+        let h = ResponseHead::parse(&mut b, 1024).unwrap().unwrap();
+        assert_eq!(h.framing("GET").unwrap(), Framing::UntilClose);
+        assert!(!h.keeps_alive());
+    }
+}

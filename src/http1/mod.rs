@@ -1,0 +1,100 @@
+//! A lean HTTP/1.1 codec for the data plane: request and response heads parsed in place
+//! (httparse), body framing rules, and a chunked-encoding decoder that can also just watch
+//! bytes pass. No I/O and no Gemini knowledge here.
+
+pub mod chunked;
+pub mod head;
+
+pub use chunked::{ChunkError, ChunkedDecoder};
+pub use head::{HeadError, RequestHead, ResponseHead};
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (responses only).
+    UntilClose,
+}
+
+/// Header names that describe one connection and are never forwarded (RFC 9110 §7.6.1), plus
+/// the framing headers we always set ourselves.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "content-length",
+];
+
+/// Whether `name` is listed in a `Connection` header value (which makes it hop-by-hop too).
+pub fn listed_in_connection(connection: Option<&[u8]>, name: &str) -> bool {
+    connection.is_some_and(|v| v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes())))
+}
+
+/// The standard reason phrase for a status code.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        499 => "Client Closed Request",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Appends `HTTP/1.1 {status} {reason}\r\n`.
+pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+}
+
+/// Appends `name: value\r\n`.
+pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `content-length: n\r\n`.
+pub fn write_content_length(out: &mut Vec<u8>, n: u64) {
+    use std::io::Write;
+    let _ = write!(out, "content-length: {n}\r\n");
+}

@@ -1,0 +1,18 @@
+//! gemini-proxy: one endpoint in front of a pool of Gemini API keys, built on Pingora.
+//!
+//! Layers, from the wire inwards: `gateway` (the data plane) uses `http1` (codec), `upstream`
+//! (connections to Gemini), `auth` (who is calling), `pool` (which key), `gemini` (what the
+//! wire means) and `telemetry`; `config` builds the snapshot they all read; `server` and
+//! `background` wire it into a Pingora server.
+
+pub mod auth;
+pub mod background;
+pub mod config;
+pub mod gateway;
+pub mod gemini;
+pub mod http1;
+pub mod pool;
+pub mod secret;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

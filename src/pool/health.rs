@@ -1,0 +1,388 @@
+//! Live health of one upstream key: disabled or not (key-wide), cooldowns and circuit breakers
+//! per model (Gemini quotas are per project and model), in-flight count and counters.
+//!
+//! Hot-path reads are lock-free while a key has no model restrictions; the mutex is only taken
+//! for keys that are cooling or failing, and never across an await.
+
+use super::outcome::{CooldownKind, DisableReason, Outcome};
+use crate::config::KeyHealthSettings;
+use crate::secret::Fingerprint;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+/// Whether a key can take a request for a model right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Usable,
+    Disabled(DisableReason),
+    Cooling { until: Instant, kind: CooldownKind },
+    Broken { until: Instant },
+}
+
+#[derive(Debug, Clone)]
+pub struct Disabled {
+    pub reason: DisableReason,
+    pub since: SystemTime,
+    /// The upstream's message (never contains the key: Google does not echo it).
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ModelHealth {
+    cooldown: Option<(Instant, SystemTime, CooldownKind)>,
+    consecutive_failures: u32,
+    breaker_trips: u32,
+    breaker_until: Option<(Instant, SystemTime)>,
+}
+
+impl ModelHealth {
+    fn is_clean(&self, now: Instant) -> bool {
+        self.cooldown.is_none_or(|(u, _, _)| u <= now) && self.breaker_until.is_none_or(|(u, _)| u <= now) && self.consecutive_failures == 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    disabled: Option<Disabled>,
+    models: HashMap<String, ModelHealth>,
+    last_error: Option<LastError>,
+}
+
+/// The most recent failure of a key, for operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastError {
+    #[serde(with = "crate::telemetry::time::rfc3339")]
+    pub at: SystemTime,
+    pub model: String,
+    pub outcome: &'static str,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// Per-key counters since start.
+#[derive(Debug, Default)]
+pub struct KeyCounters {
+    pub attempts: AtomicU64,
+    pub successes: AtomicU64,
+    pub failures: AtomicU64,
+    pub input_tokens: AtomicU64,
+    pub output_tokens: AtomicU64,
+}
+
+/// The live state of one key. Shared by every pool and every config snapshot that holds the
+/// same key, so that state survives reloads.
+#[derive(Debug)]
+pub struct KeyHealth {
+    pub fingerprint: Fingerprint,
+    disabled: AtomicBool,
+    /// Number of model entries that may restrict this key; 0 means "usable for every model"
+    /// without taking the lock.
+    restricted: AtomicUsize,
+    inflight: AtomicU32,
+    inner: Mutex<Inner>,
+    pub counters: KeyCounters,
+}
+
+/// A point-in-time view of a key's health per model, for the admin API and tests.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelView {
+    pub model: String,
+    pub state: &'static str,
+    #[serde(with = "crate::telemetry::time::rfc3339_opt")]
+    pub until: Option<SystemTime>,
+    pub cooldown_kind: Option<CooldownKind>,
+    pub consecutive_failures: u32,
+}
+
+impl KeyHealth {
+    pub fn new(fingerprint: Fingerprint) -> Self {
+        KeyHealth {
+            fingerprint,
+            disabled: AtomicBool::new(false),
+            restricted: AtomicUsize::new(0),
+            inflight: AtomicU32::new(0),
+            inner: Mutex::new(Inner::default()),
+            counters: KeyCounters::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the state inconsistent in a way that
+        // matters more than losing it: recover the guard instead of propagating the poison.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn enter(&self) {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn leave(&self) {
+        self.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Acquire)
+    }
+
+    /// Whether this key may serve `model` now.
+    pub fn availability(&self, model: &str, now: Instant) -> Availability {
+        if self.disabled.load(Ordering::Acquire) {
+            let reason = self.lock().disabled.as_ref().map(|d| d.reason).unwrap_or(DisableReason::Manual);
+            return Availability::Disabled(reason);
+        }
+        if self.restricted.load(Ordering::Acquire) == 0 {
+            return Availability::Usable;
+        }
+        let inner = self.lock();
+        let Some(m) = inner.models.get(model) else { return Availability::Usable };
+        if let Some((until, _, kind)) = m.cooldown {
+            if until > now {
+                return Availability::Cooling { until, kind };
+            }
+        }
+        if let Some((until, _)) = m.breaker_until {
+            if until > now {
+                return Availability::Broken { until };
+            }
+        }
+        Availability::Usable
+    }
+
+    /// Records the outcome of one attempt on `model`.
+    pub fn report(&self, model: &str, outcome: &Outcome, status: Option<u16>, message: &str, policy: &KeyHealthSettings, now: Instant) {
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Outcome::Ok | Outcome::ClientError => {
+                self.counters.successes.fetch_add(1, Ordering::Relaxed);
+                if self.restricted.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                let mut inner = self.lock();
+                if let Some(m) = inner.models.get_mut(model) {
+                    m.consecutive_failures = 0;
+                    m.breaker_trips = 0;
+                    m.breaker_until = None;
+                }
+                self.tidy(&mut inner, now);
+            }
+            Outcome::Cooldown { until, until_wall, kind } => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let mut inner = self.lock();
+                let m = inner.models.entry(model.to_owned()).or_default();
+                m.cooldown = Some((*until, *until_wall, *kind));
+                inner.last_error = Some(last_error(model, outcome, status, message));
+                self.tidy(&mut inner, now);
+            }
+            Outcome::Disable(reason) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                self.disable(*reason, message);
+                self.lock().last_error = Some(last_error(model, outcome, status, message));
+            }
+            Outcome::Failure(_) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let mut inner = self.lock();
+                let m = inner.models.entry(model.to_owned()).or_default();
+                m.consecutive_failures += 1;
+                if m.consecutive_failures >= policy.breaker_threshold {
+                    // Each re-trip doubles the open time, up to 32 times the base.
+                    let open = policy.breaker_open * (1u32 << m.breaker_trips.min(5));
+                    m.breaker_trips += 1;
+                    m.breaker_until = Some((now + open, SystemTime::now() + open));
+                }
+                inner.last_error = Some(last_error(model, outcome, status, message));
+                self.tidy(&mut inner, now);
+            }
+        }
+    }
+
+    /// Takes the key out of service for every model.
+    pub fn disable(&self, reason: DisableReason, message: &str) {
+        let mut inner = self.lock();
+        inner.disabled = Some(Disabled { reason, since: SystemTime::now(), message: message.to_owned() });
+        self.disabled.store(true, Ordering::Release);
+    }
+
+    /// Puts a disabled key back in service. Returns false if it was not disabled.
+    pub fn enable(&self) -> bool {
+        let mut inner = self.lock();
+        let was = inner.disabled.take().is_some();
+        self.disabled.store(false, Ordering::Release);
+        was
+    }
+
+    pub fn disabled_info(&self) -> Option<Disabled> {
+        self.lock().disabled.clone()
+    }
+
+    pub fn last_error(&self) -> Option<LastError> {
+        self.lock().last_error.clone()
+    }
+
+    /// Lifts 429 cooldowns on `model` set after `since` (used when a whole pool's 429s turn out
+    /// to be egress throttling). Daily-quota cooldowns stay: they are explicit about the key.
+    pub fn lift_rate_limit(&self, model: &str, since: Instant, now: Instant) {
+        let mut inner = self.lock();
+        if let Some(m) = inner.models.get_mut(model) {
+            if let Some((until, _, kind)) = m.cooldown {
+                if kind != CooldownKind::DailyQuota && until >= since {
+                    m.cooldown = None;
+                }
+            }
+        }
+        self.tidy(&mut inner, now);
+    }
+
+    /// Clears cooldowns and breakers on every model (the prober saw the key work again).
+    /// Explicit quota cooldowns are kept unless `include_quota`: a cheap probe cannot see quota.
+    pub fn recover(&self, include_quota: bool, now: Instant) {
+        let mut inner = self.lock();
+        for m in inner.models.values_mut() {
+            m.consecutive_failures = 0;
+            m.breaker_until = None;
+            m.breaker_trips = 0;
+            if include_quota || matches!(m.cooldown, Some((_, _, CooldownKind::Unspecified))) {
+                m.cooldown = None;
+            }
+        }
+        self.tidy(&mut inner, now);
+    }
+
+    /// Forgets everything: enabled, no cooldowns, no failures.
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        inner.disabled = None;
+        inner.models.clear();
+        inner.last_error = None;
+        self.disabled.store(false, Ordering::Release);
+        self.restricted.store(0, Ordering::Release);
+    }
+
+    /// Models (with the probe reason) this key should be probed for: broken pairs, and
+    /// cooldowns we guessed rather than were told.
+    pub fn probe_candidates(&self, now: Instant) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .models
+            .iter()
+            .filter(|(_, m)| {
+                m.breaker_until.is_some_and(|(u, _)| u > now) || matches!(m.cooldown, Some((u, _, CooldownKind::Unspecified)) if u > now)
+            })
+            .map(|(model, _)| model.clone())
+            .collect()
+    }
+
+    /// The earliest moment this key becomes usable again for `model`, if it is restricted.
+    pub fn recovers_at(&self, model: &str, now: Instant) -> Option<Instant> {
+        match self.availability(model, now) {
+            Availability::Cooling { until, .. } | Availability::Broken { until } => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Per-model views of everything not plainly healthy.
+    pub fn model_views(&self, now: Instant) -> Vec<ModelView> {
+        let inner = self.lock();
+        let mut out: Vec<ModelView> = inner
+            .models
+            .iter()
+            .map(|(model, m)| {
+                let (state, until, kind) = match (m.cooldown, m.breaker_until) {
+                    (Some((u, w, k)), _) if u > now => ("cooling", Some(w), Some(k)),
+                    (_, Some((u, w))) if u > now => ("broken", Some(w), None),
+                    _ => ("healthy", None, None),
+                };
+                ModelView { model: model.clone(), state, until, cooldown_kind: kind, consecutive_failures: m.consecutive_failures }
+            })
+            .collect();
+        out.sort_by(|a, b| a.model.cmp(&b.model));
+        out
+    }
+
+    /// Drops model entries that no longer restrict anything and republishes the count.
+    fn tidy(&self, inner: &mut Inner, now: Instant) {
+        inner.models.retain(|_, m| !m.is_clean(now));
+        self.restricted.store(inner.models.len(), Ordering::Release);
+    }
+}
+
+fn last_error(model: &str, outcome: &Outcome, status: Option<u16>, message: &str) -> LastError {
+    let mut message = message.to_owned();
+    message.truncate(500);
+    LastError { at: SystemTime::now(), model: model.to_owned(), outcome: outcome.label(), status, message }
+}
+
+/// Duration until `t`, rounded up to whole seconds (for `Retry-After`).
+pub fn secs_until(t: Instant, now: Instant) -> u64 {
+    let d = t.saturating_duration_since(now);
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::outcome::FailureKind;
+    use crate::secret::Fingerprint;
+    use std::time::Duration;
+
+    fn policy() -> KeyHealthSettings {
+        KeyHealthSettings::default()
+    }
+
+    #[test]
+    fn cooldowns_are_per_model() {
+        let h = KeyHealth::new(Fingerprint::of(b"k"));
+        let now = Instant::now();
+        let out = Outcome::Cooldown { until: now + Duration::from_secs(10), until_wall: SystemTime::now(), kind: CooldownKind::Quota };
+        h.report("gemini-2.5-pro", &out, Some(429), "quota", &policy(), now);
+        assert!(matches!(h.availability("gemini-2.5-pro", now), Availability::Cooling { .. }));
+        assert_eq!(h.availability("gemini-2.5-flash", now), Availability::Usable);
+        assert_eq!(h.availability("gemini-2.5-pro", now + Duration::from_secs(11)), Availability::Usable);
+    }
+
+    #[test]
+    fn breaker_opens_after_consecutive_failures_and_success_closes_it() {
+        let h = KeyHealth::new(Fingerprint::of(b"k"));
+        let now = Instant::now();
+        let fail = Outcome::Failure(FailureKind::ServerError);
+        h.report("m", &fail, Some(503), "overloaded", &policy(), now);
+        h.report("m", &fail, Some(503), "overloaded", &policy(), now);
+        assert_eq!(h.availability("m", now), Availability::Usable);
+        h.report("m", &fail, Some(503), "overloaded", &policy(), now);
+        assert!(matches!(h.availability("m", now), Availability::Broken { .. }));
+        // Half-open after the open period; one success closes it.
+        let later = now + Duration::from_secs(31);
+        assert_eq!(h.availability("m", later), Availability::Usable);
+        h.report("m", &Outcome::Ok, Some(200), "", &policy(), later);
+        assert_eq!(h.restricted.load(Ordering::Relaxed), 0, "a healthy key takes the lock-free path again");
+    }
+
+    #[test]
+    fn a_re_tripped_breaker_stays_open_longer() {
+        let h = KeyHealth::new(Fingerprint::of(b"k"));
+        let now = Instant::now();
+        let fail = Outcome::Failure(FailureKind::Timeout);
+        for _ in 0..3 {
+            h.report("m", &fail, None, "timeout", &policy(), now);
+        }
+        let later = now + Duration::from_secs(31);
+        h.report("m", &fail, None, "timeout", &policy(), later);
+        assert!(matches!(h.availability("m", later + Duration::from_secs(31)), Availability::Broken { .. }), "second trip: 60s");
+        assert_eq!(h.availability("m", later + Duration::from_secs(61)), Availability::Usable);
+    }
+
+    #[test]
+    fn disable_is_key_wide_until_enabled() {
+        let h = KeyHealth::new(Fingerprint::of(b"k"));
+        let now = Instant::now();
+        h.report("m", &Outcome::Disable(DisableReason::InvalidKey), Some(400), "API key not valid", &policy(), now);
+        assert_eq!(h.availability("other", now), Availability::Disabled(DisableReason::InvalidKey));
+        assert!(h.enable());
+        assert_eq!(h.availability("other", now), Availability::Usable);
+    }
+}

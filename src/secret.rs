@@ -1,0 +1,97 @@
+//! Secrets (upstream keys, client tokens) that must never reach a log, an error or a response,
+//! and the short fingerprints shown in their place.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::Arc;
+
+/// A secret string. `Debug` and `Display` print a redaction marker, never the value; the only
+/// way to the bytes is [`Secret::expose`], which call sites use when writing to the upstream.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value itself. Only for writing it onto an upstream request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Stable short identifier, safe to show anywhere: the first 8 hex digits of its SHA-256.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(self.0.as_bytes())
+    }
+
+    pub fn sha256(&self) -> [u8; 32] {
+        sha256(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A non-reversible identity for a secret: 128 bits of its SHA-256, so that state can be
+/// keyed by it (no collisions even across millions of keys). It displays as its first 12 hex
+/// digits: enough to tell keys apart in logs and metrics, useless for recovering the key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    pub fn of(bytes: &[u8]) -> Self {
+        let d = sha256(bytes);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&d[..16]);
+        Fingerprint(out)
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..6] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let s = Secret::new("AIzaSyVerySecret");
+        assert!(!format!("{s:?}").contains("VerySecret"));
+        assert!(!format!("{s}").contains("VerySecret"));
+        assert_eq!(s.fingerprint().to_string().len(), 12);
+        assert_ne!(s.fingerprint(), Secret::new("AIzaSyOther").fingerprint());
+    }
+}

@@ -1,0 +1,157 @@
+//! The access log: one JSON object per request on stdout. Records are handed to a bounded
+//! channel and serialised by a dedicated thread, so the data plane never waits on stdout; when
+//! the channel is full the record is dropped and counted.
+
+use crate::gemini::usage::Usage;
+use crate::secret::Fingerprint;
+use serde::Serialize;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// One upstream attempt of a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// Key name (never the key).
+    pub key: Arc<str>,
+    pub fingerprint: Fingerprint,
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub ms: f64,
+}
+
+/// One request, as logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRecord {
+    #[serde(with = "crate::telemetry::time::rfc3339")]
+    pub time: SystemTime,
+    pub request_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<Arc<str>>,
+    pub method: String,
+    /// Path and query, with any `key=` parameter removed.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub status: u16,
+    pub attempts: Vec<AttemptRecord>,
+    pub total_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<f64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AccessRecord {
+    pub fn set_usage(&mut self, usage: Option<Usage>) {
+        if let Some(u) = usage {
+            self.tokens_in = u.input_tokens;
+            self.tokens_out = u.output_tokens;
+        }
+    }
+}
+
+enum Msg {
+    Record(Box<AccessRecord>),
+    Flush(SyncSender<()>),
+}
+
+/// Sender side of the access log; cheap to clone.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: Option<SyncSender<Msg>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Records waiting to be written before new ones are dropped.
+const QUEUE: usize = 16 * 1024;
+
+impl AccessLog {
+    /// Starts the writer thread (or a no-op log when `enabled` is false).
+    pub fn start(enabled: bool) -> Self {
+        let dropped = Arc::new(AtomicU64::new(0));
+        if !enabled {
+            return AccessLog { tx: None, dropped };
+        }
+        let (tx, rx) = sync_channel(QUEUE);
+        match std::thread::Builder::new().name("access-log".into()).spawn(move || write_loop(rx)) {
+            Ok(_) => AccessLog { tx: Some(tx), dropped },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the access-log writer; access logging is off");
+                AccessLog { tx: None, dropped }
+            }
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues a record; never blocks.
+    pub fn record(&self, r: AccessRecord) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(Msg::Record(Box::new(r))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records lost because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything queued so far is written and flushed.
+    pub fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (ack_tx, ack_rx) = sync_channel(1);
+        if tx.send(Msg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<Msg>) {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        // Block for the next message, then drain whatever else is queued before flushing, so
+        // that a busy proxy makes one write per batch rather than per request.
+        let Ok(mut msg) = rx.recv() else { break };
+        loop {
+            match msg {
+                Msg::Record(r) => {
+                    line.clear();
+                    if serde_json::to_writer(&mut line, &*r).is_ok() {
+                        line.push(b'\n');
+                        let _ = out.write_all(&line);
+                    }
+                }
+                Msg::Flush(ack) => {
+                    let _ = out.flush();
+                    let _ = ack.send(());
+                }
+            }
+            match rx.try_recv() {
+                Ok(next) => msg = next,
+                Err(_) => break,
+            }
+        }
+        let _ = out.flush();
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,192 @@
+//! HTTP/1.1 connections to the upstream: checkout from an idle pool (or a new connection through
+//! Pingora's connector), one write for head and small bodies, response heads read with a
+//! first-byte timeout, and checkin for reuse once a response has been read to its end.
+
+use super::target::UpstreamTarget;
+use crate::http1::{HeadError, ResponseHead};
+use bytes::BytesMut;
+use futures::FutureExt;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
+use pingora::protocols::Stream;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamFailure {
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(String),
+    #[error("the upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the upstream connection broke: {0}")]
+    Broken(String),
+    #[error("the upstream sent an invalid response: {0}")]
+    Protocol(String),
+}
+
+/// Largest response head accepted from the upstream.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Bodies up to this size are copied behind the head and sent in one write.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One HTTP/1.1 connection to the upstream, with its read buffer.
+pub struct UpstreamConn {
+    stream: Stream,
+    /// Bytes read but not consumed yet.
+    pub buf: BytesMut,
+    /// Whether this connection carried an earlier request (a failure before any response byte
+    /// on a reused connection is the server closing an idle connection, not an answer).
+    pub reused: bool,
+    /// The upstream closed its side (end of a close-delimited body, or a failure).
+    pub eof: bool,
+    generation: u64,
+}
+
+struct Idle {
+    conn: UpstreamConn,
+    since: Instant,
+}
+
+/// Makes and keeps upstream connections.
+pub struct UpstreamClient {
+    connector: TransportConnector,
+    idle: Mutex<Vec<Idle>>,
+    max_idle: usize,
+}
+
+impl UpstreamClient {
+    pub fn new(max_idle: usize) -> Self {
+        // Pingora's own keep-alive pool is not used: idle connections are kept here, where
+        // taking one costs a mutex push/pop and no cross-thread wake-up.
+        let options = ConnectorOptions::new(0);
+        UpstreamClient { connector: TransportConnector::new(Some(options)), idle: Mutex::new(Vec::new()), max_idle }
+    }
+
+    /// A connection to `target`: an idle one when available, otherwise a new one.
+    pub async fn checkout(&self, target: &UpstreamTarget) -> Result<UpstreamConn, UpstreamFailure> {
+        let keep_for = target.settings.keepalive_idle;
+        loop {
+            let candidate = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.pop()
+            };
+            let Some(mut c) = candidate else { break };
+            if c.conn.generation != target.generation || c.since.elapsed() >= keep_for || !c.conn.looks_alive() {
+                continue;
+            }
+            c.conn.reused = true;
+            return Ok(c.conn);
+        }
+        self.connect(target).await
+    }
+
+    /// A new connection, never a pooled one.
+    pub async fn connect(&self, target: &UpstreamTarget) -> Result<UpstreamConn, UpstreamFailure> {
+        let addr = target.next_addr().await.map_err(UpstreamFailure::Connect)?;
+        let peer = target.peer(addr);
+        let stream = self.connector.new_stream(&peer).await.map_err(|e| {
+            if e.etype() == &pingora::ErrorType::ConnectTimedout {
+                UpstreamFailure::Timeout(target.settings.connect_timeout)
+            } else {
+                UpstreamFailure::Connect(e.to_string())
+            }
+        })?;
+        Ok(UpstreamConn { stream, buf: BytesMut::with_capacity(READ_CHUNK), reused: false, eof: false, generation: target.generation })
+    }
+
+    /// Returns a connection whose last response was read completely, for reuse.
+    pub fn checkin(&self, conn: UpstreamConn) {
+        if !conn.buf.is_empty() || conn.eof {
+            // Bytes beyond the response, or a closed connection: not reusable.
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= self.max_idle {
+            // Drop the oldest: it is the likeliest to have been closed by the server.
+            idle.remove(0);
+        }
+        idle.push(Idle { conn, since: Instant::now() });
+    }
+
+    /// Closes idle connections older than `max_idle_time`.
+    pub fn sweep(&self, max_idle_time: Duration) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|c| c.since.elapsed() < max_idle_time);
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl UpstreamConn {
+    /// A non-blocking check that an idle connection was not closed by the server.
+    fn looks_alive(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        // Pending means nothing to read: alive. Ready(0) is EOF, Ready(n) unexpected bytes,
+        // Ready(Err) a broken socket: all unusable.
+        tokio::task::unconstrained(self.stream.read(&mut probe)).now_or_never().is_none()
+    }
+
+    /// Writes `head` and `body` (coalesced when small) and flushes.
+    pub async fn send(&mut self, head: &mut Vec<u8>, body: &[u8], timeout: Duration) -> Result<(), UpstreamFailure> {
+        let write = async {
+            if body.len() <= COALESCE_LIMIT {
+                head.extend_from_slice(body);
+                self.stream.write_all(head).await?;
+            } else {
+                self.stream.write_all(head).await?;
+                self.stream.write_all(body).await?;
+            }
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(UpstreamFailure::Broken(format!("while sending the request: {e}"))),
+            Err(_) => Err(UpstreamFailure::Timeout(timeout)),
+        }
+    }
+
+    /// Reads more bytes into `buf`. Returns 0 at end of stream.
+    pub async fn read_more(&mut self, timeout: Duration) -> Result<usize, UpstreamFailure> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+            Ok(Ok(0)) => {
+                self.eof = true;
+                Ok(0)
+            }
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(UpstreamFailure::Broken(e.to_string())),
+            Err(_) => Err(UpstreamFailure::Timeout(timeout)),
+        }
+    }
+
+    /// Reads the final (non-1xx) response head, waiting at most `timeout` in all.
+    pub async fn read_head(&mut self, timeout: Duration) -> Result<ResponseHead, UpstreamFailure> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match ResponseHead::parse(&mut self.buf, MAX_RESPONSE_HEAD) {
+                Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => continue,
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(HeadError::TooLarge(n)) => return Err(UpstreamFailure::Protocol(format!("response head larger than {n} bytes"))),
+                Err(e) => return Err(UpstreamFailure::Protocol(e.to_string())),
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(UpstreamFailure::Timeout(timeout));
+            }
+            match self.read_more(left).await {
+                Ok(0) if self.buf.is_empty() => return Err(UpstreamFailure::Broken("closed before answering".into())),
+                Ok(0) => return Err(UpstreamFailure::Broken("closed in the middle of the response head".into())),
+                Ok(_) => {}
+                Err(UpstreamFailure::Timeout(_)) => return Err(UpstreamFailure::Timeout(timeout)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Test harness: starts the real `gemini-proxy` binary on a free loopback port against an
+//! in-process mock Gemini, and gives tests its address, its access log and its diagnostics.
+
+
+use mock_gemini::{MockConfig, MockGemini};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "gp-test-token-alice";
+pub const TOKEN_BOB: &str = "gp-test-token-bob";
+
+/// A running proxy process. Killed when dropped.
+#[allow(dead_code)]
+pub struct Proxy {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+/// A free port on 127.0.0.1 (the listener is closed again before the proxy binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gemini-proxy")
+}
+
+/// A config with one pool holding `keys`, clients alice and bob, pointed at `upstream`, with
+/// fast probing. Tests adjust it with plain text replacement (see `setup_with`).
+pub fn config(listen: SocketAddr, upstream: &str, keys: &[&str]) -> String {
+    let keys = keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"
+[server]
+listen = "{listen}"
+threads = 2
+grace_period = "5s"
+
+[upstream]
+base_url = "{upstream}"
+first_byte_timeout = "5s"
+idle_timeout = "5s"
+retry_backoff = "10ms"
+
+[key_health]
+probe_interval = "1s"
+
+[[pools]]
+name = "default"
+keys = [{keys}]
+
+[[clients]]
+name = "alice"
+token = "{TOKEN}"
+
+[[clients]]
+name = "bob"
+token = "{TOKEN_BOB}"
+"#
+    )
+}
+
+fn pipe_to(mut r: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(&mut r);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+}
+
+impl Proxy {
+    /// Writes `toml` (which must listen on `addr`) and starts `gemini-proxy run -c` on it.
+    pub fn start_config(addr: SocketAddr, toml: &str) -> Proxy {
+        Self::start_cmd(addr, Some(toml), &[], &[])
+    }
+
+    /// Starts the binary with `args` after `run` (a `-c` is added when `toml` is given).
+    pub fn start_cmd(addr: SocketAddr, toml: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("proxy.toml");
+        let mut cmd = Command::new(binary());
+        cmd.arg("run").current_dir(dir.path());
+        if let Some(t) = toml {
+            std::fs::write(&config_path, t).expect("write config");
+            cmd.arg("-c").arg(&config_path);
+        }
+        cmd.args(args).env_remove("GEMINI_API_KEYS").env_remove("GEMINI_PROXY_TOKENS").env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn gemini-proxy");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        pipe_to(child.stdout.take().expect("stdout"), stdout.clone());
+        pipe_to(child.stderr.take().expect("stderr"), stderr.clone());
+        let mut p = Proxy { child: Some(child), addr, stdout, stderr, dir, config_path };
+        p.wait_ready();
+        p
+    }
+
+    /// Waits until the listener accepts connections (or the process died).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("gemini-proxy exited during start-up ({status}):\n{}", self.stderr());
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("gemini-proxy did not start listening on {}:\n{}", self.addr, self.stderr());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Access-log records so far.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("access log line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// Waits (bounded) until the access log holds at least `n` records.
+    pub fn wait_for_records(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.access_log();
+            if log.len() >= n || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (bounded); returns its status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A mock Gemini and a proxy in front of it.
+pub struct Setup {
+    pub mock: MockGemini,
+    pub proxy: Proxy,
+}
+
+pub async fn setup(keys: &[&str]) -> Setup {
+    setup_with(keys, |t| t).await
+}
+
+/// Like `setup`, with the config text edited by `edit` first.
+pub async fn setup_with(keys: &[&str], edit: impl FnOnce(String) -> String) -> Setup {
+    let mock = MockGemini::start(MockConfig::default()).await.expect("start mock");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let proxy = Proxy::start_config(addr, &edit(config(addr, &mock.base_url(), keys)));
+    Setup { mock, proxy }
+}
+
+/// Adds `lines` at the end of section `[section]` of a config built by `config`.
+pub fn in_section(toml: String, section: &str, lines: &str) -> String {
+    let header = format!("[{section}]\n");
+    toml.replacen(&header, &format!("{header}{lines}\n"), 1)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+pub fn generate_body(text: &str) -> serde_json::Value {
+    serde_json::json!({"contents": [{"role": "user", "parts": [{"text": text}]}]})
+}
+
+/// POSTs a generateContent call with the alice token.
+pub async fn generate(proxy: &Proxy, model: &str) -> reqwest::Response {
+    client()
+        .post(proxy.url(&format!("/v1beta/models/{model}:generateContent")))
+        .header("x-goog-api-key", TOKEN)
+        .json(&generate_body("hello"))
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes or `within` passes.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(within)).unwrap();
+    s.write_all(bytes).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Keys the mock saw, in order, for requests whose path contains `path_part`.
+pub fn keys_seen(mock: &MockGemini, path_part: &str) -> Vec<String> {
+    mock.requests().into_iter().filter(|r| r.path.contains(path_part)).map(|r| r.key.unwrap_or_default()).collect()
+}

@@ -1,0 +1,199 @@
+//! Key-pool rules as a client sees them: rotation, 429 cooldowns per model, disabled keys,
+//! server errors and breakers, pass-through of client errors, exhaustion answers, the prober.
+
+use crate::harness::*;
+use mock_gemini::KeyMode;
+use serde_json::Value;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_robin_spreads_requests_over_keys() {
+    let s = setup(&["AIzaA", "AIzaB", "AIzaC"]).await;
+    for _ in 0..30 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    let seen = keys_seen(&s.mock, "generateContent");
+    for k in ["AIzaA", "AIzaB", "AIzaC"] {
+        assert_eq!(seen.iter().filter(|x| *x == k).count(), 10, "{seen:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weighted_strategy_follows_weights() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let toml = config(addr, &mock.base_url(), &[])
+        .replace("keys = []", "strategy = \"weighted\"\nkeys = [{ key = \"AIzaLIGHT\", name = \"light\" }, { key = \"AIzaHEAVY\", name = \"heavy\", weight = 3 }]");
+    let proxy = Proxy::start_config(addr, &toml);
+    for _ in 0..40 {
+        assert_eq!(generate(&proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    let seen = keys_seen(&mock, "generateContent");
+    assert_eq!(seen.iter().filter(|k| *k == "AIzaHEAVY").count(), 30);
+    let log = proxy.wait_for_records(40);
+    assert!(log.iter().any(|r| r["attempts"][0]["key"] == "heavy"), "key names appear in the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_cools_that_key_for_that_model_and_the_request_moves_on() {
+    let s = setup(&["AIzaBUSY", "AIzaFREE"]).await;
+    s.mock.set_key("AIzaBUSY", KeyMode::rate_limited_on("30s", &["gemini-2.5-pro"]).into());
+    for _ in 0..6 {
+        let r = generate(&s.proxy, "gemini-2.5-pro").await;
+        assert_eq!(r.status(), 200, "every request succeeds on the free key");
+    }
+    let pro = keys_seen(&s.mock, "gemini-2.5-pro");
+    assert_eq!(pro.iter().filter(|k| *k == "AIzaBUSY").count(), 1, "the busy key is tried once, then cooled: {pro:?}");
+    // Quotas are per model: the busy key still serves another model.
+    for _ in 0..4 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    let flash = keys_seen(&s.mock, "gemini-2.5-flash");
+    assert_eq!(flash.iter().filter(|k| *k == "AIzaBUSY").count(), 2, "{flash:?}");
+    let log = s.proxy.wait_for_records(10);
+    let retried = log.iter().find(|r| r["attempts"].as_array().unwrap().len() == 2).expect("a retried request is logged");
+    assert_eq!(retried["attempts"][0]["outcome"], "rate_limited");
+    assert_eq!(retried["attempts"][0]["status"], 429);
+    assert_eq!(retried["attempts"][1]["outcome"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_suspended_and_leaked_keys_are_disabled() {
+    let s = setup(&["AIzaINVALID", "AIzaSUSPENDED", "AIzaLEAKED", "AIzaGOOD"]).await;
+    s.mock.set_key("AIzaINVALID", KeyMode::Invalid.into());
+    s.mock.set_key("AIzaSUSPENDED", KeyMode::Suspended.into());
+    s.mock.set_key("AIzaLEAKED", KeyMode::Leaked.into());
+    for _ in 0..12 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    let seen = keys_seen(&s.mock, "generateContent");
+    for bad in ["AIzaINVALID", "AIzaSUSPENDED", "AIzaLEAKED"] {
+        assert_eq!(seen.iter().filter(|k| *k == bad).count(), 1, "{bad} used again after it was refused: {seen:?}");
+    }
+    // Disabled keys stay out for every model.
+    assert_eq!(generate(&s.proxy, "gemini-2.5-pro").await.status(), 200);
+    assert_eq!(keys_seen(&s.mock, "gemini-2.5-pro"), vec!["AIzaGOOD"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_retry_elsewhere_and_open_a_breaker() {
+    let s = setup_with(&["AIzaFLAKY", "AIzaSTEADY"], |t| {
+        in_section(t.replace("probe_interval = \"1s\"", "probe_interval = \"1h\""), "key_health", "breaker_threshold = 2\nbreaker_open = \"1h\"")
+    })
+    .await;
+    s.mock.set_key("AIzaFLAKY", KeyMode::Overloaded.into());
+    for _ in 0..8 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    let seen = keys_seen(&s.mock, "generateContent");
+    assert_eq!(seen.iter().filter(|k| *k == "AIzaFLAKY").count(), 2, "two failures open the breaker: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_errors_pass_through_untouched_without_retry() {
+    let s = setup(&["AIzaA", "AIzaB"]).await;
+    let r = generate(&s.proxy, "no-such-model").await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "NOT_FOUND");
+    assert_eq!(keys_seen(&s.mock, "no-such-model").len(), 1, "a client error is not retried");
+    // And the key was not blamed: it keeps serving.
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_usable_key_answers_429_with_retry_after_and_a_reason() {
+    let s = setup(&["AIzaONLY"]).await;
+    s.mock.set_key("AIzaONLY", KeyMode::rate_limited("40s").into());
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((39..=40).contains(&retry), "Retry-After {retry} should follow RetryInfo");
+    // Now the key is cooling: the proxy answers without asking Gemini.
+    let before = s.mock.requests().len();
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert!(v["error"]["message"].as_str().unwrap().contains("rate limited"), "{v}");
+    assert_eq!(s.mock.requests().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_keys_invalid_is_a_503_not_the_upstream_key_error() {
+    let s = setup_with(&["AIzaX", "AIzaY"], |t| t.replace("probe_interval = \"1s\"", "probe_interval = \"1h\"")).await;
+    s.mock.set_key("AIzaX", KeyMode::Invalid.into());
+    s.mock.set_key("AIzaY", KeyMode::Invalid.into());
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("2 disabled") && msg.contains("invalid_key"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_wide_429_storm_is_treated_as_egress_throttling() {
+    let s = setup_with(&["AIzaA", "AIzaB", "AIzaC"], |t| in_section(t, "key_health", "egress_pause = \"2s\"")).await;
+    for k in ["AIzaA", "AIzaB", "AIzaC"] {
+        s.mock.set_key(k, KeyMode::RateLimitedBare.into());
+    }
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 429);
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry <= 2, "a short egress pause, not a per-key cooldown (Retry-After {retry})");
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("as a whole"), "{v}");
+    // The throttle lifts: after the pause every key is usable again.
+    for k in ["AIzaA", "AIzaB", "AIzaC"] {
+        s.mock.set_key(k, KeyMode::Ok.into());
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prober_brings_a_disabled_key_back() {
+    let s = setup(&["AIzaBACK"]).await;
+    s.mock.set_key("AIzaBACK", KeyMode::Suspended.into());
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 503);
+    s.mock.set_key("AIzaBACK", KeyMode::Ok.into());
+    // probe_interval is 1s in the test config; wait (bounded) for the probe to land.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let probes = s.mock.requests().into_iter().filter(|r| r.method == "GET" && r.path.contains("/models/")).count();
+        if probes > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no probe within 10s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = generate(&s.proxy, "gemini-2.5-flash").await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "key not back after a successful probe ({status})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probe = s.mock.requests().into_iter().find(|r| r.method == "GET").unwrap();
+    assert_eq!(probe.path, "/v1beta/models/gemini-2.5-flash", "probes cost no quota");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_key_times_out_and_the_request_moves_on() {
+    let s = setup_with(&["AIzaHANG", "AIzaOK"], |t| t.replace("first_byte_timeout = \"5s\"", "first_byte_timeout = \"500ms\"")).await;
+    let proxy = &s.proxy;
+    s.mock.set_key("AIzaHANG", KeyMode::Hang.into());
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        assert_eq!(generate(proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let log = proxy.wait_for_records(2);
+    assert!(log.iter().any(|r| r["attempts"][0]["outcome"] == "timeout"), "{log:?}");
+}

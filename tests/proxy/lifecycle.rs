@@ -1,0 +1,123 @@
+//! Limits, large bodies, connection handling and graceful shutdown.
+
+use crate::harness::*;
+use mock_gemini::KeyMode;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_5_mib_body_is_retried_on_another_key_intact() {
+    let s = setup(&["AIzaBUSY", "AIzaFREE"]).await;
+    s.mock.set_key("AIzaBUSY", KeyMode::rate_limited("60s").into());
+    // An inline image of about 5 MiB, as base64.
+    let blob = "A".repeat(5 * 1024 * 1024);
+    let body = serde_json::json!({"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": blob}}, {"text": "describe"}]}]});
+    let expected_len = serde_json::to_vec(&body).unwrap().len();
+    for _ in 0..2 {
+        let r = client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let seen = s.mock.requests();
+    assert_eq!(seen[0].key.as_deref(), Some("AIzaBUSY"));
+    assert_eq!(seen[1].key.as_deref(), Some("AIzaFREE"));
+    assert!(seen.iter().all(|r| r.body_len == expected_len), "every attempt carried the whole body");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_limit_get_413_json() {
+    let s = setup_with(&["AIzaK"], |t| in_section(t, "server", "body_limit = \"1MiB\"")).await;
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    let r = client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).body(big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], 413);
+    assert!(s.mock.requests().is_empty());
+    // Chunked bodies are counted as they arrive.
+    let chunk = format!("{:x}\r\n{}\r\n", 700_000, "y".repeat(700_000));
+    let req = format!(
+        "POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\ntransfer-encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n"
+    );
+    let out = raw_exchange(s.proxy.addr, req.as_bytes(), Duration::from_secs(5));
+    assert!(out.starts_with("HTTP/1.1 413"), "{}", &out[..out.len().min(200)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_requests_keepalive_and_pipelining() {
+    let s = setup(&["AIzaK"]).await;
+    let body = serde_json::to_string(&generate_body("chunked hello")).unwrap();
+    let (a, b) = body.split_at(10);
+    let chunked = format!(
+        "POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let get = format!("GET /v1beta/models HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\nconnection: close\r\n\r\n");
+    // Both requests in one write: the second must be answered after the first.
+    let out = raw_exchange(s.proxy.addr, format!("{chunked}{get}").as_bytes(), Duration::from_secs(5));
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+    let seen = s.mock.requests();
+    assert_eq!(seen[0].body_len, body.len());
+    assert_eq!(seen[1].path, "/v1beta/models");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expect_continue_is_answered() {
+    let s = setup(&["AIzaK"]).await;
+    let body = serde_json::to_string(&generate_body("x")).unwrap();
+    let mut conn = TcpStream::connect(s.proxy.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(conn, "POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\ncontent-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n", body.len()).unwrap();
+    let mut interim = [0u8; 25];
+    conn.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    conn.write_all(body.as_bytes()).unwrap();
+    let mut rest = String::new();
+    conn.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smuggling_shapes_and_slow_heads_are_refused() {
+    let s = setup_with(&["AIzaK"], |t| in_section(t, "server", "header_timeout = \"1s\"")).await;
+    let both = format!("POST /v1beta/models/m:generateContent HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n");
+    let out = raw_exchange(s.proxy.addr, both.as_bytes(), Duration::from_secs(5));
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let started = Instant::now();
+    let out = raw_exchange(s.proxy.addr, b"POST /v1beta/models HTTP/1.1\r\nhost: x\r\n", Duration::from_secs(5));
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(s.mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_streams_finish_then_exits() {
+    let mut s = setup(&["AIzaK"]).await;
+    let url = s.proxy.url("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+    let stream = tokio::spawn(async move {
+        let r = client()
+            .post(url)
+            .header("x-goog-api-key", TOKEN)
+            .header("x-mock-chunks", "8")
+            .header("x-mock-chunk-delay-ms", "150")
+            .json(&generate_body("long"))
+            .send()
+            .await
+            .unwrap();
+        r.text().await
+    });
+    // Wait until the stream is under way (the mock has the request), then stop the proxy.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.mock.requests().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.proxy.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(TcpStream::connect(s.proxy.addr).is_err(), "no new connections after SIGTERM");
+    let body = stream.await.unwrap().expect("the in-flight stream completes");
+    assert_eq!(body.matches("data: ").count(), 8, "{body}");
+    let status = s.proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits once the stream is done");
+    assert!(status.success(), "{status}");
+    assert_eq!(s.proxy.access_log().len(), 1, "the access log is flushed before exit");
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real `gemini-proxy` binary against the in-repo mock Gemini, over
+//! sockets. One test binary (several modules) to keep linking cheap.
+
+mod harness;
+
+mod auth_hygiene;
+mod cli;
+mod key_pool;
+mod lifecycle;
+mod streaming;
+mod uploads;

@@ -1,0 +1,105 @@
+//! Resumable uploads through the proxy, and project-owned resources (files, caches) sticking to
+//! the key that created them.
+
+use crate::harness::*;
+use serde_json::Value;
+
+async fn start_upload(s: &Setup, size: usize) -> reqwest::Response {
+    client()
+        .post(s.proxy.url("/upload/v1beta/files"))
+        .header("x-goog-api-key", TOKEN)
+        .header("X-Goog-Upload-Protocol", "resumable")
+        .header("X-Goog-Upload-Command", "start")
+        .header("X-Goog-Upload-Header-Content-Length", size.to_string())
+        .header("X-Goog-Upload-Header-Content-Type", "text/plain")
+        .json(&serde_json::json!({"file": {"display_name": "notes.txt"}}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upload_url_points_at_the_proxy_and_chunks_keep_their_key() {
+    let s = setup(&["AIzaA", "AIzaB", "AIzaC"]).await;
+    let data = vec![b'x'; 300_000];
+    let r = start_upload(&s, data.len()).await;
+    assert_eq!(r.status(), 200);
+    let url = r.headers()["x-goog-upload-url"].to_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("http://{}/upload/v1beta/files?upload_id=", s.proxy.addr)), "{url}");
+    // Chunks go to that URL without a key, the way the Python SDK sends them.
+    let c = client();
+    let first = c.post(&url).header("X-Goog-Upload-Command", "upload").header("X-Goog-Upload-Offset", "0").body(data[..100_000].to_vec()).send().await.unwrap();
+    let upload_status = first.headers().get("x-goog-upload-status").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(first.status(), 200, "{:?}", first.text().await);
+    assert_eq!(upload_status.as_deref(), Some("active"));
+    let last = c
+        .post(&url)
+        .header("X-Goog-Upload-Command", "upload, finalize")
+        .header("X-Goog-Upload-Offset", "100000")
+        .body(data[100_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.status(), 200);
+    assert_eq!(last.headers()["x-goog-upload-status"], "final");
+    let file: Value = last.json().await.unwrap();
+    let name = file["file"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(file["file"]["sizeBytes"], "300000");
+
+    let upload_keys = keys_seen(&s.mock, "/upload/");
+    assert_eq!(upload_keys.len(), 3);
+    assert!(upload_keys.iter().all(|k| *k == upload_keys[0]), "every upload request uses one key: {upload_keys:?}");
+
+    // Later requests naming the file stick to that key, whatever round robin says.
+    for _ in 0..4 {
+        let r = c.get(s.proxy.url(&format!("/v1beta/{name}"))).header("x-goog-api-key", TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let file_id = name.trim_start_matches("files/");
+    let body = serde_json::json!({"contents": [{"parts": [{"fileData": {"mimeType": "text/plain", "fileUri": file["file"]["uri"]}}, {"text": "summarise"}]}]});
+    for _ in 0..3 {
+        let r = c.post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "a generate call naming the file must use its key");
+    }
+    let later: Vec<String> = s.mock.requests().into_iter().filter(|r| r.path.contains(file_id) || r.path.contains("generateContent")).map(|r| r.key.unwrap_or_default()).collect();
+    assert_eq!(later.len(), 7);
+    assert!(later.iter().all(|k| *k == upload_keys[0]), "{later:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_upload_id_without_a_token_is_refused() {
+    let s = setup(&["AIzaA"]).await;
+    let r = client()
+        .post(s.proxy.url("/upload/v1beta/files?upload_id=forged&upload_protocol=resumable"))
+        .header("X-Goog-Upload-Command", "upload, finalize")
+        .header("X-Goog-Upload-Offset", "0")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(s.mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_contents_stick_to_their_key() {
+    let s = setup(&["AIzaA", "AIzaB"]).await;
+    let c = client();
+    let r = c
+        .post(s.proxy.url("/v1beta/cachedContents"))
+        .header("x-goog-api-key", TOKEN)
+        .json(&serde_json::json!({"model": "models/gemini-2.5-flash", "contents": [{"role": "user", "parts": [{"text": "long context"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cache: Value = r.json().await.unwrap();
+    let name = cache["name"].as_str().unwrap().to_owned();
+    let body = serde_json::json!({"cachedContent": name, "contents": [{"parts": [{"text": "q"}]}]});
+    for _ in 0..4 {
+        let r = c.post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let keys: Vec<String> = s.mock.requests().into_iter().map(|r| r.key.unwrap_or_default()).collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+}
