@@ -12,6 +12,7 @@ use crate::gemini::route::{self, Action, Route, Surface};
 use crate::http1::{Framing, RequestHead, ResponseHead};
 use crate::pool::outcome::{classify, FailureKind, Outcome};
 use crate::pool::store::UploadSession;
+use crate::pool::health::secs_until;
 use crate::pool::{Exhausted, Lease, Pool};
 use crate::telemetry::access_log::{AccessRecord, AttemptRecord};
 use crate::upstream::{UpstreamConn, UpstreamFailure};
@@ -390,12 +391,14 @@ async fn deliver(
         return fail(ds, log, err, openai, false, head.method() == "HEAD").await;
     }
     // Tell clients when to come back, which Gemini itself never does in a header.
+    let key = pool.key(lease.index);
+    let now = Instant::now();
     let retry_after = match (status, exhausted) {
-        (429 | 503, Some(ex)) => ex.to_api_error(&model, Instant::now(), policy).retry_after,
-        (429, None) => Some(policy.default_cooldown.as_secs().max(1)),
+        (429 | 503, Some(ex)) => ex.to_api_error(&model, now, policy).retry_after,
+        // A pinned request: the owner key's own recovery.
+        (429 | 503, None) => key.health.recovers_at(&model, now).map(|t| secs_until(t, now)),
         _ => None,
     };
-    let key = pool.key(lease.index);
     let plan = relay::Plan::for_request(route, head, &res, settings, ds.tls);
     let upload_origin = plan.origin.clone();
     let mut upload_binding: Option<String> = None;

@@ -103,3 +103,28 @@ async fn cached_contents_stick_to_their_key() {
     let keys: Vec<String> = s.mock.requests().into_iter().map(|r| r.key.unwrap_or_default()).collect();
     assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_whose_key_is_rate_limited_is_not_sent_to_another_key() {
+    let s = setup(&["AIzaOWNER", "AIzaOTHER"]).await;
+    let c = client();
+    let r = c
+        .post(s.proxy.url("/v1beta/cachedContents"))
+        .header("x-goog-api-key", TOKEN)
+        .json(&serde_json::json!({"model": "models/gemini-2.5-flash", "contents": [{"parts": [{"text": "ctx"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    let name = r.json::<Value>().await.unwrap()["name"].as_str().unwrap().to_owned();
+    let owner = s.mock.requests()[0].key.clone().unwrap();
+    s.mock.set_key(&owner, mock_gemini::KeyMode::rate_limited("25s").into());
+    let body = serde_json::json!({"cachedContent": name, "contents": [{"parts": [{"text": "q"}]}]});
+    let r = c.post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).json(&body).send().await.unwrap();
+    // Another key could not see the cache (it would answer 403): the client gets the owner's
+    // 429, with a Retry-After it can act on.
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((24..=25).contains(&retry), "the owner key's own delay: {retry}");
+    let generate_keys = keys_seen(&s.mock, "generateContent");
+    assert_eq!(generate_keys, vec![owner]);
+}
