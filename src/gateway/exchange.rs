@@ -192,7 +192,12 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                     if let Some(h) = held.take() {
                         return deliver(shared, rt, ds, head, &route, h, log, started, pool, Some(&ex)).await;
                     }
-                    return fail(ds, log, exhausted_error(&ex, model_key, policy, last_failure.as_ref().map(|f| &f.0)), openai, false, head_only).await;
+                    // The last attempt could not reach the upstream at all: that is the news
+                    // (502/504), more than which keys are left.
+                    if let Some((f, _)) = &last_failure {
+                        return fail(ds, log, network_error(f), openai, false, head_only).await;
+                    }
+                    return fail(ds, log, ex.to_api_error(model_key, Instant::now(), policy), openai, false, head_only).await;
                 }
             },
         };
@@ -265,12 +270,19 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         let ex = pool.select(model_key, &tried, Instant::now()).err();
         return deliver(shared, rt, ds, head, &route, h, log, started, pool, ex.as_ref()).await;
     }
-    let err = match last_failure {
-        Some((UpstreamFailure::Timeout(d), _)) => ApiError::gateway_timeout(format!("the upstream did not answer within {d:?}")),
-        Some((f, _)) => ApiError::bad_gateway(f.to_string()),
+    let err = match &last_failure {
+        Some((f, _)) => network_error(f),
         None => ApiError::bad_gateway("no upstream attempt could be made"),
     };
     fail(ds, log, err, openai, false, head_only).await
+}
+
+/// The client's error when the upstream could not be reached or did not answer.
+fn network_error(f: &UpstreamFailure) -> ApiError {
+    match f {
+        UpstreamFailure::Timeout(d) => ApiError::gateway_timeout(format!("the upstream did not answer within {d:?}")),
+        other => ApiError::bad_gateway(other.to_string()),
+    }
 }
 
 /// An upstream answer waiting to be delivered (or replaced by a better one).
@@ -290,15 +302,6 @@ fn backoff(base: Duration, attempt_no: u32) -> Duration {
 fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<u16>, started: Instant) -> AttemptRecord {
     let key = pool.key(lease.index);
     AttemptRecord { key: key.name.clone(), fingerprint: key.health.fingerprint, outcome: outcome.label(), status, ms: ms(started.elapsed()) }
-}
-
-/// The error for "no key left", keeping the cause of the last failure in view.
-fn exhausted_error(ex: &Exhausted, model: &str, policy: &crate::config::KeyHealthSettings, last: Option<&UpstreamFailure>) -> ApiError {
-    let mut err = ex.to_api_error(model, Instant::now(), policy);
-    if let Some(f) = last {
-        err.message = format!("{}; last attempt: {f}", err.message);
-    }
-    err
 }
 
 /// The model a request is for: from the path, or from the JSON body on the OpenAI surface.

@@ -197,3 +197,65 @@ async fn a_hanging_key_times_out_and_the_request_moves_on() {
     let log = proxy.wait_for_records(2);
     assert!(log.iter().any(|r| r["attempts"][0]["outcome"] == "timeout"), "{log:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daily_quota_benches_the_key_until_the_pacific_reset() {
+    let s = setup(&["AIzaDAILY", "AIzaFRESH"]).await;
+    s.mock.set_key("AIzaDAILY", KeyMode::RateLimitedDaily { retry_delay: "5s".into(), models: None }.into());
+    for _ in 0..6 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    assert_eq!(keys_seen(&s.mock, "generateContent").iter().filter(|k| *k == "AIzaDAILY").count(), 1);
+    // With the fresh key gone too, the wait is until the reset, not Gemini's 5 s hint.
+    s.mock.set_key("AIzaFRESH", KeyMode::Invalid.into());
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 60, "a daily quota waits for the reset (Retry-After {retry})");
+    assert!(retry <= 25 * 3600);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_upstream_is_a_502_after_every_attempt() {
+    let closed = free_port();
+    let s = setup_with(&["AIzaA", "AIzaB"], |t| t.replace("base_url = \"http://127.0.0.1:", &format!("base_url = \"http://127.0.0.1:{closed}\" # was ")).replace("#was", "")).await;
+    let started = std::time::Instant::now();
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "UNAVAILABLE");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let log = s.proxy.wait_for_records(1);
+    let outcomes: Vec<_> = log[0]["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap().to_owned()).collect();
+    assert!(outcomes.len() >= 2 && outcomes.iter().all(|o| o == "connect_error"), "{outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn least_inflight_sends_concurrent_requests_to_idle_keys() {
+    let s = setup_with(&["AIzaA", "AIzaB", "AIzaC"], |t| t.replace("keys = [", "strategy = \"least_inflight\"\nkeys = [")).await;
+    for k in ["AIzaA", "AIzaB", "AIzaC"] {
+        s.mock.set_key(k, KeyMode::Slow { first_byte_ms: 400 }.into());
+    }
+    // Three slow requests at once land on three different keys.
+    let calls: Vec<_> = (0..3).map(|_| generate(&s.proxy, "gemini-2.5-flash")).collect();
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.status(), 200);
+    }
+    let mut seen = keys_seen(&s.mock, "generateContent");
+    seen.sort();
+    assert_eq!(seen, vec!["AIzaA", "AIzaB", "AIzaC"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_strategy_uses_every_usable_key() {
+    let s = setup_with(&["AIzaA", "AIzaB", "AIzaC", "AIzaDEAD"], |t| t.replace("keys = [", "strategy = \"random\"\nkeys = [")).await;
+    s.mock.set_key("AIzaDEAD", KeyMode::Leaked.into());
+    for _ in 0..60 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    let seen = keys_seen(&s.mock, "generateContent");
+    for k in ["AIzaA", "AIzaB", "AIzaC"] {
+        assert!(seen.iter().filter(|x| *x == k).count() >= 5, "{k} barely used: {seen:?}");
+    }
+    assert!(seen.iter().filter(|x| *x == "AIzaDEAD").count() <= 1);
+}

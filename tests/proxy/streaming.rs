@@ -120,3 +120,17 @@ async fn non_sse_stream_and_plain_json_usage() {
     assert_eq!(log[0]["tokens_in"], v["usageMetadata"]["promptTokenCount"]);
     assert_eq!(log[1]["tokens_out"], arr.as_array().unwrap().last().unwrap()["usageMetadata"]["candidatesTokenCount"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_goes_silent_is_ended_after_the_idle_timeout() {
+    let s = setup_with(&["AIzaK"], |t| t.replace("idle_timeout = \"5s\"", "idle_timeout = \"500ms\"")).await;
+    let started = Instant::now();
+    let r = stream_request(&s, 3, 2000).await;
+    assert_eq!(r.status(), 200);
+    let (evs, transport_error) = events(r, Duration::from_secs(10)).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "ended after {:?}", started.elapsed());
+    let error_event = evs.iter().any(|(e, _)| e.contains("\"error\""));
+    assert!(error_event || transport_error.is_some(), "{evs:?}");
+    let log = s.proxy.wait_for_records(1);
+    assert!(log[0]["error"].as_str().unwrap().contains("sent nothing"), "{:?}", log[0]);
+}
