@@ -4,6 +4,7 @@
 use crate::gateway::probe::UpstreamProbe;
 use crate::gateway::Shared;
 use crate::pool::prober::probe_round;
+use crate::store::StoreWriter;
 use crate::telemetry::access_log::AccessLog;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -63,6 +64,7 @@ impl BackgroundService for Maintenance {
 pub struct Drain {
     pub shared: Arc<Shared>,
     pub access_log: AccessLog,
+    pub db_writer: StoreWriter,
     pub grace: Duration,
 }
 
@@ -84,7 +86,11 @@ impl BackgroundService for Drain {
         if left > 0 {
             tracing::warn!(in_flight = left, "grace period over: cutting the remaining requests");
         }
+        // The access log first: it also forwards records to the state store's queue.
         self.access_log.flush();
+        if let Err(e) = self.db_writer.flush_within(Duration::from_secs(5)) {
+            tracing::error!(error = %e, "could not flush the state store before exiting");
+        }
         tracing::info!("shutdown complete");
         std::process::exit(0);
     }

@@ -5,14 +5,17 @@
 //! wire means) and `telemetry`; `config` builds the snapshot they all read; `server` and
 //! `background` wire it into a Pingora server.
 
+pub mod admin;
 pub mod auth;
 pub mod background;
 pub mod config;
+pub mod control;
 pub mod gateway;
 pub mod gemini;
 pub mod http1;
 pub mod pool;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;

@@ -1,7 +1,9 @@
-//! The `gemini-proxy` command: `run` serves, `check` validates a config. Only wiring here.
+//! The `gemini-proxy` command: `run` serves, `check` validates a config, `hash-password`
+//! prepares an admin password hash. Only wiring here.
 
 use clap::{Parser, Subcommand};
-use gemini_proxy::config::{self, ConfigSource, ProcessEnv};
+use gemini_proxy::config::{self, Loaded, ProcessEnv};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,6 +27,9 @@ enum Command {
         /// Config file [default: config/proxy.toml, if it exists]
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Where state lives (SQLite: key state, usage, request log, config versions, audit log)
+        #[arg(long, default_value = "./data", env = "GEMINI_PROXY_DATA_DIR")]
+        data_dir: PathBuf,
     },
     /// Validate a config file and print every problem with its line and column.
     Check {
@@ -32,9 +37,11 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Read a password on stdin and print its Argon2 hash for `[admin] password_hash`.
+    HashPassword,
 }
 
-fn load(config: Option<PathBuf>) -> Result<(config::Settings, ConfigSource), ExitCode> {
+fn load(config: Option<PathBuf>) -> Result<Loaded, ExitCode> {
     let explicit = config.is_some();
     let path = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     config::load(&path, explicit, &ProcessEnv).map_err(|e| {
@@ -47,7 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match load(config) {
-            Ok((s, source)) => {
+            Ok(Loaded { settings: s, source, .. }) => {
                 let listen: Vec<String> = s.server.listen.iter().map(|a| a.to_string()).collect();
                 println!(
                     "{source}: OK ({} pool(s), {} key(s), {} client(s); listening on {}; upstream {})",
@@ -61,12 +68,29 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config } => {
-            let (settings, source) = match load(config) {
+        Command::HashPassword => {
+            let mut line = String::new();
+            if std::io::stdin().lock().read_line(&mut line).is_err() || line.trim().is_empty() {
+                eprintln!("error: give the password on stdin, e.g. `read -rs P && echo \"$P\" | gemini-proxy hash-password`");
+                return ExitCode::from(1);
+            }
+            match gemini_proxy::admin::auth::hash_password(line.trim_end_matches(['\r', '\n'])) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Run { config, data_dir } => {
+            let loaded = match load(config) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
-            match gemini_proxy::server::run(settings, &source) {
+            match gemini_proxy::server::run(loaded, &data_dir) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -57,6 +57,30 @@ impl Fingerprint {
     }
 }
 
+impl Fingerprint {
+    /// The full 32-hex-digit identity (for storage; `Display` shows the short form).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses the full form written by [`Fingerprint::to_hex`].
+    pub fn from_hex(s: &str) -> Option<Fingerprint> {
+        if s.len() != 32 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
+
+    /// Whether `short` (a displayed prefix, at least 8 hex digits) designates this fingerprint.
+    pub fn matches(&self, short: &str) -> bool {
+        short.len() >= 8 && self.to_hex().starts_with(&short.to_ascii_lowercase())
+    }
+}
+
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in &self.0[..6] {
@@ -93,5 +117,9 @@ mod tests {
         assert!(!format!("{s}").contains("VerySecret"));
         assert_eq!(s.fingerprint().to_string().len(), 12);
         assert_ne!(s.fingerprint(), Secret::new("AIzaSyOther").fingerprint());
+        let fp = s.fingerprint();
+        assert_eq!(Fingerprint::from_hex(&fp.to_hex()), Some(fp));
+        assert!(fp.matches(&fp.to_string()));
+        assert!(!fp.matches("00"));
     }
 }

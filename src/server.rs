@@ -1,25 +1,40 @@
-//! Wiring: builds the Pingora server with the data-plane service and the background services,
-//! from validated settings. Nothing here runs per request.
+//! Wiring: builds the Pingora server with the data-plane service, the admin server and the
+//! background services, from a loaded configuration. Nothing here runs per request.
 
+use crate::admin::auth::{hash_password, random_token, AdminAuth, GENERATED_HASH_SETTING};
+use crate::admin::{AdminServer, AdminState};
 use crate::background::{Drain, Maintenance};
-use crate::config::{ConfigSource, Settings};
+use crate::config::Loaded;
+use crate::control::key_sync::{self, KeySync};
+use crate::control::reload::SighupReloader;
+use crate::control::ConfigManager;
 use crate::gateway::{Gateway, Runtime, Shared};
 use crate::pool::store::{MemoryStore, StateStore};
+use crate::store::{Retention, Store};
 use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
 use anyhow::Context;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Starts the proxy and serves until a signal stops it. Only returns on a startup error.
-pub fn run(settings: Settings, source: &ConfigSource) -> anyhow::Result<()> {
+pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
+    let Loaded { settings, source, text } = loaded;
     crate::telemetry::init_logging(&settings.log);
+    raise_fd_limit();
 
     // Bind-check first, for a clear message instead of a failure deep inside Pingora.
     for addr in &settings.server.listen {
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    }
+    if settings.admin.enabled {
+        let a = settings.admin.listen;
+        std::net::TcpListener::bind(a).with_context(|| format!("cannot listen on {a} for the admin API (set [admin] listen, or enabled = false)"))?;
     }
     if settings.clients.is_empty() {
         tracing::warn!("no client tokens are configured: any local process can use this proxy (allowed because it only listens on loopback)");
@@ -28,10 +43,28 @@ pub fn run(settings: Settings, source: &ConfigSource) -> anyhow::Result<()> {
         tracing::warn!("the key pool is empty: every request will be answered 503 until keys are added");
     }
 
-    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-    let access_log = AccessLog::start(settings.log.access_log);
-    let runtime = Runtime::build(settings.clone(), &*store, None);
-    let shared = Shared::new(runtime, store, access_log.clone());
+    let st = &settings.state;
+    let retention = Retention { request_log_days: st.request_log_days, request_log_rows: st.request_log_rows, usage_days: st.usage_days, config_versions: st.config_versions };
+    let db = Arc::new(Store::open(data_dir, retention).with_context(|| format!("cannot open the state store in {}", data_dir.display()))?);
+    let db_writer = db.start_writer(Duration::from_millis(250), 65_536).context("cannot start the state store's writer")?;
+
+    let metrics = Arc::new(Metrics::new());
+    let forward_to = db_writer.clone();
+    let access_log = AccessLog::start(settings.log.access_log, metrics.clone(), Some(Box::new(move |r| forward_to.request(r))));
+    let key_states: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let runtime = Runtime::build(settings.clone(), &*key_states, None);
+    let shared = Shared::new(runtime, key_states, access_log.clone());
+    let restored = key_sync::restore(&shared, &db);
+    if restored > 0 {
+        tracing::info!(keys = restored, "restored saved key state (disabled keys and cooldowns)");
+    }
+
+    let manager = Arc::new(ConfigManager::new(source.clone(), text.clone(), shared.clone(), Some(db.clone()), metrics.clone()));
+    record_startup_version(&db, &text);
+    let auth = Arc::new(AdminAuth::default());
+    if settings.admin.enabled {
+        bootstrap_admin_password(&settings, &db, &auth)?;
+    }
 
     let conf = ServerConf {
         threads: settings.server.threads,
@@ -49,13 +82,21 @@ pub fn run(settings: Settings, source: &ConfigSource) -> anyhow::Result<()> {
         data_plane.add_tcp(&addr.to_string());
     }
     server.add_service(data_plane);
+    if settings.admin.enabled {
+        let state = AdminState { shared: shared.clone(), manager: manager.clone(), db: db.clone(), db_writer: db_writer.clone(), metrics, auth, access_log: access_log.clone() };
+        server.add_service(background_service("admin", AdminServer { state, listen: settings.admin.listen }));
+    }
     server.add_service(background_service("maintenance", Maintenance { shared: shared.clone() }));
-    server.add_service(background_service("drain", Drain { shared, access_log, grace: settings.server.grace_period }));
+    server.add_service(background_service("key sync", KeySync { shared: shared.clone(), writer: db_writer.clone() }));
+    server.add_service(background_service("sighup", SighupReloader { manager }));
+    server.add_service(background_service("drain", Drain { shared: shared.clone(), access_log, db_writer, grace: settings.server.grace_period }));
 
     let listen: Vec<String> = settings.server.listen.iter().map(|a| a.to_string()).collect();
     tracing::info!(
         listen = ?listen,
+        admin = %if settings.admin.enabled { settings.admin.listen.to_string() } else { "off".into() },
         config = %source,
+        data_dir = %data_dir.display(),
         upstream = %settings.upstream.base_url,
         pools = settings.pools.len(),
         keys = settings.key_count(),
@@ -65,4 +106,58 @@ pub fn run(settings: Settings, source: &ConfigSource) -> anyhow::Result<()> {
         "gemini-proxy starting"
     );
     server.run_forever();
+}
+
+/// Records the configuration the process starts with, unless it is the latest version already.
+fn record_startup_version(db: &Store, text: &str) {
+    let digest: String = crate::secret::sha256(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let latest = db.config_versions(1).ok().and_then(|v| v.into_iter().next());
+    if latest.is_none_or(|m| m.sha256 != digest) {
+        if let Err(e) = db.add_config_version(text, "startup", "configuration at start-up") {
+            tracing::warn!(error = %e, "cannot record the start-up configuration version");
+        }
+    }
+}
+
+/// With neither an admin token nor a password hash configured, the first start generates a
+/// password, keeps only its hash in the state store, and prints it once.
+fn bootstrap_admin_password(settings: &crate::config::Settings, db: &Store, auth: &AdminAuth) -> anyhow::Result<()> {
+    let stored = db.setting(GENERATED_HASH_SETTING).context("cannot read the admin password from the state store")?;
+    if let Some(h) = stored.clone() {
+        *auth.generated_hash.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+    if settings.admin.token_sha256.is_some() || settings.admin.password_hash.is_some() || stored.is_some() {
+        return Ok(());
+    }
+    let password = random_token("")[..24].to_owned();
+    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("cannot hash the generated admin password: {e}"))?;
+    db.set_setting(GENERATED_HASH_SETTING, &hash).context("cannot store the admin password hash")?;
+    *auth.generated_hash.lock().unwrap_or_else(|p| p.into_inner()) = Some(hash);
+    // Printed once, on stderr, on purpose: this is the only time the password exists in clear.
+    eprintln!(
+        "\n  gemini-proxy: generated an admin password (shown only this once): {password}\n  Log in at http://{}/ or set [admin] token / password_hash in the config.\n",
+        settings.admin.listen
+    );
+    tracing::warn!(listen = %settings.admin.listen, "generated an admin password and printed it once on stderr; only its hash is stored");
+    Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every client connection and every
+/// upstream connection is a descriptor, and the usual soft limit (1024) is far too low for a
+/// proxy. (nginx does the same with `worker_rlimit_nofile`.)
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let before = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(from = before, to = lim.rlim_max, "raised the open-files limit");
+            }
+        }
+    }
 }

@@ -24,6 +24,34 @@ pub struct ConfigFile {
     pub hygiene: HygieneSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub state: StateSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Serve the admin API, UI and metrics (default true).
+    pub enabled: Option<bool>,
+    pub listen: Option<Spanned<String>>,
+    /// Bearer token for scripts and Prometheus.
+    pub token: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    /// Argon2 PHC hash of the admin password (see `gemini-proxy hash-password`).
+    pub password_hash: Option<Spanned<String>>,
+    /// How long a login session lasts.
+    pub session_ttl: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    pub request_log_days: Option<u32>,
+    pub request_log_rows: Option<u64>,
+    pub usage_days: Option<u32>,
+    pub config_versions: Option<usize>,
 }
 
 /// One or several strings: `listen = "127.0.0.1:8080"` or `listen = ["...", "..."]`.

@@ -2,6 +2,8 @@
 //! (`validate`, `settings`), and the zero-config path from environment variables (`env`).
 
 mod env;
+pub mod edit;
+pub mod redact;
 pub mod file;
 pub mod settings;
 pub mod units;
@@ -96,26 +98,36 @@ pub fn load_file(path: &Path, env: &dyn EnvLookup) -> Result<Settings, ConfigErr
     parse_str(&text, &path.display().to_string(), env)
 }
 
+/// A loaded configuration: the settings, where they came from, and the text they were parsed
+/// from (kept for the admin API; the environment path generates its text).
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub source: ConfigSource,
+    pub text: String,
+}
+
 /// Loads the configuration for `run`/`check`: the file when it exists (or was named
 /// explicitly), otherwise the environment.
-pub fn load(path: &Path, explicit: bool, env: &dyn EnvLookup) -> Result<(Settings, ConfigSource), ConfigError> {
+pub fn load(path: &Path, explicit: bool, env: &dyn EnvLookup) -> Result<Loaded, ConfigError> {
     if explicit || path.exists() {
-        return load_file(path, env).map(|s| (s, ConfigSource::File(path.to_owned())));
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let settings = parse_str(&text, &path.display().to_string(), env)?;
+        return Ok(Loaded { settings, source: ConfigSource::File(path.to_owned()), text });
     }
     let text = env::toml_from_env(env).map_err(|message| ConfigError::Invalid {
         origin: format!("no config file at {} and the environment", path.display()),
         problems: vec![LocatedProblem { line: None, column: None, message }],
     })?;
     // Problems in generated text have no useful line numbers: report messages only.
-    parse_str(&text, "the environment configuration", env)
-        .map_err(|e| match e {
-            ConfigError::Invalid { origin, problems } => ConfigError::Invalid {
-                origin,
-                problems: problems.into_iter().map(|p| LocatedProblem { line: None, column: None, ..p }).collect(),
-            },
-            other => other,
-        })
-        .map(|s| (s, ConfigSource::Environment))
+    let settings = parse_str(&text, "the environment configuration", env).map_err(|e| match e {
+        ConfigError::Invalid { origin, problems } => ConfigError::Invalid {
+            origin,
+            problems: problems.into_iter().map(|p| LocatedProblem { line: None, column: None, ..p }).collect(),
+        },
+        other => other,
+    })?;
+    Ok(Loaded { settings, source: ConfigSource::Environment, text })
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

@@ -14,7 +14,30 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     pub hygiene: HygieneSettings,
     pub log: LogSettings,
+    pub admin: AdminSettings,
+    pub state: StateSettings,
 }
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// SHA-256 of the admin bearer token, when one is configured.
+    pub token_sha256: Option<[u8; 32]>,
+    /// Argon2 PHC string of the admin password, when configured in the file.
+    pub password_hash: Option<String>,
+    pub session_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    pub request_log_days: u32,
+    pub request_log_rows: u64,
+    pub usage_days: u32,
+    pub config_versions: usize,
+}
+
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {

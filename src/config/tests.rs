@@ -138,8 +138,9 @@ fn an_upstream_key_is_never_a_client_token() {
 #[test]
 fn environment_builds_a_loopback_proxy() {
     let env = FakeEnv(HashMap::from([("GEMINI_API_KEYS", "k1, k2,k3"), ("GEMINI_PROXY_TOKENS", "token-one-1")]));
-    let (s, src) = load(std::path::Path::new("/nonexistent/proxy.toml"), false, &env).unwrap();
-    assert_eq!(src, ConfigSource::Environment);
+    let loaded = load(std::path::Path::new("/nonexistent/proxy.toml"), false, &env).unwrap();
+    assert_eq!(loaded.source, ConfigSource::Environment);
+    let s = loaded.settings;
     assert_eq!(s.pools[0].keys.len(), 3);
     assert_eq!(s.clients.len(), 1);
     assert!(s.loopback_only());

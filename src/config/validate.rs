@@ -309,8 +309,73 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         json,
     };
 
+    // [admin]
+    let a = &file.admin;
+    let admin_listen = match &a.listen {
+        None => DEFAULT_ADMIN_LISTEN.parse().expect("default admin address parses"),
+        Some(l) => match l.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                c.at(l, format!("invalid admin.listen {:?}: expected IP:PORT such as 127.0.0.1:9090", l.get_ref()));
+                DEFAULT_ADMIN_LISTEN.parse().expect("default admin address parses")
+            }
+        },
+    };
+    if server.listen.contains(&admin_listen) && a.enabled != Some(false) {
+        match &a.listen {
+            Some(l) => c.at(l, "admin.listen must differ from server.listen"),
+            None => c.global("admin.listen (default 127.0.0.1:9090) must differ from server.listen"),
+        }
+    }
+    let admin_token = match (&a.token, &a.token_env) {
+        (Some(_), Some(t)) => {
+            c.at(t, "admin needs at most one of token and token_env");
+            None
+        }
+        (Some(t), None) if t.get_ref().trim().len() < 16 => {
+            c.at(t, "admin.token must be at least 16 characters");
+            None
+        }
+        (Some(t), None) => Some(sha256(t.get_ref().trim().as_bytes())),
+        (None, Some(var)) => match env.var(var.get_ref()) {
+            Some(t) if t.trim().len() >= 16 => Some(sha256(t.trim().as_bytes())),
+            Some(_) => {
+                c.at(var, format!("the admin token in {} must be at least 16 characters", var.get_ref()));
+                None
+            }
+            None => {
+                c.at(var, format!("environment variable {} (admin token) is not set", var.get_ref()));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let password_hash = a.password_hash.as_ref().and_then(|h| match argon2::PasswordHash::new(h.get_ref()) {
+        Ok(_) => Some(h.get_ref().clone()),
+        Err(e) => {
+            c.at(h, format!("admin.password_hash is not an Argon2 PHC string ({e}); make one with `gemini-proxy hash-password`"));
+            None
+        }
+    });
+    let admin = AdminSettings {
+        enabled: a.enabled.unwrap_or(true),
+        listen: admin_listen,
+        token_sha256: admin_token,
+        password_hash,
+        session_ttl: dur(a.session_ttl, Duration::from_secs(12 * 3600)),
+    };
+
+    // [state]
+    let st = &file.state;
+    let state = StateSettings {
+        request_log_days: st.request_log_days.unwrap_or(7),
+        request_log_rows: st.request_log_rows.unwrap_or(1_000_000),
+        usage_days: st.usage_days.unwrap_or(90),
+        config_versions: st.config_versions.unwrap_or(50).max(1),
+    };
+
     if c.problems.is_empty() {
-        Ok(Settings { server, upstream, pools, key_health, clients, hygiene, log })
+        Ok(Settings { server, upstream, pools, key_health, clients, hygiene, log, admin, state })
     } else {
         Err(c.problems)
     }

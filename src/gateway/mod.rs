@@ -96,11 +96,16 @@ impl ServerApp for Gateway {
         let mut shutdown = shutdown.clone();
         let mut first = true;
         loop {
-            let rt = self.shared.runtime.load_full();
-            let s = &rt.settings.server;
-            let idle = if first { s.header_timeout } else { s.keepalive_timeout };
-            match ds.next_head(idle, s.header_timeout, s.max_header_bytes, &mut shutdown).await {
+            let (idle, head_timeout, max_head) = {
+                let rt = self.shared.runtime.load();
+                let s = &rt.settings.server;
+                (if first { s.header_timeout } else { s.keepalive_timeout }, s.header_timeout, s.max_header_bytes)
+            };
+            match ds.next_head(idle, head_timeout, max_head, &mut shutdown).await {
                 NextHead::Head(head) => {
+                    // The snapshot is taken when the request arrives, not when the connection
+                    // started waiting for it: a reload applies to every request after it.
+                    let rt = self.shared.runtime.load_full();
                     let keep = exchange::handle(&self.shared, &rt, &mut ds, head).await;
                     if !keep || *shutdown.borrow() {
                         ds.shutdown().await;

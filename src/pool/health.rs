@@ -21,7 +21,7 @@ pub enum Availability {
     Broken { until: Instant },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Disabled {
     pub reason: DisableReason,
     pub since: SystemTime,
@@ -83,6 +83,16 @@ pub struct KeyHealth {
     inflight: AtomicU32,
     inner: Mutex<Inner>,
     pub counters: KeyCounters,
+    /// Set when something worth persisting changed (disabled, enabled, cooldowns).
+    dirty: AtomicBool,
+}
+
+/// The part of a key's state that survives a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Durable {
+    pub disabled: Option<Disabled>,
+    /// (model, until, kind) of cooldowns still running.
+    pub cooldowns: Vec<(String, SystemTime, CooldownKind)>,
 }
 
 /// A point-in-time view of a key's health per model, for the admin API and tests.
@@ -105,7 +115,44 @@ impl KeyHealth {
             inflight: AtomicU32::new(0),
             inner: Mutex::new(Inner::default()),
             counters: KeyCounters::default(),
+            dirty: AtomicBool::new(false),
         }
+    }
+
+    fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Whether durable state changed since the last call (and clears the flag).
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
+    }
+
+    /// What should survive a restart.
+    pub fn durable(&self, now: Instant) -> Durable {
+        let inner = self.lock();
+        let cooldowns = inner
+            .models
+            .iter()
+            .filter_map(|(m, h)| h.cooldown.filter(|(u, _, _)| *u > now).map(|(_, wall, kind)| (m.clone(), wall, kind)))
+            .collect();
+        Durable { disabled: inner.disabled.clone(), cooldowns }
+    }
+
+    /// Restores state saved by [`KeyHealth::durable`] (cooldowns already over are skipped).
+    pub fn restore(&self, saved: Durable, now: Instant) {
+        let wall_now = SystemTime::now();
+        let mut inner = self.lock();
+        if let Some(d) = saved.disabled {
+            inner.disabled = Some(d);
+            self.disabled.store(true, Ordering::Release);
+        }
+        for (model, until_wall, kind) in saved.cooldowns {
+            if let Ok(left) = until_wall.duration_since(wall_now) {
+                inner.models.entry(model).or_default().cooldown = Some((now + left, until_wall, kind));
+            }
+        }
+        self.tidy(&mut inner, now);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -173,6 +220,7 @@ impl KeyHealth {
             }
             Outcome::Cooldown { until, until_wall, kind } => {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                self.mark_dirty();
                 let mut inner = self.lock();
                 let m = inner.models.entry(model.to_owned()).or_default();
                 m.cooldown = Some((*until, *until_wall, *kind));
@@ -206,6 +254,7 @@ impl KeyHealth {
         let mut inner = self.lock();
         inner.disabled = Some(Disabled { reason, since: SystemTime::now(), message: message.to_owned() });
         self.disabled.store(true, Ordering::Release);
+        self.mark_dirty();
     }
 
     /// Puts a disabled key back in service. Returns false if it was not disabled.
@@ -213,6 +262,7 @@ impl KeyHealth {
         let mut inner = self.lock();
         let was = inner.disabled.take().is_some();
         self.disabled.store(false, Ordering::Release);
+        self.mark_dirty();
         was
     }
 
@@ -232,6 +282,7 @@ impl KeyHealth {
             if let Some((until, _, kind)) = m.cooldown {
                 if kind != CooldownKind::DailyQuota && until >= since {
                     m.cooldown = None;
+                    self.mark_dirty();
                 }
             }
         }
@@ -250,6 +301,7 @@ impl KeyHealth {
                 m.cooldown = None;
             }
         }
+        self.mark_dirty();
         self.tidy(&mut inner, now);
     }
 
@@ -261,6 +313,7 @@ impl KeyHealth {
         inner.last_error = None;
         self.disabled.store(false, Ordering::Release);
         self.restricted.store(0, Ordering::Release);
+        self.mark_dirty();
     }
 
     /// Models (with the probe reason) this key should be probed for: broken pairs, and
@@ -384,5 +437,30 @@ mod tests {
         assert_eq!(h.availability("other", now), Availability::Disabled(DisableReason::InvalidKey));
         assert!(h.enable());
         assert_eq!(h.availability("other", now), Availability::Usable);
+    }
+}
+
+#[cfg(test)]
+mod durable_tests {
+    use super::*;
+    use crate::secret::Fingerprint;
+    use std::time::Duration;
+
+    #[test]
+    fn disabled_and_cooldowns_survive_a_round_trip() {
+        let now = Instant::now();
+        let a = KeyHealth::new(Fingerprint::of(b"k"));
+        a.disable(DisableReason::Leaked, "leaked");
+        let out = Outcome::Cooldown { until: now + Duration::from_secs(30), until_wall: SystemTime::now() + Duration::from_secs(30), kind: CooldownKind::Quota };
+        a.report("m", &out, Some(429), "", &KeyHealthSettings::default(), now);
+        assert!(a.take_dirty());
+        assert!(!a.take_dirty());
+        let saved = a.durable(now);
+        let b = KeyHealth::new(Fingerprint::of(b"k"));
+        b.restore(saved, now);
+        assert_eq!(b.availability("x", now), Availability::Disabled(DisableReason::Leaked));
+        b.enable();
+        assert!(matches!(b.availability("m", now), Availability::Cooling { .. }));
+        assert_eq!(b.availability("m", now + Duration::from_secs(31)), Availability::Usable);
     }
 }

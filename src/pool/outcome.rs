@@ -7,7 +7,7 @@ use crate::gemini::quota_reset::next_pacific_midnight;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Why a key was taken out of service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DisableReason {
     /// 400 `API_KEY_INVALID`.
@@ -34,6 +34,24 @@ impl DisableReason {
             DisableReason::PermissionDenied => "permission_denied",
             DisableReason::Manual => "manual",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<DisableReason> {
+        [Self::InvalidKey, Self::Suspended, Self::Leaked, Self::ServiceBlocked, Self::PermissionDenied, Self::Manual].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl CooldownKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CooldownKind::Quota => "quota",
+            CooldownKind::DailyQuota => "daily_quota",
+            CooldownKind::Unspecified => "unspecified",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CooldownKind> {
+        [Self::Quota, Self::DailyQuota, Self::Unspecified].into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -1,7 +1,9 @@
-//! The access log: one JSON object per request on stdout. Records are handed to a bounded
-//! channel and serialised by a dedicated thread, so the data plane never waits on stdout; when
-//! the channel is full the record is dropped and counted.
+//! The record pipeline: every finished request hands one `AccessRecord` to a bounded channel;
+//! a dedicated thread writes it as a JSON line on stdout (the access log), updates the
+//! Prometheus metrics and passes it on (to the state store). The data plane never waits on any
+//! of them; when the channel is full the record is dropped and counted.
 
+use super::metrics::Metrics;
 use crate::gemini::usage::Usage;
 use crate::secret::Fingerprint;
 use serde::Serialize;
@@ -67,7 +69,10 @@ enum Msg {
     Flush(SyncSender<()>),
 }
 
-/// Sender side of the access log; cheap to clone.
+/// Where records go besides the access log and the metrics (the state store's writer).
+pub type Forward = Box<dyn Fn(&AccessRecord) + Send>;
+
+/// Sender side of the pipeline; cheap to clone.
 #[derive(Clone)]
 pub struct AccessLog {
     tx: Option<SyncSender<Msg>>,
@@ -79,17 +84,15 @@ pub struct AccessLog {
 const QUEUE: usize = 64 * 1024;
 
 impl AccessLog {
-    /// Starts the writer thread (or a no-op log when `enabled` is false).
-    pub fn start(enabled: bool) -> Self {
+    /// Starts the pipeline thread. `log_lines` turns the stdout access log on.
+    pub fn start(log_lines: bool, metrics: Arc<Metrics>, forward: Option<Forward>) -> Self {
         let dropped = Arc::new(AtomicU64::new(0));
-        if !enabled {
-            return AccessLog { tx: None, dropped };
-        }
         let (tx, rx) = sync_channel(QUEUE);
-        match std::thread::Builder::new().name("access-log".into()).spawn(move || write_loop(rx)) {
+        let sinks = Sinks { log_lines, metrics, forward };
+        match std::thread::Builder::new().name("telemetry".into()).spawn(move || write_loop(rx, sinks)) {
             Ok(_) => AccessLog { tx: Some(tx), dropped },
             Err(e) => {
-                tracing::error!(error = %e, "cannot start the access-log writer; access logging is off");
+                tracing::error!(error = %e, "cannot start the telemetry thread; access log and metrics are off");
                 AccessLog { tx: None, dropped }
             }
         }
@@ -97,6 +100,11 @@ impl AccessLog {
 
     pub fn enabled(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// A pipeline that drops everything (for tests and tools).
+    pub fn disabled() -> Self {
+        AccessLog { tx: None, dropped: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Queues a record; never blocks.
@@ -129,7 +137,13 @@ impl AccessLog {
 /// a cross-thread wake-up (a futex call and a context switch) on every request.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn write_loop(rx: Receiver<Msg>) {
+struct Sinks {
+    log_lines: bool,
+    metrics: Arc<Metrics>,
+    forward: Option<Forward>,
+}
+
+fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut line = Vec::with_capacity(1024);
@@ -138,11 +152,17 @@ fn write_loop(rx: Receiver<Msg>) {
         loop {
             match rx.try_recv() {
                 Ok(Msg::Record(r)) => {
-                    line.clear();
-                    if serde_json::to_writer(&mut line, &*r).is_ok() {
-                        line.push(b'\n');
-                        let _ = out.write_all(&line);
-                        wrote = true;
+                    sinks.metrics.observe(&r);
+                    if let Some(f) = &sinks.forward {
+                        f(&r);
+                    }
+                    if sinks.log_lines {
+                        line.clear();
+                        if serde_json::to_writer(&mut line, &*r).is_ok() {
+                            line.push(b'\n');
+                            let _ = out.write_all(&line);
+                            wrote = true;
+                        }
                     }
                 }
                 Ok(Msg::Flush(ack)) => {

@@ -2,6 +2,7 @@
 //! log (one JSON line per request on stdout, written off the request path).
 
 pub mod access_log;
+pub mod metrics;
 pub mod time;
 
 use crate::config::LogSettings;

@@ -18,6 +18,7 @@ PROXY_BIN = os.environ.get("GEMINI_PROXY_BIN", str(ROOT / "target/debug/gemini-p
 MOCK_BIN = os.environ.get("MOCK_GEMINI_BIN", str(ROOT / "target/debug/mock-gemini"))
 
 TOKEN = "gp-e2e-token-0123456789"
+ADMIN_TOKEN = "admin-e2e-token-0123456789"
 GOOD = ["AIzaE2E-GOOD-1", "AIzaE2E-GOOD-2"]
 LIMITED = "AIzaE2E-LIMITED"
 INVALID = "AIzaE2E-INVALID"
@@ -75,6 +76,7 @@ class Mock:
 class Proxy:
     def __init__(self, upstream, keys):
         self.port = free_port()
+        self.admin_port = free_port()
         self.dir = tempfile.TemporaryDirectory()
         cfg = Path(self.dir.name) / "proxy.toml"
         key_list = ", ".join(json.dumps(k) for k in keys)
@@ -90,6 +92,10 @@ retry_backoff = "10ms"
 [key_health]
 probe_interval = "1h"
 
+[admin]
+listen = "127.0.0.1:{self.admin_port}"
+token = "{ADMIN_TOKEN}"
+
 [[pools]]
 name = "default"
 keys = [{key_list}]
@@ -98,7 +104,8 @@ keys = [{key_list}]
 name = "e2e"
 token = "{TOKEN}"
 """)
-        self.proc = subprocess.Popen([PROXY_BIN, "run", "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([PROXY_BIN, "run", "-c", str(cfg), "--data-dir", str(Path(self.dir.name) / "data")],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stdout = Output(self.proc.stdout)
         self.stderr = Output(self.proc.stderr)
         deadline = time.monotonic() + 20
@@ -107,12 +114,14 @@ token = "{TOKEN}"
                 raise RuntimeError("gemini-proxy exited: " + self.stderr.text())
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", self.admin_port), timeout=0.2).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError("gemini-proxy did not start: " + self.stderr.text())
                 time.sleep(0.02)
         self.base = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
 
     def access_log(self, at_least=0, within=10.0):
         """Access-log records; waits (bounded) until there are at least `at_least`."""

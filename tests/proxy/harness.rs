@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "gp-test-token-alice";
 pub const TOKEN_BOB: &str = "gp-test-token-bob";
+pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789";
 
 /// A running proxy process. Killed when dropped.
 #[allow(dead_code)]
@@ -22,6 +23,15 @@ pub struct Proxy {
     stderr: Arc<Mutex<String>>,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    /// The admin listener, when the config has one.
+    pub admin: Option<SocketAddr>,
+}
+
+/// The `[admin] listen` address of a config built by `config`.
+pub fn admin_addr_of(toml: &str) -> Option<SocketAddr> {
+    let after = &toml[toml.find("[admin]")?..];
+    let line = after.lines().find(|l| l.trim_start().starts_with("listen"))?;
+    line.split('"').nth(1)?.parse().ok()
 }
 
 /// A free port on 127.0.0.1 (the listener is closed again before the proxy binds it).
@@ -34,8 +44,10 @@ pub fn binary() -> &'static str {
 }
 
 /// A config with one pool holding `keys`, clients alice and bob, pointed at `upstream`, with
-/// fast probing. Tests adjust it with plain text replacement (see `setup_with`).
+/// fast probing and an admin listener on the next free port (see `admin_addr_of`). Tests adjust
+/// it with plain text replacement (see `setup_with`).
 pub fn config(listen: SocketAddr, upstream: &str, keys: &[&str]) -> String {
+    let admin = format!("127.0.0.1:{}", free_port());
     let keys = keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
     format!(
         r#"
@@ -52,6 +64,10 @@ retry_backoff = "10ms"
 
 [key_health]
 probe_interval = "1s"
+
+[admin]
+listen = "{admin}"
+token = "{ADMIN_TOKEN}"
 
 [[pools]]
 name = "default"
@@ -87,7 +103,11 @@ impl Proxy {
 
     /// Starts the binary with `args` after `run` (a `-c` is added when `toml` is given).
     pub fn start_cmd(addr: SocketAddr, toml: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Proxy {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), addr, toml, args, env)
+    }
+
+    /// Starts in `dir` (its `data/` holds the state store: reuse a dir to restart with state).
+    pub fn start_in(dir: tempfile::TempDir, addr: SocketAddr, toml: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let config_path = dir.path().join("proxy.toml");
         let mut cmd = Command::new(binary());
         cmd.arg("run").current_dir(dir.path());
@@ -104,7 +124,8 @@ impl Proxy {
         let stderr = Arc::new(Mutex::new(String::new()));
         pipe_to(child.stdout.take().expect("stdout"), stdout.clone());
         pipe_to(child.stderr.take().expect("stderr"), stderr.clone());
-        let mut p = Proxy { child: Some(child), addr, stdout, stderr, dir, config_path };
+        let admin = toml.and_then(admin_addr_of);
+        let mut p = Proxy { child: Some(child), addr, stdout, stderr, dir, config_path, admin };
         p.wait_ready();
         p
     }
@@ -116,7 +137,8 @@ impl Proxy {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("gemini-proxy exited during start-up ({status}):\n{}", self.stderr());
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            let admin_up = self.admin.is_none_or(|a| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok());
+            if admin_up && TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -126,6 +148,25 @@ impl Proxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin.expect("this proxy has an admin listener"), path)
+    }
+
+    /// Stops the process (SIGTERM, bounded wait) and hands back its directory, so that the
+    /// caller can start a new process on the same state.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.signal("TERM");
+        if self.wait_exit(Duration::from_secs(10)).is_none() {
+            if let Some(c) = self.child.as_mut() {
+                let _ = c.kill();
+            }
+        }
+        self.child = None;
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
     }
 
     pub fn stdout(&self) -> String {

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod admin;
 mod auth_hygiene;
 mod cli;
 mod key_pool;

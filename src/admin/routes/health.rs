@@ -1,0 +1,75 @@
+//! `/healthz` (the process is alive), `/readyz` (a usable key exists and the state store
+//! writes) and `/metrics` (Prometheus text).
+
+use crate::admin::error::ErrorBody;
+use crate::admin::AdminState;
+use crate::pool::health::Availability;
+use crate::telemetry::metrics::ScrapeState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use utoipa::ToSchema;
+
+/// Liveness: answers while the process runs. No authentication.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub usable_keys: usize,
+    pub store_writable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
+}
+
+/// Readiness: at least one usable key and a writable state store.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(("bearer" = [])),
+    responses((status = 200, body = Readiness), (status = 401, body = ErrorBody), (status = 503, body = Readiness)))]
+pub async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
+    let rt = s.shared.runtime.load_full();
+    let now = Instant::now();
+    let usable_keys = rt.pools.iter().flat_map(|p| p.keys.iter()).filter(|k| k.health.availability("", now) == Availability::Usable).count();
+    let health = s.db.health();
+    let ready = usable_keys > 0 && health.writable;
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(Readiness { ready, usable_keys, store_writable: health.writable, store_error: health.last_error }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", body = String), (status = 401, body = ErrorBody)))]
+pub async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    let rt = s.shared.runtime.load_full();
+    let now = Instant::now();
+    let mut key_states = Vec::new();
+    for p in &rt.pools {
+        for k in &p.keys {
+            let h = &k.health;
+            if h.is_disabled() {
+                key_states.push((p.name.to_string(), k.name.to_string(), "*".to_owned(), "disabled"));
+                continue;
+            }
+            key_states.push((p.name.to_string(), k.name.to_string(), "*".to_owned(), "healthy"));
+            for m in h.model_views(now) {
+                if m.state != "healthy" {
+                    let state = if m.state == "cooling" { "cooling" } else { "broken" };
+                    key_states.push((p.name.to_string(), k.name.to_string(), m.model, state));
+                }
+            }
+        }
+    }
+    let state = ScrapeState {
+        inflight: s.shared.inflight.load(Ordering::Relaxed) as i64,
+        key_states,
+        dropped: vec![("access_log", s.access_log.dropped()), ("state_store", s.db_writer.dropped())],
+    };
+    let body = s.metrics.render(&state);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}

@@ -1,0 +1,18 @@
+//! Admin API handlers, one module per resource.
+
+pub mod clients;
+pub mod config;
+pub mod health;
+pub mod keys;
+pub mod observe;
+
+use super::error::{ApiError, ApiResult};
+
+/// Runs a blocking state-store call off the async workers.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::internal(format!("state store: {e}"))),
+        Err(e) => Err(ApiError::internal(format!("state store task failed: {e}"))),
+    }
+}

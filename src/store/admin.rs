@@ -1,0 +1,200 @@
+//! Admin-path state: config versions, the audit log and settings. Rare writes, made
+//! synchronously on the admin connection, and their reads.
+
+use super::error::{Context, StoreError};
+use super::types::{clamp_limit, AuditQuery, AuditRow, ConfigVersion, ConfigVersionMeta};
+use super::{now_ms, Store};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, OptionalExtension, Row, TransactionBehavior};
+
+const META_COLUMNS: &str = "id, created_ms, actor, comment, sha256, bytes";
+
+fn meta_row(r: &Row<'_>) -> rusqlite::Result<ConfigVersionMeta> {
+    Ok(ConfigVersionMeta {
+        id: r.get(0)?,
+        created_ms: r.get(1)?,
+        actor: r.get(2)?,
+        comment: r.get(3)?,
+        sha256: r.get(4)?,
+        bytes: usize::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+    })
+}
+
+fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    let detail: String = r.get(5)?;
+    Ok(AuditRow {
+        id: r.get(0)?,
+        time_ms: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        target: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl Store {
+    /// Stores a config text as a new version and returns its id; then deletes all but the
+    /// newest `retention.config_versions` (0 keeps all). Every call adds a version, even for
+    /// a text identical to the last one: the caller decides what is worth a version.
+    pub fn add_config_version(&self, text: &str, actor: &str, comment: &str) -> Result<i64, StoreError> {
+        let sha = hex(&crate::secret::sha256(text.as_bytes()));
+        let keep = i64::try_from(self.retention.config_versions).unwrap_or(i64::MAX);
+        self.admin(|c, p| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin adding a config version", p)?;
+            tx.execute(
+                "INSERT INTO config_version (created_ms, actor, comment, sha256, bytes, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![now_ms(), actor, comment, sha, text.len() as i64, text],
+            )
+            .ctx("add a config version", p)?;
+            let id = tx.last_insert_rowid();
+            if keep > 0 {
+                tx.execute("DELETE FROM config_version WHERE id NOT IN (SELECT id FROM config_version ORDER BY id DESC LIMIT ?1)", [keep])
+                    .ctx("prune config versions", p)?;
+            }
+            tx.commit().ctx("commit a config version", p)?;
+            Ok(id)
+        })
+    }
+
+    /// The newest config versions first, without their text; `limit` clamped to 1..=1000.
+    pub fn config_versions(&self, limit: usize) -> Result<Vec<ConfigVersionMeta>, StoreError> {
+        self.read(|c, p| {
+            let mut stmt = c.prepare(&format!("SELECT {META_COLUMNS} FROM config_version ORDER BY id DESC LIMIT ?1")).ctx("prepare the config list", p)?;
+            let rows = stmt.query_map([clamp_limit(limit) as i64], meta_row).ctx("list config versions", p)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().ctx("read config versions", p)
+        })
+    }
+
+    /// One config version with its text; `None` when unknown or pruned.
+    pub fn config_version(&self, id: i64) -> Result<Option<ConfigVersion>, StoreError> {
+        self.read(|c, p| {
+            c.query_row(&format!("SELECT {META_COLUMNS}, text FROM config_version WHERE id = ?1"), [id], |r| {
+                Ok(ConfigVersion { meta: meta_row(r)?, text: r.get(6)? })
+            })
+            .optional()
+            .ctx("read a config version", p)
+        })
+    }
+
+    /// Appends an audit entry (who did what to what) and returns its id. The audit log is not
+    /// pruned: it grows with operator actions only.
+    pub fn add_audit(&self, actor: &str, action: &str, target: &str, detail: &serde_json::Value) -> Result<i64, StoreError> {
+        let detail = detail.to_string();
+        self.admin(|c, p| {
+            c.execute(
+                "INSERT INTO audit_log (time_ms, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now_ms(), actor, action, target, detail],
+            )
+            .ctx("add an audit entry", p)?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Audit entries matching `q`, newest first.
+    pub fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+        self.read(|c, p| {
+            let mut sql = String::from("SELECT id, time_ms, actor, action, target, detail FROM audit_log WHERE 1");
+            let mut args = Vec::new();
+            if let Some(before) = q.before_id {
+                sql.push_str(" AND id < ?");
+                args.push(Value::Integer(before));
+            }
+            if let Some(action) = &q.action {
+                sql.push_str(" AND action = ?");
+                args.push(Value::Text(action.clone()));
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", clamp_limit(q.limit)));
+            let mut stmt = c.prepare(&sql).ctx("prepare an audit query", p)?;
+            let rows = stmt.query_map(params_from_iter(args), audit_row).ctx("query the audit log", p)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().ctx("read audit rows", p)
+        })
+    }
+
+    /// A stored setting (small state that must survive restarts, e.g. the active config
+    /// version); `None` when never set.
+    pub fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c, p| c.query_row("SELECT value FROM setting WHERE name = ?1", [name], |r| r.get(0)).optional().ctx("read a setting", p))
+    }
+
+    pub fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.admin(|c, p| {
+            c.execute(
+                "INSERT INTO setting (name, value, updated_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+                params![name, value, now_ms()],
+            )
+            .ctx("write a setting", p)?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{AuditQuery, Retention, Store};
+    use serde_json::json;
+
+    fn store(config_versions: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Retention { config_versions, ..Retention::default() }).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn config_versions_keep_the_newest_n() {
+        let (_dir, s) = store(3);
+        let ids: Vec<i64> = (0..5).map(|i| s.add_config_version(&format!("text {i}"), "alice", &format!("v{i}")).expect("add")).collect();
+        let list = s.config_versions(100).expect("list");
+        assert_eq!(list.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[4], ids[3], ids[2]]);
+        assert!(s.config_version(ids[0]).expect("get").is_none(), "pruned");
+        let v = s.config_version(ids[4]).expect("get").expect("present");
+        assert_eq!(v.text, "text 4");
+        assert_eq!((v.meta.actor.as_str(), v.meta.comment.as_str(), v.meta.bytes), ("alice", "v4", 6));
+        // SHA-256 of "text 4".
+        assert_eq!(v.meta.sha256.len(), 64);
+        assert_eq!(v.meta.sha256, {
+            let d = crate::secret::sha256(b"text 4");
+            super::hex(&d)
+        });
+        assert_eq!(s.config_versions(1).expect("list").len(), 1);
+        // Identical text still makes a version: the caller decides.
+        let again = s.add_config_version("text 4", "bob", "").expect("add");
+        assert!(again > ids[4]);
+    }
+
+    #[test]
+    fn audit_pages_newest_first_and_filters_by_action() {
+        let (_dir, s) = store(50);
+        for i in 0..10 {
+            let action = if i % 2 == 0 { "key.disable" } else { "config.apply" };
+            s.add_audit("alice", action, &format!("key-{i}"), &json!({ "i": i })).expect("add");
+        }
+        let page1 = s.audit(&AuditQuery { limit: 3, ..AuditQuery::default() }).expect("audit");
+        assert_eq!(page1.iter().map(|r| r.target.as_str()).collect::<Vec<_>>(), vec!["key-9", "key-8", "key-7"]);
+        assert_eq!(page1[0].detail, json!({ "i": 9 }));
+        let page2 = s.audit(&AuditQuery { limit: 3, before_id: Some(page1[2].id), ..AuditQuery::default() }).expect("audit");
+        assert_eq!(page2[0].target, "key-6");
+        let disables = s.audit(&AuditQuery { limit: 100, action: Some("key.disable".into()), ..AuditQuery::default() }).expect("audit");
+        assert_eq!(disables.len(), 5);
+        assert!(disables.iter().all(|r| r.action == "key.disable" && r.actor == "alice"));
+        // limit 0 is clamped to 1.
+        assert_eq!(s.audit(&AuditQuery::default()).expect("audit").len(), 1);
+    }
+
+    #[test]
+    fn settings_upsert() {
+        let (_dir, s) = store(50);
+        assert_eq!(s.setting("active_config").expect("get"), None);
+        s.set_setting("active_config", "3").expect("set");
+        s.set_setting("active_config", "4").expect("set");
+        assert_eq!(s.setting("active_config").expect("get").as_deref(), Some("4"));
+    }
+}

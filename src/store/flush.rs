@@ -1,0 +1,316 @@
+//! One writer commit: the drained request records, the latest key states and the per-minute
+//! usage they add up to, in a single transaction (so usage always agrees with the log).
+
+use super::error::{Context, StoreError};
+use super::histogram::Histogram;
+use super::types::{PersistedKeyState, UsageCounts};
+use super::{fingerprint_hex, sql_u64, unix_ms};
+use crate::secret::Fingerprint;
+use crate::telemetry::access_log::AccessRecord;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
+use std::path::Path;
+
+const INSERT_REQUEST: &str = "INSERT INTO request_log (time_ms, request_id, client, method, path, model, status, key_name, key_fp, \
+     attempts, total_ms, first_byte_ms, bytes_in, bytes_out, tokens_in, tokens_out, stream, error) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+const READ_HISTOGRAM: &str = "SELECT latency_hist FROM usage_minute WHERE minute_ms = ?1 AND key_fp = ?2 AND client = ?3 AND model = ?4";
+
+/// Counters add up; the histogram is merged by the caller (read-add-write, safe because this
+/// thread is the only writer of usage rows).
+const UPSERT_USAGE: &str = "INSERT INTO usage_minute (minute_ms, key_fp, client, model, key_name, requests, ok, client_errors, \
+     rate_limited, server_errors, retries, input_tokens, output_tokens, latency_hist) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+     ON CONFLICT (minute_ms, key_fp, client, model) DO UPDATE SET \
+     key_name = excluded.key_name, requests = requests + excluded.requests, ok = ok + excluded.ok, \
+     client_errors = client_errors + excluded.client_errors, rate_limited = rate_limited + excluded.rate_limited, \
+     server_errors = server_errors + excluded.server_errors, retries = retries + excluded.retries, \
+     input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens, \
+     latency_hist = excluded.latency_hist";
+
+const UPSERT_KEY: &str = "INSERT INTO key_state (fingerprint, name, disabled, cooldowns, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, disabled = excluded.disabled, \
+     cooldowns = excluded.cooldowns, updated_ms = excluded.updated_ms";
+
+const MINUTE_MS: i64 = 60_000;
+
+/// The outcome classes of the usage counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Ok,
+    ClientError,
+    RateLimited,
+    ServerError,
+}
+
+fn classify(status: u16) -> Class {
+    match status {
+        429 => Class::RateLimited,
+        400..=499 => Class::ClientError,
+        100..=399 => Class::Ok,
+        // 5xx, and 0: the request ended before any status was chosen.
+        _ => Class::ServerError,
+    }
+}
+
+/// A usage row's identity.
+#[derive(Hash, PartialEq, Eq)]
+struct Group<'a> {
+    minute_ms: i64,
+    key_fp: &'a str,
+    client: &'a str,
+    model: &'a str,
+}
+
+#[derive(Default)]
+struct Usage<'a> {
+    key_name: &'a str,
+    counts: UsageCounts,
+    latency: Histogram,
+}
+
+impl Usage<'_> {
+    fn add(&mut self, r: &AccessRecord) {
+        let c = &mut self.counts;
+        c.requests += 1;
+        match classify(r.status) {
+            Class::Ok => c.ok += 1,
+            Class::ClientError => c.client_errors += 1,
+            Class::RateLimited => c.rate_limited += 1,
+            Class::ServerError => c.server_errors += 1,
+        }
+        c.retries += r.attempts.len().saturating_sub(1) as u64;
+        c.input_tokens = c.input_tokens.saturating_add(r.tokens_in);
+        c.output_tokens = c.output_tokens.saturating_add(r.tokens_out);
+        self.latency.record(r.total_ms);
+    }
+}
+
+/// Commits `requests` and `keys` in one IMMEDIATE transaction (the write lock is taken up
+/// front, so a concurrent admin write makes this wait through the busy timeout instead of
+/// failing half-way). On error nothing is written and the caller may retry the same input.
+pub(crate) fn commit(conn: &mut Connection, path: &Path, requests: &[AccessRecord], keys: &HashMap<String, PersistedKeyState>) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin a flush", path)?;
+    // A handful of keys serve thousands of requests: format each fingerprint once.
+    let mut fps: HashMap<Fingerprint, String> = HashMap::new();
+    for r in requests {
+        if let Some(a) = r.attempts.last() {
+            fps.entry(a.fingerprint).or_insert_with(|| fingerprint_hex(&a.fingerprint));
+        }
+    }
+    let mut usage: HashMap<Group<'_>, Usage<'_>> = HashMap::new();
+    {
+        let mut insert = tx.prepare_cached(INSERT_REQUEST).ctx("prepare the request insert", path)?;
+        for r in requests {
+            let last = r.attempts.last();
+            let key_fp = last.and_then(|a| fps.get(&a.fingerprint)).map(String::as_str);
+            let time_ms = unix_ms(r.time);
+            // Serialising cannot fail for these plain types; an empty array is the safe fallback.
+            let attempts = serde_json::to_string(&r.attempts).unwrap_or_else(|_| String::from("[]"));
+            insert
+                .execute(params![
+                    time_ms,
+                    r.request_id as i64,
+                    r.client.as_deref(),
+                    r.method,
+                    r.path,
+                    r.model,
+                    r.status,
+                    last.map(|a| &*a.key),
+                    key_fp,
+                    attempts,
+                    r.total_ms,
+                    r.first_byte_ms,
+                    sql_u64(r.bytes_in),
+                    sql_u64(r.bytes_out),
+                    sql_u64(r.tokens_in),
+                    sql_u64(r.tokens_out),
+                    r.stream,
+                    r.error,
+                ])
+                .ctx("insert a request-log row", path)?;
+            let group = Group {
+                minute_ms: time_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
+                key_fp: key_fp.unwrap_or(""),
+                client: r.client.as_deref().unwrap_or(""),
+                model: r.model.as_deref().unwrap_or(""),
+            };
+            let u = usage.entry(group).or_default();
+            if let Some(a) = last {
+                u.key_name = &*a.key;
+            }
+            u.add(r);
+        }
+    }
+    {
+        let mut read = tx.prepare_cached(READ_HISTOGRAM).ctx("prepare the histogram read", path)?;
+        let mut upsert = tx.prepare_cached(UPSERT_USAGE).ctx("prepare the usage upsert", path)?;
+        for (g, mut u) in usage {
+            let old: Option<Vec<u8>> =
+                read.query_row(params![g.minute_ms, g.key_fp, g.client, g.model], |r| r.get(0)).optional().ctx("read a usage histogram", path)?;
+            if let Some(old) = old {
+                u.latency.merge(&Histogram::decode(&old));
+            }
+            upsert
+                .execute(params![
+                    g.minute_ms,
+                    g.key_fp,
+                    g.client,
+                    g.model,
+                    u.key_name,
+                    sql_u64(u.counts.requests),
+                    sql_u64(u.counts.ok),
+                    sql_u64(u.counts.client_errors),
+                    sql_u64(u.counts.rate_limited),
+                    sql_u64(u.counts.server_errors),
+                    sql_u64(u.counts.retries),
+                    sql_u64(u.counts.input_tokens),
+                    sql_u64(u.counts.output_tokens),
+                    u.latency.encode(),
+                ])
+                .ctx("upsert a usage row", path)?;
+        }
+    }
+    if !keys.is_empty() {
+        let mut upsert = tx.prepare_cached(UPSERT_KEY).ctx("prepare the key-state upsert", path)?;
+        for k in keys.values() {
+            let disabled = k.disabled.as_ref().map(serde_json::to_string).transpose().unwrap_or(None);
+            let cooldowns = serde_json::to_string(&k.cooldowns).unwrap_or_else(|_| String::from("[]"));
+            upsert.execute(params![k.fingerprint, k.name, disabled, cooldowns, k.updated_ms]).ctx("upsert a key state", path)?;
+        }
+    }
+    tx.commit().ctx("commit a flush", path)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::telemetry::access_log::AttemptRecord;
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// A request record as the gateway makes them, for tests and measurements.
+    pub(crate) fn record(time_ms: i64, id: u64, key: Option<&str>, client: Option<&str>, model: Option<&str>, status: u16, total_ms: f64) -> AccessRecord {
+        let attempts = key
+            .map(|k| {
+                vec![AttemptRecord {
+                    key: Arc::from(k),
+                    fingerprint: Secret::new(format!("AIza-{k}")).fingerprint(),
+                    outcome: "ok",
+                    status: Some(status),
+                    ms: total_ms,
+                }]
+            })
+            .unwrap_or_default();
+        AccessRecord {
+            time: UNIX_EPOCH + Duration::from_millis(u64::try_from(time_ms).unwrap_or(0)),
+            request_id: id,
+            peer: None,
+            client: client.map(Arc::from),
+            method: "POST".into(),
+            path: format!("/v1beta/models/{}:generateContent", model.unwrap_or("none")),
+            model: model.map(String::from),
+            status,
+            attempts,
+            total_ms,
+            first_byte_ms: Some(total_ms / 2.0),
+            bytes_in: 512,
+            bytes_out: 2048,
+            tokens_in: 10,
+            tokens_out: 20,
+            stream: false,
+            error: None,
+        }
+    }
+
+    pub(crate) fn fp_of(key: &str) -> String {
+        fingerprint_hex(&Secret::new(format!("AIza-{key}")).fingerprint())
+    }
+
+    fn db() -> (tempfile::TempDir, Connection, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).expect("open");
+        crate::store::schema::migrate(&mut conn, &path).expect("migrate");
+        (dir, conn, path)
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(classify(200), Class::Ok);
+        assert_eq!(classify(304), Class::Ok);
+        assert_eq!(classify(401), Class::ClientError);
+        assert_eq!(classify(499), Class::ClientError);
+        assert_eq!(classify(429), Class::RateLimited);
+        assert_eq!(classify(503), Class::ServerError);
+        assert_eq!(classify(0), Class::ServerError);
+    }
+
+    #[test]
+    fn usage_adds_up_across_commits_and_groups_by_minute_key_client_model() {
+        let (_dir, mut conn, path) = db();
+        let t = 1_700_000_040_000 + 40_000; // 40 s into a minute
+        let batch1: Vec<AccessRecord> = vec![
+            record(t, 1, Some("k1"), Some("app"), Some("gemini-2.5-flash"), 200, 10.0),
+            record(t + 1000, 2, Some("k1"), Some("app"), Some("gemini-2.5-flash"), 429, 20.0),
+            record(t + 2000, 3, None, None, None, 401, 0.2),
+        ];
+        commit(&mut conn, &path, &batch1, &HashMap::new()).expect("commit 1");
+        let batch2: Vec<AccessRecord> = vec![
+            record(t + 3000, 4, Some("k1"), Some("app"), Some("gemini-2.5-flash"), 500, 30.0),
+            // Next minute.
+            record(t + 30_000, 5, Some("k1"), Some("app"), Some("gemini-2.5-flash"), 200, 40.0),
+        ];
+        commit(&mut conn, &path, &batch2, &HashMap::new()).expect("commit 2");
+
+        type UsageRow = (i64, String, String, String, String, i64, i64, i64, i64, Vec<u8>);
+        let rows: Vec<UsageRow> = conn
+            .prepare("SELECT minute_ms, key_fp, client, model, key_name, requests, ok, rate_limited, server_errors, latency_hist FROM usage_minute ORDER BY minute_ms, key_fp")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        let minute = t / 60_000 * 60_000;
+        // The 401 made no attempt: key "", client "", model "".
+        assert_eq!((rows[0].0, rows[0].1.as_str(), rows[0].2.as_str(), rows[0].3.as_str(), rows[0].5), (minute, "", "", "", 1));
+        let k1 = &rows[1];
+        assert_eq!((k1.0, k1.1.as_str(), k1.4.as_str()), (minute, fp_of("k1").as_str(), "k1"));
+        assert_eq!((k1.5, k1.6, k1.7, k1.8), (3, 1, 1, 1), "counters added across the two commits");
+        assert_eq!(Histogram::decode(&k1.9).count(), 3, "histograms merged across the two commits");
+        assert_eq!((rows[2].0, rows[2].5), (minute + 60_000, 1));
+        let logged: i64 = conn.query_row("SELECT count(*) FROM request_log", [], |r| r.get(0)).expect("count");
+        assert_eq!(logged, 5);
+    }
+
+    #[test]
+    fn key_states_upsert_latest_wins() {
+        let (_dir, mut conn, path) = db();
+        let mut keys = HashMap::new();
+        let mut st = PersistedKeyState { fingerprint: "ab".repeat(16), name: "k1".into(), disabled: None, cooldowns: vec![], updated_ms: 1 };
+        keys.insert(st.fingerprint.clone(), st.clone());
+        commit(&mut conn, &path, &[], &keys).expect("commit");
+        st.updated_ms = 2;
+        st.disabled = Some(crate::store::PersistedDisable { reason: "invalid".into(), message: "API key not valid".into(), since_ms: 2, manual: false });
+        keys.insert(st.fingerprint.clone(), st.clone());
+        commit(&mut conn, &path, &[], &keys).expect("commit");
+        let (n, disabled): (i64, Option<String>) = conn.query_row("SELECT count(*), max(disabled) FROM key_state", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("row");
+        assert_eq!(n, 1);
+        assert!(disabled.expect("disabled").contains("API key not valid"));
+    }
+
+    #[test]
+    fn a_failed_commit_writes_nothing() {
+        let (_dir, mut conn, path) = db();
+        // Break the usage table so the request inserts succeed but the usage upsert fails.
+        conn.execute_batch("DROP TABLE usage_minute").expect("sabotage");
+        let batch = vec![record(1_700_000_000_000, 1, Some("k"), None, None, 200, 1.0)];
+        let err = commit(&mut conn, &path, &batch, &HashMap::new()).expect_err("must fail");
+        assert!(err.to_string().contains("usage"), "{err}");
+        let logged: i64 = conn.query_row("SELECT count(*) FROM request_log", [], |r| r.get(0)).expect("count");
+        assert_eq!(logged, 0, "the request rows rolled back with the failed usage upsert");
+    }
+}

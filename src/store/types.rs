@@ -1,0 +1,256 @@
+//! The store's public data: what goes in (key state, retention), what the REST API asks for
+//! (queries) and what it gets back (rows and points, all `Serialize` and `ToSchema`).
+
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// How long history is kept. Pruning runs in the writer thread, at most once a minute.
+/// A limit of 0 disables its rule (keeps everything).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Retention {
+    /// Request-log rows older than this are deleted.
+    pub request_log_days: u32,
+    /// At most this many request-log rows are kept (the newest ones).
+    pub request_log_rows: u64,
+    /// Per-minute usage aggregates older than this are deleted.
+    pub usage_days: u32,
+    /// Config versions kept (the newest ones), checked on every `add_config_version`.
+    pub config_versions: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { request_log_days: 7, request_log_rows: 1_000_000, usage_days: 90, config_versions: 50 }
+    }
+}
+
+/// A key's durable state: whether it is disabled and its cooldowns, so that a restart does not
+/// put a dead or cooling key back into rotation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistedKeyState {
+    /// The key's full fingerprint in hex (32 digits).
+    pub fingerprint: String,
+    pub name: String,
+    pub disabled: Option<PersistedDisable>,
+    pub cooldowns: Vec<PersistedCooldown>,
+    /// Unix milliseconds of the change.
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistedDisable {
+    pub reason: String,
+    pub message: String,
+    pub since_ms: i64,
+    /// Disabled by an operator (never re-enabled by the prober).
+    pub manual: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistedCooldown {
+    pub model: String,
+    pub until_ms: i64,
+    pub kind: String,
+}
+
+/// Status filter of the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFilter {
+    /// This status exactly.
+    Exact(u16),
+    /// A class: 2 for 2xx, 4 for 4xx, 5 for 5xx.
+    Class(u8),
+}
+
+/// Request-log filters. Every filter that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestQuery {
+    pub status: Option<StatusFilter>,
+    pub client: Option<String>,
+    /// A key name, or a fingerprint in hex: all 32 digits or a prefix of at least 8 (the
+    /// 12-digit display form).
+    pub key: Option<String>,
+    pub model: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub from_ms: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub to_ms: Option<i64>,
+    /// Paging: only rows with a smaller id (pass the last id of the previous page).
+    pub before_id: Option<i64>,
+    /// Clamped to 1..=1000.
+    pub limit: usize,
+}
+
+/// One logged request.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RequestRow {
+    /// Row id: increases with every insert and is never reused.
+    pub id: i64,
+    /// When the request arrived, Unix milliseconds.
+    pub time_ms: i64,
+    pub request_id: u64,
+    pub client: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub status: u16,
+    /// Name of the key that produced the answer (the last attempt's); none when no attempt.
+    pub key: Option<String>,
+    pub key_fingerprint: Option<String>,
+    /// The attempts array, as in the access log.
+    pub attempts: serde_json::Value,
+    pub total_ms: f64,
+    pub first_byte_ms: Option<f64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub stream: bool,
+    pub error: Option<String>,
+}
+
+/// Usage filters: a time range and optional key, client and model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsQuery {
+    /// Unix milliseconds; the minute containing it is included.
+    pub from_ms: i64,
+    /// Unix milliseconds, exclusive: minutes starting at or after it are left out.
+    pub to_ms: i64,
+    /// A key name, or a fingerprint in hex: all 32 digits or a prefix of at least 8 (the
+    /// 12-digit display form).
+    pub key: Option<String>,
+    pub client: Option<String>,
+    pub model: Option<String>,
+}
+
+/// Usage counters, shared by minute points, totals and the stored aggregates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UsageCounts {
+    pub requests: u64,
+    /// Status below 400.
+    pub ok: u64,
+    /// 4xx other than 429 (499 is a client that went away).
+    pub client_errors: u64,
+    /// 429.
+    pub rate_limited: u64,
+    /// 5xx, and requests that ended without any status.
+    pub server_errors: u64,
+    /// Upstream attempts beyond the first.
+    pub retries: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl UsageCounts {
+    /// Every counter, in the order of the stored columns.
+    pub fn fields_mut(&mut self) -> [&mut u64; 8] {
+        [&mut self.requests, &mut self.ok, &mut self.client_errors, &mut self.rate_limited, &mut self.server_errors, &mut self.retries, &mut self.input_tokens, &mut self.output_tokens]
+    }
+
+    /// Every counter, in the order of the stored columns.
+    pub fn fields(&self) -> [u64; 8] {
+        [self.requests, self.ok, self.client_errors, self.rate_limited, self.server_errors, self.retries, self.input_tokens, self.output_tokens]
+    }
+}
+
+/// Usage during one minute (all matching keys, clients and models merged).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MinutePoint {
+    /// Start of the minute, Unix milliseconds.
+    pub minute_ms: i64,
+    #[serde(flatten)]
+    pub counts: UsageCounts,
+    /// Total request latency percentiles, from a log-bucketed histogram (under 10% error).
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+}
+
+/// Sums over a range, and the biggest groups by model, client and key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Totals {
+    #[serde(flatten)]
+    pub counts: UsageCounts,
+    /// At most 20 each, most requests first. The empty name groups requests without a model,
+    /// client or key (a 401 has no key).
+    pub by_model: Vec<GroupTotal>,
+    pub by_client: Vec<GroupTotal>,
+    pub by_key: Vec<GroupTotal>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct GroupTotal {
+    /// Model, client or key name (for keys: the name most recently seen for the fingerprint).
+    pub name: String,
+    /// Only for `by_key`: the key's fingerprint, which is what the group is keyed by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    pub requests: u64,
+    /// Every status other than ok.
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConfigVersionMeta {
+    pub id: i64,
+    pub created_ms: i64,
+    pub actor: String,
+    pub comment: String,
+    /// SHA-256 of the text, hex.
+    pub sha256: String,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConfigVersion {
+    #[serde(flatten)]
+    pub meta: ConfigVersionMeta,
+    pub text: String,
+}
+
+/// Audit-log filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditQuery {
+    /// Clamped to 1..=1000.
+    pub limit: usize,
+    /// Paging: only rows with a smaller id.
+    pub before_id: Option<i64>,
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AuditRow {
+    pub id: i64,
+    pub time_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// The writer's state, for `/readyz` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreHealth {
+    /// False while the writer's last commit failed (it keeps retrying every tick).
+    pub writable: bool,
+    /// The last write or pruning error, kept after recovery for diagnosis.
+    pub last_error: Option<String>,
+    /// Records lost: queue full, or writer stopped.
+    pub dropped_records: u64,
+    /// Request records committed since the start.
+    pub written_records: u64,
+    #[serde(with = "crate::telemetry::time::rfc3339_opt")]
+    pub last_flush: Option<SystemTime>,
+}
+
+/// Limits a page size to 1..=1000.
+pub(crate) fn clamp_limit(limit: usize) -> usize {
+    limit.clamp(1, 1000)
+}

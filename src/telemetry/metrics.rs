@@ -1,0 +1,155 @@
+//! Prometheus metrics. Per-request metrics are updated by the telemetry thread from access
+//! records (never on the data plane's threads); state gauges (keys, in-flight) are read at
+//! scrape time. Names follow Prometheus conventions; labels name keys, never their secrets.
+
+use super::access_log::AccessRecord;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Distinct model label values kept; more become "other" (model names come from clients).
+const MAX_MODELS: usize = 200;
+
+const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    first_byte: HistogramVec,
+    attempts: IntCounterVec,
+    tokens: IntCounterVec,
+    pub(crate) inflight: IntGaugeVec,
+    pub(crate) key_state: IntGaugeVec,
+    pub(crate) keys: IntGaugeVec,
+    dropped: IntCounterVec,
+    dropped_seen: Mutex<std::collections::HashMap<&'static str, u64>>,
+    pub(crate) reloads: IntCounterVec,
+    models: Mutex<HashSet<String>>,
+}
+
+/// Point-in-time values read at scrape time.
+pub struct ScrapeState {
+    pub inflight: i64,
+    /// (pool, key name, model or "*", state) for every key; state is healthy, cooling, broken or disabled.
+    pub key_states: Vec<(String, String, String, &'static str)>,
+    /// (sink, dropped records)
+    pub dropped: Vec<(&'static str, u64)>,
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        429 => "429",
+        400..=498 => "4xx",
+        499 => "client_closed",
+        _ => "5xx",
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("gemini_proxy".into()), None).expect("valid registry prefix");
+        let requests = IntCounterVec::new(Opts::new("requests_total", "Requests answered, by status class, model and client"), &["status_class", "model", "client"]).expect("valid metric");
+        let duration = HistogramVec::new(HistogramOpts::new("request_duration_seconds", "Total request latency").buckets(LATENCY_BUCKETS.to_vec()), &["model"]).expect("valid metric");
+        let first_byte = HistogramVec::new(HistogramOpts::new("first_byte_seconds", "Time until the response head reached the client").buckets(LATENCY_BUCKETS.to_vec()), &["model"]).expect("valid metric");
+        let attempts = IntCounterVec::new(Opts::new("upstream_attempts_total", "Upstream attempts by key name and outcome"), &["key", "outcome"]).expect("valid metric");
+        let tokens = IntCounterVec::new(Opts::new("tokens_total", "Tokens consumed, by direction (input, output), model and client"), &["direction", "model", "client"]).expect("valid metric");
+        let inflight = IntGaugeVec::new(Opts::new("inflight_requests", "Requests being handled"), &[]).expect("valid metric");
+        let key_state = IntGaugeVec::new(Opts::new("key_state", "1 for the current state of each key per model (model \"*\": all models)"), &["pool", "key", "model", "state"]).expect("valid metric");
+        let keys = IntGaugeVec::new(Opts::new("keys", "Keys per pool and state"), &["pool", "state"]).expect("valid metric");
+        let dropped = IntCounterVec::new(Opts::new("dropped_records_total", "Records dropped because a writer (access log, state store) could not keep up"), &["sink"]).expect("valid metric");
+        let reloads = IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads by result"), &["result"]).expect("valid metric");
+        for c in [&requests, &attempts, &tokens, &reloads, &dropped] {
+            registry.register(Box::new((*c).clone())).expect("unique metric");
+        }
+        for h in [&duration, &first_byte] {
+            registry.register(Box::new((*h).clone())).expect("unique metric");
+        }
+        for g in [&inflight, &key_state, &keys] {
+            registry.register(Box::new((*g).clone())).expect("unique metric");
+        }
+        let build = IntGaugeVec::new(Opts::new("build_info", "Build information"), &["version"]).expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build)).expect("unique metric");
+        Metrics { registry, requests, duration, first_byte, attempts, tokens, inflight, key_state, keys, dropped, dropped_seen: Mutex::new(Default::default()), reloads, models: Mutex::new(HashSet::new()) }
+    }
+
+    fn model_label(&self, model: Option<&str>) -> String {
+        let Some(m) = model.filter(|m| !m.is_empty()) else { return "none".into() };
+        let mut seen = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(m) {
+            return m.to_owned();
+        }
+        if seen.len() < MAX_MODELS {
+            seen.insert(m.to_owned());
+            return m.to_owned();
+        }
+        "other".into()
+    }
+
+    /// Accounts one finished request.
+    pub fn observe(&self, r: &AccessRecord) {
+        let model = self.model_label(r.model.as_deref());
+        let client = r.client.as_deref().unwrap_or("none");
+        self.requests.with_label_values(&[status_class(r.status), &model, client]).inc();
+        self.duration.with_label_values(&[&model]).observe(r.total_ms / 1000.0);
+        if let Some(fb) = r.first_byte_ms {
+            self.first_byte.with_label_values(&[&model]).observe(fb / 1000.0);
+        }
+        for a in &r.attempts {
+            self.attempts.with_label_values(&[&a.key, a.outcome]).inc();
+        }
+        if r.tokens_in > 0 {
+            self.tokens.with_label_values(&["input", &model, client]).inc_by(r.tokens_in);
+        }
+        if r.tokens_out > 0 {
+            self.tokens.with_label_values(&["output", &model, client]).inc_by(r.tokens_out);
+        }
+    }
+
+    pub fn reload(&self, ok: bool) {
+        self.reloads.with_label_values(&[if ok { "ok" } else { "rejected" }]).inc();
+    }
+
+    /// The text exposition, with scrape-time gauges refreshed from `state`.
+    pub fn render(&self, state: &ScrapeState) -> String {
+        self.inflight.with_label_values(&[] as &[&str]).set(state.inflight);
+        self.key_state.reset();
+        self.keys.reset();
+        for (pool, key, model, st) in &state.key_states {
+            self.key_state.with_label_values(&[pool.as_str(), key.as_str(), model.as_str(), st]).set(1);
+        }
+        // Each key counts once per pool and state: healthy or disabled key-wide, and cooling or
+        // broken when at least one model restricts it.
+        let distinct: HashSet<(&str, &str, &str)> = state.key_states.iter().map(|(p, k, _, st)| (p.as_str(), k.as_str(), *st)).collect();
+        let mut per_pool: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
+        for (pool, _, st) in distinct {
+            *per_pool.entry((pool, st)).or_default() += 1;
+        }
+        for ((pool, st), n) in per_pool {
+            self.keys.with_label_values(&[pool, st]).set(n);
+        }
+        {
+            let mut seen = self.dropped_seen.lock().unwrap_or_else(|p| p.into_inner());
+            for (sink, n) in &state.dropped {
+                let last = seen.entry(sink).or_insert(0);
+                if *n > *last {
+                    self.dropped.with_label_values(&[sink]).inc_by(*n - *last);
+                    *last = *n;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

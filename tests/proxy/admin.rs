@@ -1,0 +1,420 @@
+//! The admin API: authentication, every route, hot reload, persistence across restarts.
+
+use crate::harness::*;
+use mock_gemini::KeyMode;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn call(p: &Proxy, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = client().request(method, p.admin_url(path)).bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("admin request");
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn get(p: &Proxy, path: &str) -> Value {
+    let (status, v) = call(p, Method::GET, path, None).await;
+    assert_eq!(status, 200, "GET {path}: {v}");
+    v
+}
+
+fn key39(tag: char) -> String {
+    format!("AIza{}", tag.to_string().repeat(35))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_but_healthz_and_login_needs_authentication() {
+    let s = setup(&["AIzaA"]).await;
+    let c = client();
+    assert_eq!(c.get(s.proxy.admin_url("/healthz")).send().await.unwrap().status(), 200);
+    let routes: &[(Method, &str)] = &[
+        (Method::GET, "/readyz"),
+        (Method::GET, "/metrics"),
+        (Method::GET, "/api/v1/openapi.json"),
+        (Method::GET, "/api/v1/config"),
+        (Method::POST, "/api/v1/config/validate"),
+        (Method::PUT, "/api/v1/config"),
+        (Method::POST, "/api/v1/config/reload"),
+        (Method::GET, "/api/v1/config/versions"),
+        (Method::GET, "/api/v1/config/versions/1"),
+        (Method::POST, "/api/v1/config/versions/1/rollback"),
+        (Method::GET, "/api/v1/config/diff?from=1"),
+        (Method::GET, "/api/v1/keys"),
+        (Method::POST, "/api/v1/keys"),
+        (Method::POST, "/api/v1/keys/import"),
+        (Method::POST, "/api/v1/keys/validate"),
+        (Method::POST, "/api/v1/keys/0123456789ab/enable"),
+        (Method::POST, "/api/v1/keys/0123456789ab/disable"),
+        (Method::POST, "/api/v1/keys/0123456789ab/reset"),
+        (Method::DELETE, "/api/v1/keys/0123456789ab"),
+        (Method::GET, "/api/v1/clients"),
+        (Method::POST, "/api/v1/clients"),
+        (Method::PATCH, "/api/v1/clients/alice"),
+        (Method::DELETE, "/api/v1/clients/alice"),
+        (Method::GET, "/api/v1/stats/timeseries"),
+        (Method::GET, "/api/v1/stats/totals"),
+        (Method::GET, "/api/v1/requests"),
+        (Method::GET, "/api/v1/requests/1"),
+        (Method::GET, "/api/v1/audit"),
+        (Method::GET, "/api/v1/auth/session"),
+        (Method::POST, "/api/v1/auth/logout"),
+    ];
+    for (m, path) in routes {
+        for token in [None, Some("wrong-admin-token-0000"), Some(TOKEN)] {
+            let mut req = c.request(m.clone(), s.proxy.admin_url(path)).json(&json!({}));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{m} {path} with {token:?}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["status"], "UNAUTHENTICATED");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_sessions_and_failed_login_rate_limit() {
+    let hash = gemini_proxy::admin::auth::hash_password("correct horse battery").unwrap();
+    let s = setup_with(&["AIzaA"], |t| in_section(t, "admin", &format!("password_hash = \"{hash}\""))).await;
+    let c = client();
+    let login = |pw: &'static str| c.post(s.proxy.admin_url("/api/v1/auth/login")).json(&json!({"password": pw})).send();
+    let r = login("correct horse battery").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("HttpOnly"));
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let me = c.get(s.proxy.admin_url("/api/v1/auth/session")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<Value>().await.unwrap()["kind"], "session");
+    assert_eq!(c.get(s.proxy.admin_url("/api/v1/keys")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(c.post(s.proxy.admin_url("/api/v1/auth/logout")).bearer_auth(&token).send().await.unwrap().status(), 204);
+    assert_eq!(c.get(s.proxy.admin_url("/api/v1/keys")).bearer_auth(&token).send().await.unwrap().status(), 401, "logged out");
+
+    for _ in 0..5 {
+        assert_eq!(login("wrong").await.unwrap().status(), 401);
+    }
+    let r = login("correct horse battery").await.unwrap();
+    assert_eq!(r.status(), 429, "even the right password waits after five failures");
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_password_is_printed_once_and_survives_a_restart() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let toml = config(addr, &mock.base_url(), &["AIzaA"]).replace(&format!("token = \"{ADMIN_TOKEN}\"\n"), "");
+    let p = Proxy::start_config(addr, &toml);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let password = loop {
+        if let Some(line) = p.stderr().lines().find(|l| l.contains("generated an admin password (shown only this once)")) {
+            break line.rsplit(' ').next().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no generated password printed:\n{}", p.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let login = |p: &Proxy, pw: &str| client().post(p.admin_url("/api/v1/auth/login")).json(&json!({"password": pw})).send();
+    assert_eq!(login(&p, &password).await.unwrap().status(), 200);
+    let dir = p.stop();
+    let p = Proxy::start_in(dir, addr, Some(&toml), &[], &[]);
+    assert_eq!(login(&p, &password).await.unwrap().status(), 200, "the stored hash is reused");
+    assert!(!p.stderr().contains("shown only this once"), "printed only on the first start");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_routes_validate_replace_version_diff_and_roll_back() {
+    let s = setup(&["AIzaA"]).await;
+    let cfg = get(&s.proxy, "/api/v1/config").await;
+    let text = cfg["text"].as_str().unwrap().to_owned();
+    assert!(cfg["writable"].as_bool().unwrap());
+    assert!(!text.contains("AIzaA") && !text.contains(TOKEN) && !text.contains(ADMIN_TOKEN), "secrets are redacted: {text}");
+    assert!(text.contains("redacted:key:"));
+
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/validate", Some(json!({"text": text.replace("threads = 2", "threads = 2\nbogus = 1")}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"][0]["line"], 5, "{v}");
+    let (_, v) = call(&s.proxy, Method::POST, "/api/v1/config/validate", Some(json!({"text": text}))).await;
+    assert_eq!(v["valid"], true, "{v}");
+
+    // An invalid replacement is refused and the old config keeps serving.
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": text.replace("base_url = \"http", "base_url = \"ftp")}))).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(v["error"]["problems"][0]["line"].is_number());
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+
+    // A valid one (placeholders kept) adds a key and is applied at once.
+    let new_key = key39('N');
+    let edited = text.replace("keys = [", &format!("keys = [\"{new_key}\", "));
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": edited, "comment": "add N"}))).await;
+    assert_eq!(st, 200, "{v}");
+    let version = v["version"].as_i64().unwrap();
+    let on_disk = std::fs::read_to_string(&s.proxy.config_path).unwrap();
+    assert!(on_disk.contains(&new_key) && on_disk.contains("AIzaA") && on_disk.contains(TOKEN), "written with real secrets");
+    let keys = get(&s.proxy, "/api/v1/keys").await;
+    assert_eq!(keys["total"], 2);
+
+    let versions = get(&s.proxy, "/api/v1/config/versions").await;
+    let ids: Vec<i64> = versions.as_array().unwrap().iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert!(ids.len() >= 2 && ids[0] == version, "{versions}");
+    let first = *ids.last().unwrap();
+    let shown = get(&s.proxy, &format!("/api/v1/config/versions/{version}")).await;
+    assert!(!shown["text"].as_str().unwrap().contains(&new_key), "versions are redacted too");
+    let diff = get(&s.proxy, &format!("/api/v1/config/diff?from={first}&to={version}")).await;
+    let d = diff["diff"].as_str().unwrap();
+    assert!(d.contains("+keys = [\"redacted:key:") && !d.contains(&new_key), "{d}");
+
+    let (st, v) = call(&s.proxy, Method::POST, &format!("/api/v1/config/versions/{first}/rollback"), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(get(&s.proxy, "/api/v1/keys").await["total"], 1);
+    assert!(!std::fs::read_to_string(&s.proxy.config_path).unwrap().contains(&new_key));
+    let (st, _) = call(&s.proxy, Method::GET, "/api/v1/config/versions/999999", None).await;
+    assert_eq!(st, 404);
+
+    // SIGHUP and the reload route re-read the file; a broken file is refused.
+    std::fs::write(&s.proxy.config_path, on_disk.replace("threads = 2", "threads = 2\nnonsense = true")).unwrap();
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
+    assert_eq!(st, 422, "{v}");
+    s.proxy.signal("HUP");
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200, "the old config still serves");
+    std::fs::write(&s.proxy.config_path, &on_disk).unwrap();
+    s.proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(&s.proxy, "/api/v1/keys").await["total"] != 2 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let audit = get(&s.proxy, "/api/v1/audit").await;
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"config.replace") && actions.contains(&"config.reload"), "{actions:?}");
+    assert!(audit[0]["actor"].as_str().unwrap().contains("signal:SIGHUP") || actions.contains(&"config.reload"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_routes_add_import_validate_enable_disable_reset_delete() {
+    let s = setup(&["AIzaA"]).await;
+    let good = key39('G');
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/keys", Some(json!({"key": good, "name": "added-one"}))).await;
+    assert_eq!(st, 201, "{v}");
+    let fp_good = v["added"][0]["fingerprint"].as_str().unwrap().to_owned();
+    let (st, _) = call(&s.proxy, Method::POST, "/api/v1/keys", Some(json!({"key": good}))).await;
+    assert_eq!(st, 409, "the same key twice");
+
+    // Bulk import from messy text: keys in quotes, lines, JSON; duplicates; junk.
+    let (k1, k2, k3) = (key39('x'), key39('y'), key39('z'));
+    let messy = format!("GEMINI_KEY={k1}\n# notes\n\"{k2}\", '{k1}'\n{{\"api_key\": \"{k3}\"}} AIzaTooShort and {good}\n");
+    let (st, preview) = call(&s.proxy, Method::POST, "/api/v1/keys/import", Some(json!({"text": messy, "dry_run": true}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(preview["added"].as_array().unwrap().len(), 3, "{preview}");
+    assert!(preview["version"].is_null());
+    assert_eq!(get(&s.proxy, "/api/v1/keys").await["total"], 2, "a dry run changes nothing");
+    let (_, done) = call(&s.proxy, Method::POST, "/api/v1/keys/import", Some(json!({"text": messy}))).await;
+    assert_eq!(done["added"].as_array().unwrap().len(), 3);
+    let reasons: Vec<&str> = done["skipped"].as_array().unwrap().iter().map(|x| x["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, vec!["duplicate_in_text", "already_in_pool"]);
+    let list = get(&s.proxy, "/api/v1/keys").await;
+    assert_eq!(list["total"], 5);
+    assert!(!list.to_string().contains(&k1), "the list shows no secrets");
+
+    // Live validation disables what the upstream refuses.
+    s.mock.set_key(&k2, KeyMode::Invalid.into());
+    let (st, checked) = call(&s.proxy, Method::POST, "/api/v1/keys/validate", Some(json!({}))).await;
+    assert_eq!(st, 200);
+    let results: Vec<(&str, &str)> = checked.as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c["result"].as_str().unwrap())).collect();
+    assert_eq!(results.len(), 5);
+    assert_eq!(results.iter().filter(|(_, r)| *r == "invalid_key").count(), 1, "{results:?}");
+    let list = get(&s.proxy, "/api/v1/keys?state=disabled").await;
+    assert_eq!(list["keys"][0]["disabled"]["reason"], "invalid_key");
+
+    // Manual disable and enable, reset, delete.
+    let (st, v) = call(&s.proxy, Method::POST, &format!("/api/v1/keys/{fp_good}/disable"), None).await;
+    assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("disabled")));
+    let filtered = get(&s.proxy, &format!("/api/v1/keys?q={fp_good}")).await;
+    assert_eq!(filtered["keys"][0]["disabled"]["reason"], "manual");
+    let (st, v) = call(&s.proxy, Method::POST, &format!("/api/v1/keys/{fp_good}/enable"), None).await;
+    assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("healthy")));
+    let (st, _) = call(&s.proxy, Method::POST, &format!("/api/v1/keys/{fp_good}/reset"), None).await;
+    assert_eq!(st, 200);
+    let (st, v) = call(&s.proxy, Method::DELETE, &format!("/api/v1/keys/{fp_good}"), None).await;
+    assert_eq!((st, v["removed"].as_u64()), (StatusCode::OK, Some(1)));
+    assert_eq!(get(&s.proxy, "/api/v1/keys").await["total"], 4);
+    let (st, _) = call(&s.proxy, Method::POST, "/api/v1/keys/ffffffffffff/enable", None).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_routes_create_use_update_revoke() {
+    let s = setup(&["AIzaA"]).await;
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/clients", Some(json!({"name": "carol"}))).await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    assert!(!std::fs::read_to_string(&s.proxy.config_path).unwrap().contains(&token), "only the hash is stored");
+    let r = client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", &token).json(&generate_body("hi")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the new token works at once");
+    let names: Vec<String> = get(&s.proxy, "/api/v1/clients").await.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, vec!["alice", "bob", "carol"]);
+    let (st, _) = call(&s.proxy, Method::POST, "/api/v1/clients", Some(json!({"name": "carol"}))).await;
+    assert_eq!(st, 409);
+    let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"pool": "nope"}))).await;
+    assert_eq!(st, 422, "a client cannot name a missing pool");
+    let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"pool": "default"}))).await;
+    assert_eq!(st, 200);
+    let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
+    assert_eq!(st, 200);
+    let r = client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", &token).json(&generate_body("hi")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a revoked token stops working at once");
+    let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_request_log_and_readiness() {
+    let s = setup(&["AIzaA", "AIzaB"]).await;
+    s.mock.set_key("AIzaB", KeyMode::rate_limited("30s").into());
+    for _ in 0..4 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    assert_eq!(generate(&s.proxy, "no-such-model").await.status(), 404);
+    client().get(s.proxy.url("/v1beta/models")).send().await.unwrap(); // 401
+    // Records reach SQLite within a flush interval.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let rows = loop {
+        let rows = get(&s.proxy, "/api/v1/requests").await;
+        if rows.as_array().unwrap().len() >= 6 {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "request log incomplete: {rows}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rows[0]["status"], 401, "newest first");
+    let only_404 = get(&s.proxy, "/api/v1/requests?status=404").await;
+    assert_eq!(only_404.as_array().unwrap().len(), 1);
+    assert_eq!(only_404[0]["model"], "no-such-model");
+    let client_errors = get(&s.proxy, "/api/v1/requests?status=4xx&client=alice").await;
+    assert_eq!(client_errors.as_array().unwrap().len(), 1);
+    let keys = get(&s.proxy, "/api/v1/keys").await;
+    let fp_a = keys["keys"].as_array().unwrap().iter().find(|k| k["state"] == "healthy").unwrap()["fingerprint"].as_str().unwrap().to_owned();
+    let by_key = get(&s.proxy, &format!("/api/v1/requests?key={fp_a}")).await;
+    // The filter returns exactly the rows whose answer came from that key (the 401 has none).
+    let expected: Vec<&Value> = rows.as_array().unwrap().iter().filter(|r| r["key_fingerprint"].as_str().is_some_and(|f| f.starts_with(&fp_a))).collect();
+    assert!(expected.len() >= 4);
+    assert_eq!(by_key.as_array().unwrap().iter().collect::<Vec<_>>(), expected);
+    let id = rows[1]["id"].as_i64().unwrap();
+    let one = get(&s.proxy, &format!("/api/v1/requests/{id}")).await;
+    assert_eq!(one["id"], id);
+    let retried = rows.as_array().unwrap().iter().find(|r| r["attempts"].as_array().is_some_and(|a| a.len() == 2)).expect("the retried request is logged with its attempts");
+    assert_eq!(retried["attempts"][0]["outcome"], "rate_limited");
+
+    let points = get(&s.proxy, "/api/v1/stats/timeseries").await;
+    let total: u64 = points.as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+    assert_eq!(total, 6);
+    assert!(points[0]["latency_p50_ms"].as_f64().unwrap() > 0.0);
+    let totals = get(&s.proxy, "/api/v1/stats/totals?range=today").await;
+    assert_eq!(totals["requests"], 6);
+    assert_eq!(totals["client_errors"], 2);
+    assert!(totals["input_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(totals["by_model"][0]["name"], "gemini-2.5-flash");
+    let flash_only = get(&s.proxy, "/api/v1/stats/totals?range=today&model=no-such-model").await;
+    assert_eq!(flash_only["requests"], 1);
+    let (st, _) = call(&s.proxy, Method::GET, "/api/v1/stats/totals?range=yesterday", None).await;
+    assert_eq!(st, 400);
+
+    let ready = get(&s.proxy, "/readyz").await;
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["usable_keys"], 2);
+    let spec = get(&s.proxy, "/api/v1/openapi.json").await;
+    assert!(spec["paths"]["/api/v1/keys/import"]["post"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_is_503_without_a_usable_key() {
+    let s = setup_with(&["AIzaDEAD"], |t| t.replace("probe_interval = \"1s\"", "probe_interval = \"1h\"")).await;
+    s.mock.set_key("AIzaDEAD", KeyMode::Invalid.into());
+    generate(&s.proxy, "gemini-2.5-flash").await;
+    let (st, v) = call(&s.proxy, Method::GET, "/readyz", None).await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["usable_keys"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabled_keys_stay_disabled_and_cooldowns_survive_a_restart() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let toml = config(addr, &mock.base_url(), &["AIzaLEAKED", "AIzaCOOL", "AIzaGOOD"]).replace("probe_interval = \"1s\"", "probe_interval = \"1h\"");
+    mock.set_key("AIzaLEAKED", KeyMode::Leaked.into());
+    mock.set_key("AIzaCOOL", KeyMode::rate_limited("300s").into());
+    let p = Proxy::start_config(addr, &toml);
+    for _ in 0..6 {
+        assert_eq!(generate(&p, "gemini-2.5-flash").await.status(), 200);
+    }
+    // Key state is written within a second or so.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let dir = p.stop();
+    mock.set_key("AIzaLEAKED", KeyMode::Ok.into());
+    mock.set_key("AIzaCOOL", KeyMode::Ok.into());
+    mock.clear_requests();
+    let p = Proxy::start_in(dir, addr, Some(&toml), &[], &[]);
+    for _ in 0..6 {
+        assert_eq!(generate(&p, "gemini-2.5-flash").await.status(), 200);
+    }
+    assert_eq!(keys_seen(&mock, "generateContent"), vec!["AIzaGOOD"; 6], "the leaked key stays disabled and the cooling one keeps cooling");
+    let keys = get(&p, "/api/v1/keys").await;
+    let states: Vec<(&str, &str)> = keys["keys"].as_array().unwrap().iter().map(|k| (k["name"].as_str().unwrap(), k["state"].as_str().unwrap())).collect();
+    assert_eq!(states.iter().filter(|(_, s)| *s == "disabled").count(), 1, "{states:?}");
+    assert_eq!(states.iter().filter(|(_, s)| *s == "cooling").count(), 1, "{states:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_under_streaming_load_fails_no_request_and_a_removed_key_stops_being_used() {
+    let s = setup(&["AIzaKEEP", "AIzaDROP"]).await;
+    let cfg = get(&s.proxy, "/api/v1/config").await;
+    let text = cfg["text"].as_str().unwrap().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..6 {
+        let (url, stop) = (s.proxy.url("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client().post(&url).header("x-goog-api-key", TOKEN).header("x-mock-chunks", "4").header("x-mock-chunk-delay-ms", "30").json(&generate_body("go")).send().await;
+                match r {
+                    Ok(r) if r.status() == 200 => match r.text().await {
+                        Ok(body) if body.matches("data: ").count() == 4 => ok += 1,
+                        other => failed.push(format!("{other:?}")),
+                    },
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Remove AIzaDROP: its placeholder is the second entry of the keys array.
+    let start = text.find("keys = [").unwrap();
+    let end = start + text[start..].find(']').unwrap();
+    let first_placeholder = text[start..end].split(',').next().unwrap().trim_start_matches("keys = [").trim().to_owned();
+    let edited = format!("{}keys = [{first_placeholder}]{}", &text[..start], &text[end + 1..]);
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": edited}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(get(&s.proxy, "/api/v1/keys").await["total"], 1);
+    let reloaded_at = s.mock.requests().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total_ok = 0;
+    for w in workers {
+        let (ok, failed) = w.await.unwrap();
+        assert!(failed.is_empty(), "requests failed across the reload: {failed:?}");
+        total_ok += ok;
+    }
+    assert!(total_ok > 10, "the load ran ({total_ok} streams)");
+    let remaining = s.mock.requests();
+    assert!(remaining[..reloaded_at].iter().any(|r| r.key.as_deref() == Some("AIzaDROP")), "both keys served before the reload");
+    // Up to six streams (one per worker) may have started on the old snapshot just before the
+    // swap; after those, no request may use the removed key.
+    let dropped_after: Vec<_> = remaining.iter().skip(reloaded_at + 6).filter(|r| r.key.as_deref() == Some("AIzaDROP")).collect();
+    assert!(dropped_after.is_empty(), "the removed key was used after the reload: {} times", dropped_after.len());
+}
