@@ -13,6 +13,7 @@ pub mod control;
 pub mod gateway;
 pub mod gemini;
 pub mod http1;
+pub mod limits;
 pub mod pool;
 pub mod secret;
 pub mod server;

@@ -39,6 +39,60 @@ enum Command {
     },
     /// Read a password on stdin and print its Argon2 hash for `[admin] password_hash`.
     HashPassword,
+    /// Mint a JWT client token (for testing `[jwt]`).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Client name (the `sub` claim)
+    #[arg(long)]
+    sub: String,
+    /// HS256, RS256 or ES256
+    #[arg(long, default_value = "HS256")]
+    alg: String,
+    /// Environment variable holding the HS256 secret
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// File holding the HS256 secret (trailing newline ignored)
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// PEM private key for RS256 / ES256 (PKCS#8 for EC)
+    #[arg(long)]
+    private_key: Option<PathBuf>,
+    #[arg(long)]
+    iss: Option<String>,
+    #[arg(long)]
+    aud: Option<String>,
+    #[arg(long)]
+    kid: Option<String>,
+    /// Seconds until the token expires (negative: already expired)
+    #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
+    expires_in: i64,
+    /// Seconds until the token becomes valid (positive: not yet valid)
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    valid_in: i64,
+    /// Extra claim as NAME=JSON (e.g. gp='{"rpm":10}'); repeatable
+    #[arg(long = "claim")]
+    claims: Vec<String>,
+}
+
+fn mint(a: TokenArgs) -> Result<String, String> {
+    use gemini_proxy::auth::jwt::{mint, parse_algorithm, MintRequest};
+    let alg = parse_algorithm(&a.alg).ok_or_else(|| format!("unsupported algorithm {:?}: use HS256, RS256 or ES256", a.alg))?;
+    let key = match (&a.secret_env, &a.secret_file, &a.private_key) {
+        (Some(var), None, None) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?.into_bytes(),
+        (None, Some(f), None) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?.trim_end_matches(['\r', '\n']).as_bytes().to_vec(),
+        (None, None, Some(f)) => std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?,
+        _ => return Err("give exactly one of --secret-env, --secret-file (HS256) or --private-key (RS256/ES256)".into()),
+    };
+    let mut extra = serde_json::Map::new();
+    for c in &a.claims {
+        let (name, value) = c.split_once('=').ok_or_else(|| format!("--claim {c:?}: expected NAME=JSON"))?;
+        let v = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        extra.insert(name.to_owned(), v);
+    }
+    mint(&MintRequest { alg, key, kid: a.kid, subject: a.sub, issuer: a.iss, audience: a.aud, expires_in: a.expires_in, not_before_offset: -a.valid_in, extra })
 }
 
 fn load(config: Option<PathBuf>) -> Result<Loaded, ExitCode> {
@@ -85,6 +139,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Token(args) => match mint(args) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run { config, data_dir } => {
             let loaded = match load(config) {
                 Ok(v) => v,

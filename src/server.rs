@@ -8,7 +8,7 @@ use crate::config::Loaded;
 use crate::control::key_sync::{self, KeySync};
 use crate::control::reload::SighupReloader;
 use crate::control::ConfigManager;
-use crate::gateway::{Gateway, Runtime, Shared};
+use crate::gateway::{AccessFilter, Gateway, Runtime, Shared};
 use crate::pool::store::{MemoryStore, StateStore};
 use crate::store::{Retention, Store};
 use crate::telemetry::access_log::AccessLog;
@@ -54,6 +54,7 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     let key_states: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let runtime = Runtime::build(settings.clone(), &*key_states, None);
     let shared = Shared::new(runtime, key_states, access_log.clone());
+    seed_client_days(&shared, &db);
     let restored = key_sync::restore(&shared, &db);
     if restored > 0 {
         tracing::info!(keys = restored, "restored saved key state (disabled keys and cooldowns)");
@@ -78,6 +79,7 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     server.bootstrap();
 
     let mut data_plane = Service::new("gemini-proxy".to_owned(), Gateway { shared: shared.clone() });
+    data_plane.set_connection_filter(Arc::new(AccessFilter { shared: shared.clone() }));
     for addr in &settings.server.listen {
         data_plane.add_tcp(&addr.to_string());
     }
@@ -106,6 +108,21 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
         "gemini-proxy starting"
     );
     server.run_forever();
+}
+
+/// Restores each client's token count for today (UTC), so that a daily limit holds across a
+/// restart; the per-minute usage in the state store has it.
+fn seed_client_days(shared: &Shared, db: &Store) {
+    let now = std::time::SystemTime::now();
+    let day = crate::limits::rate::utc_day(now);
+    match db.client_tokens_since(day as i64 * 86_400_000) {
+        Ok(rows) => {
+            for (client, tokens) in rows {
+                shared.limits.seed_day(&client, day, tokens);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot restore today's token counts; daily limits restart from zero"),
+    }
 }
 
 /// Records the configuration the process starts with, unless it is the latest version already.

@@ -43,6 +43,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(routes::keys::routes())
         .merge(routes::clients::routes())
         .merge(routes::observe::routes())
+        .merge(routes::access::routes())
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(routes::health::metrics))
         .route("/readyz", get(routes::health::readyz))

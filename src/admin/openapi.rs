@@ -1,7 +1,7 @@
 //! The OpenAPI document of the admin API, generated from the handlers and types (utoipa).
 
 use super::auth;
-use super::routes::{clients, config, health, keys, observe};
+use super::routes::{access, clients, config, health, keys, observe};
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -59,12 +59,13 @@ impl Modify for BearerAuth {
         keys::list, keys::add, keys::import, keys::validate, keys::enable, keys::disable, keys::reset, keys::delete,
         clients::list, clients::create, clients::revoke, clients::update,
         observe::timeseries, observe::totals, observe::requests, observe::request, observe::audit,
+        access::access,
         health::healthz, health::readyz, health::metrics,
     ),
     modifiers(&BearerAuth, &CommonErrors),
     components(schemas(super::error::ErrorBody)),
     tags(
-        (name = "auth"), (name = "config"), (name = "keys"), (name = "clients"), (name = "stats"), (name = "requests"), (name = "audit"), (name = "health"),
+        (name = "auth"), (name = "config"), (name = "keys"), (name = "clients"), (name = "stats"), (name = "requests"), (name = "audit"), (name = "access"), (name = "health"),
     )
 )]
 pub struct AdminApi;

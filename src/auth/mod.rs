@@ -1,7 +1,10 @@
 //! Who is calling: the proxy token a client presents (wherever a Gemini or OpenAI client puts
 //! its key), checked against configured clients by SHA-256 digest in constant time.
 
-use crate::config::ClientSettings;
+pub mod jwt;
+
+use crate::config::{JwtSettings, Policy, Settings};
+use jwt::{JwtError, JwtIdentity, JwtVerifier};
 use crate::gemini::route::{percent_decode, query_param};
 use crate::http1::RequestHead;
 use crate::secret::sha256;
@@ -10,12 +13,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-/// A configured client.
+/// An authenticated caller and what it may do.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub name: Arc<str>,
-    /// Index of the pool its requests use.
-    pub pool: usize,
+    pub policy: Arc<Policy>,
 }
 
 /// Where the credential was found; it is removed from the forwarded request in every case.
@@ -32,13 +34,29 @@ pub enum AuthError {
     Missing,
     #[error("invalid proxy token")]
     Invalid,
+    #[error("invalid JWT: {0}")]
+    Jwt(#[from] JwtError),
 }
 
-/// The configured clients, indexed by token digest.
+impl AuthError {
+    /// Label for the refusal metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_token",
+            AuthError::Invalid => "invalid_token",
+            AuthError::Jwt(_) => "invalid_jwt",
+        }
+    }
+}
+
+/// The configured clients, indexed by token digest and by name (for JWT subjects).
 #[derive(Debug, Default)]
 pub struct ClientTable {
     by_digest: HashMap<[u8; 32], Client>,
-    /// No client configured: the proxy is open (only allowed on loopback listeners).
+    by_name: HashMap<String, Client>,
+    jwt: Option<JwtSettings>,
+    pool_names: Vec<String>,
+    /// No client and no JWT configured: the proxy is open (only allowed on loopback listeners).
     open: bool,
 }
 
@@ -46,30 +64,81 @@ pub struct ClientTable {
 pub const ANONYMOUS: &str = "anonymous";
 
 impl ClientTable {
-    pub fn new(clients: &[ClientSettings]) -> Self {
-        let by_digest = clients.iter().map(|c| (c.token_sha256, Client { name: Arc::from(c.name.as_str()), pool: c.pool })).collect();
-        ClientTable { by_digest, open: clients.is_empty() }
+    pub fn new(settings: &Settings) -> Self {
+        let mut by_digest = HashMap::new();
+        let mut by_name = HashMap::new();
+        for c in &settings.clients {
+            let client = Client { name: Arc::from(c.name.as_str()), policy: Arc::new(c.policy.clone()) };
+            if let Some(d) = c.token_sha256 {
+                by_digest.insert(d, client.clone());
+            }
+            by_name.insert(c.name.clone(), client);
+        }
+        ClientTable {
+            by_digest,
+            by_name,
+            jwt: settings.jwt.clone(),
+            pool_names: settings.pools.iter().map(|p| p.name.clone()).collect(),
+            open: settings.clients.is_empty() && settings.jwt.is_none(),
+        }
     }
 
     pub fn is_open(&self) -> bool {
         self.open
     }
 
-    /// Identifies the caller from a presented credential.
+    /// Identifies the caller from a presented credential: a JWT when `[jwt]` is configured
+    /// and the credential looks like one, a static token otherwise.
     ///
-    /// The lookup is by SHA-256 digest, so its timing can only reveal something about the
-    /// digest, which says nothing useful about any token; the final comparison is constant-time.
+    /// Static tokens are looked up by SHA-256 digest, so lookup timing can only reveal
+    /// something about the digest, which says nothing useful about any token; the final
+    /// comparison is constant-time.
     pub fn authenticate(&self, presented: Option<&str>) -> Result<Client, AuthError> {
         if self.open {
-            return Ok(Client { name: Arc::from(ANONYMOUS), pool: 0 });
+            return Ok(Client { name: Arc::from(ANONYMOUS), policy: Arc::new(Policy::default()) });
         }
         let token = presented.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+        if let Some(jwt) = &self.jwt {
+            if JwtVerifier::looks_like_jwt(token) {
+                let id = jwt.verifier.verify(token)?;
+                return Ok(self.jwt_client(jwt, id));
+            }
+        }
         let digest = sha256(token.as_bytes());
         match self.by_digest.get_key_value(&digest) {
             Some((stored, client)) if bool::from(stored.ct_eq(&digest)) => Ok(client.clone()),
             _ => Err(AuthError::Invalid),
         }
     }
+
+    /// A JWT client: the policy of the `[[clients]]` entry of that name, else the token's own
+    /// policy claim, else the `[jwt.policy]` default.
+    fn jwt_client(&self, jwt: &JwtSettings, id: JwtIdentity) -> Client {
+        if let Some(c) = self.by_name.get(&id.client) {
+            return c.clone();
+        }
+        let policy = match id.policy.as_ref().and_then(|v| policy_from_claim(v, &self.pool_names)) {
+            Some(p) => p,
+            None => jwt.default_policy.clone(),
+        };
+        Client { name: Arc::from(id.client.as_str()), policy: Arc::new(policy) }
+    }
+}
+
+/// Reads a policy object carried by a token: `{"rpm": 10, "tpm": .., "tpd": .., "concurrency":
+/// .., "models": ["gemini-*"], "pools": ["default"]}`. Unknown pools are left out.
+fn policy_from_claim(v: &serde_json::Value, pool_names: &[String]) -> Option<Policy> {
+    let o = v.as_object()?;
+    let num = |k: &str| o.get(k).and_then(serde_json::Value::as_u64).filter(|n| *n > 0);
+    let strings = |k: &str| -> Vec<String> { o.get(k).and_then(serde_json::Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default() };
+    Some(Policy {
+        models: strings("models"),
+        pools: strings("pools").iter().filter_map(|p| pool_names.iter().position(|n| n == p)).collect(),
+        rpm: num("rpm").and_then(|n| u32::try_from(n).ok()),
+        tpm: num("tpm"),
+        tpd: num("tpd"),
+        concurrency: num("concurrency").and_then(|n| u32::try_from(n).ok()),
+    })
 }
 
 /// Finds the credential in a request: `x-goog-api-key`, then `?key=`, then `Authorization: Bearer`.
@@ -91,7 +160,8 @@ mod tests {
     use bytes::BytesMut;
 
     fn table() -> ClientTable {
-        ClientTable::new(&[ClientSettings { name: "alice".into(), token_sha256: sha256(b"gp-alice-token"), pool: 0 }])
+        let s = crate::config::parse_str("[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n[[clients]]\nname = \"alice\"\ntoken = \"gp-alice-token\"\n", "t", &crate::config::ProcessEnv).unwrap();
+        ClientTable::new(&s)
     }
 
     fn head(text: &str) -> RequestHead {
@@ -124,7 +194,8 @@ mod tests {
 
     #[test]
     fn no_clients_means_open() {
-        let t = ClientTable::new(&[]);
+        let s = crate::config::parse_str("[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n", "t", &crate::config::ProcessEnv).unwrap();
+        let t = ClientTable::new(&s);
         assert!(t.is_open());
         assert_eq!(&*t.authenticate(None).unwrap().name, ANONYMOUS);
     }

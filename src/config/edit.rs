@@ -28,11 +28,9 @@ pub struct NewKey {
     pub weight: Option<u32>,
 }
 
-/// Client fields the admin API may set. `None` leaves a field as it is.
+/// Client fields the admin API sets: `(field, Some(value))` sets, `(field, None)` removes.
 #[derive(Debug, Clone, Default)]
 pub struct ClientChanges {
-    pub pool: Option<Option<String>>,
-    /// Other simple fields (limits), as TOML values; `None` removes the field.
     pub fields: Vec<(String, Option<Value>)>,
 }
 
@@ -149,16 +147,6 @@ impl ConfigDoc {
 
     pub fn update_client(&mut self, name: &str, changes: &ClientChanges) -> Result<(), EditError> {
         let t = self.client_mut(name).ok_or_else(|| EditError::NoSuchClient(name.to_owned()))?;
-        if let Some(pool) = &changes.pool {
-            match pool {
-                Some(p) => {
-                    t.insert("pool", toml_edit::value(p.as_str()));
-                }
-                None => {
-                    t.remove("pool");
-                }
-            }
-        }
         for (field, value) in &changes.fields {
             match value {
                 Some(v) => {
@@ -214,13 +202,15 @@ mod tests {
     fn clients_are_added_updated_and_removed() {
         let mut d = ConfigDoc::parse(TEXT).unwrap();
         let hash = "ab".repeat(32);
-        d.add_client("ci", &hash, &ClientChanges { pool: Some(Some("batch".into())), fields: vec![] }).unwrap();
+        let pools = Value::Array(["batch"].into_iter().collect());
+        d.add_client("ci", &hash, &ClientChanges { fields: vec![("pools".into(), Some(pools)), ("rpm".into(), Some(Value::from(10)))] }).unwrap();
         assert!(matches!(d.add_client("ci", &hash, &ClientChanges::default()), Err(EditError::ClientExists(_))));
         let parsed = crate::config::parse_str(&d.text(), "t", &NoEnv).unwrap();
         assert_eq!(parsed.clients[0].name, "ci");
-        assert_eq!(parsed.clients[0].pool, 1);
-        d.update_client("ci", &ClientChanges { pool: Some(None), fields: vec![] }).unwrap();
-        assert!(!d.text().contains("pool = \"batch\""));
+        assert_eq!(parsed.clients[0].policy.pools, vec![1]);
+        assert_eq!(parsed.clients[0].policy.rpm, Some(10));
+        d.update_client("ci", &ClientChanges { fields: vec![("pools".into(), None)] }).unwrap();
+        assert!(!d.text().contains("batch\"]"));
         assert!(d.remove_client("ci"));
         assert!(!d.remove_client("ci"));
     }

@@ -28,6 +28,9 @@ pub struct ConfigFile {
     pub admin: AdminSection,
     #[serde(default)]
     pub state: StateSection,
+    #[serde(default)]
+    pub access: AccessSection,
+    pub jwt: Option<JwtSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,7 +100,7 @@ pub struct ServerSection {
     pub max_header_bytes: Option<Spanned<ByteSize>>,
     /// How long a client may take to send a request head.
     pub header_timeout: Option<HumanDuration>,
-    /// How long a client may take to send the request body, between two reads.
+    /// How long a client may take to send the whole request body.
     pub body_timeout: Option<HumanDuration>,
     /// How long an idle keep-alive connection stays open.
     pub keepalive_timeout: Option<HumanDuration>,
@@ -196,8 +199,76 @@ pub struct ClientSection {
     pub token_env: Option<Spanned<String>>,
     /// Hex SHA-256 of the token, for configs that must not hold the token itself.
     pub token_sha256: Option<Spanned<String>>,
-    /// Pool this client's requests use; the first pool when absent.
-    pub pool: Option<Spanned<String>>,
+    /// Pools this client may use (the first is its default); the first pool when absent.
+    pub pools: Option<Vec<Spanned<String>>>,
+    /// Models it may call, as glob patterns (`gemini-2.5-*`); every model when absent.
+    pub models: Option<Vec<Spanned<String>>>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Input + output tokens per minute.
+    pub tpm: Option<u64>,
+    /// Input + output tokens per day (UTC).
+    pub tpd: Option<u64>,
+    /// Requests in flight at once.
+    pub concurrency: Option<u32>,
+}
+
+/// The policy fields of a client, also used for JWT clients without a `[[clients]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    pub pools: Option<Vec<Spanned<String>>>,
+    pub models: Option<Vec<Spanned<String>>>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub concurrency: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// Only these networks may connect (CIDR or single addresses); everyone when absent.
+    pub allow: Option<Vec<Spanned<String>>>,
+    /// These networks may not connect.
+    pub deny: Option<Vec<Spanned<String>>>,
+    /// Proxies whose `X-Forwarded-For` names the real client.
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// Requests per minute per client address.
+    pub per_ip_rpm: Option<u32>,
+    /// Requests per minute in all.
+    pub global_rpm: Option<u32>,
+    /// Open client connections at once.
+    pub max_connections: Option<usize>,
+    /// Streamed responses at once.
+    pub max_streams: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSection {
+    /// HS256 shared secret (at least 32 bytes).
+    pub secret: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
+    /// RS256 or ES256 public key, PEM.
+    pub public_key_file: Option<Spanned<String>>,
+    /// A JWK set (RSA and EC keys are used).
+    pub jwks_file: Option<Spanned<String>>,
+    /// Accepted algorithms (HS256, RS256, ES256); default: what the keys support.
+    pub algorithms: Option<Vec<Spanned<String>>>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (one must match).
+    pub audience: Option<Vec<String>>,
+    /// Claim naming the client (default `sub`).
+    pub client_claim: Option<String>,
+    /// Claim carrying a policy object (`{"rpm": 10, "models": [...]}`), if tokens carry one.
+    pub policy_claim: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Option<HumanDuration>,
+    /// Policy of JWT clients that have no `[[clients]]` entry and no policy claim.
+    #[serde(default)]
+    pub policy: PolicySection,
 }
 
 #[derive(Debug, Default, Deserialize)]

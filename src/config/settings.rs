@@ -16,6 +16,86 @@ pub struct Settings {
     pub log: LogSettings,
     pub admin: AdminSettings,
     pub state: StateSettings,
+    pub access: AccessSettings,
+    pub jwt: Option<JwtSettings>,
+}
+
+/// What a client may do. Limits absent are unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Policy {
+    /// Glob patterns of allowed models; empty: every model.
+    pub models: Vec<String>,
+    /// Indices of allowed pools, the default first; empty: the first pool only.
+    #[serde(skip)]
+    pub pools: Vec<usize>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub concurrency: Option<u32>,
+}
+
+impl Policy {
+    pub fn is_unlimited(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.tpd.is_none() && self.concurrency.is_none()
+    }
+
+    /// Whether `model` is allowed (no patterns: all are).
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|p| glob_match(p, model))
+    }
+
+    /// The pool a request uses: `requested` if allowed, else the client's default.
+    pub fn pool(&self, requested: Option<usize>) -> Result<usize, usize> {
+        let default = self.pools.first().copied().unwrap_or(0);
+        match requested {
+            None => Ok(default),
+            Some(p) if p == default || self.pools.contains(&p) => Ok(p),
+            Some(p) => Err(p),
+        }
+    }
+}
+
+/// `*` matches any run of characters, `?` one character; everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Network rules and abuse limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessSettings {
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub per_ip_rpm: Option<u32>,
+    pub global_rpm: Option<u32>,
+    pub max_connections: Option<usize>,
+    pub max_streams: Option<usize>,
+}
+
+/// JWT client authentication.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub verifier: std::sync::Arc<crate::auth::jwt::JwtVerifier>,
+    /// Policy of JWT clients without a `[[clients]]` entry or a policy claim.
+    pub default_policy: Policy,
 }
 
 #[derive(Debug, Clone)]
@@ -140,10 +220,10 @@ impl Default for KeyHealthSettings {
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub name: String,
-    /// SHA-256 of the token: tokens themselves are not kept after loading.
-    pub token_sha256: [u8; 32],
-    /// Index into `Settings::pools`.
-    pub pool: usize,
+    /// SHA-256 of the static token (tokens themselves are not kept after loading); `None` for
+    /// clients that only authenticate with JWTs.
+    pub token_sha256: Option<[u8; 32]>,
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Turns a parsed [`ConfigFile`] into [`Settings`], collecting every problem with the place in
 //! the file it comes from, so that `gemini-proxy check` can report them all at once.
 
-use super::file::{ConfigFile, KeyEntry, KeyTable};
+use super::file::{AccessSection, ConfigFile, JwtSection, KeyEntry, KeyTable, PolicySection};
 use super::settings::*;
 use super::units::{ByteSize, HumanDuration};
 use crate::secret::{sha256, Secret};
@@ -111,7 +111,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         buffered_bytes_limit: size(&mut c, &s.buffered_bytes_limit, 1 << 30, 1 << 20, 1 << 40, "server.buffered_bytes_limit"),
         max_header_bytes: size(&mut c, &s.max_header_bytes, 64 << 10, 1024, 1 << 20, "server.max_header_bytes"),
         header_timeout: dur(s.header_timeout, Duration::from_secs(30)),
-        body_timeout: dur(s.body_timeout, Duration::from_secs(60)),
+        body_timeout: dur(s.body_timeout, Duration::from_secs(120)),
         keepalive_timeout: dur(s.keepalive_timeout, Duration::from_secs(75)),
         grace_period: dur(s.grace_period, Duration::from_secs(30)),
     };
@@ -219,6 +219,9 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         probe_model: k.probe_model.clone().unwrap_or(d.probe_model),
     };
 
+    // [jwt] (before the clients: a client without a token needs JWTs to be reachable)
+    let jwt = file.jwt.as_ref().and_then(|j| jwt_settings(&mut c, j, &pools, env));
+
     // [[clients]]
     let mut clients: Vec<ClientSettings> = Vec::new();
     for cl in &file.clients {
@@ -229,9 +232,9 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         if clients.iter().any(|o| o.name == name) {
             c.at(&cl.name, format!("client name {name:?} is used twice"));
         }
-        let sources = [cl.token.is_some(), cl.token_env.is_some(), cl.token_sha256.is_some()];
-        if sources.iter().filter(|b| **b).count() != 1 {
-            c.at(&cl.name, format!("client {name:?} needs exactly one of token, token_env or token_sha256"));
+        let sources = [cl.token.is_some(), cl.token_env.is_some(), cl.token_sha256.is_some()].iter().filter(|b| **b).count();
+        if sources > 1 || (sources == 0 && file.jwt.is_none()) {
+            c.at(&cl.name, format!("client {name:?} needs exactly one of token, token_env or token_sha256 (or none, with [jwt], for a client that only uses JWTs)"));
             continue;
         }
         let digest = if let Some(t) = &cl.token {
@@ -244,8 +247,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
                     None
                 }
             }
-        } else {
-            let h = cl.token_sha256.as_ref().expect("checked above: one source is present");
+        } else if let Some(h) = &cl.token_sha256 {
             match parse_sha256_hex(h.get_ref()) {
                 Some(d) => Some(d),
                 None => {
@@ -253,28 +255,28 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
                     None
                 }
             }
+        } else {
+            None
         };
-        let pool = match &cl.pool {
-            None => 0,
-            Some(p) => match pools.iter().position(|q| &q.name == p.get_ref()) {
-                Some(i) => i,
-                None => {
-                    c.at(p, format!("client {name:?} names pool {:?}, which is not defined", p.get_ref()));
-                    0
-                }
-            },
-        };
+        if sources == 1 && digest.is_none() {
+            continue;
+        }
+        let fields = PolicySection { pools: cl.pools.clone(), models: cl.models.clone(), rpm: cl.rpm, tpm: cl.tpm, tpd: cl.tpd, concurrency: cl.concurrency };
+        let policy = policy(&mut c, &fields, &pools, &format!("client {name:?}"));
         if let Some(d) = digest {
-            if clients.iter().any(|o| o.token_sha256 == d) {
+            if clients.iter().any(|o| o.token_sha256 == Some(d)) {
                 c.at(&cl.name, format!("client {name:?} has the same token as another client"));
             }
-            clients.push(ClientSettings { name, token_sha256: d, pool });
         }
+        clients.push(ClientSettings { name, token_sha256: digest, policy });
     }
 
+    // [access]
+    let access = access_settings(&mut c, &file.access);
+
     // The proxy never starts open to the world.
-    if file.clients.is_empty() && !server.listen.iter().all(|a| a.ip().is_loopback()) {
-        let msg = "no client token is configured, so the proxy may only listen on loopback addresses: add a [[clients]] entry with a token (or set GEMINI_PROXY_TOKENS) before listening on a public address";
+    if file.clients.is_empty() && file.jwt.is_none() && !server.listen.iter().all(|a| a.ip().is_loopback()) {
+        let msg = "no client token is configured, so the proxy may only listen on loopback addresses: add a [[clients]] entry with a token, or [jwt] (or set GEMINI_PROXY_TOKENS), before listening on a public address";
         match listen_span {
             Some(sp) => c.problems.push(Problem { span: Some(sp), message: msg.into() }),
             None => c.global(msg),
@@ -375,7 +377,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     };
 
     if c.problems.is_empty() {
-        Ok(Settings { server, upstream, pools, key_health, clients, hygiene, log, admin, state })
+        Ok(Settings { server, upstream, pools, key_health, clients, hygiene, log, admin, state, access, jwt })
     } else {
         Err(c.problems)
     }
@@ -500,4 +502,128 @@ fn parse_origin(s: &str) -> Result<String, String> {
         return Err(format!("server.public_url {s:?} must be an origin only (scheme, host and port), without a path"));
     }
     Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// A client's (or the JWT default) policy, with pool names resolved.
+fn policy(c: &mut Collector, f: &PolicySection, pools: &[PoolSettings], who: &str) -> Policy {
+    let mut out = Policy { rpm: f.rpm, tpm: f.tpm, tpd: f.tpd, concurrency: f.concurrency, ..Default::default() };
+    for (what, v) in [("rpm", f.rpm.map(u64::from)), ("tpm", f.tpm), ("tpd", f.tpd), ("concurrency", f.concurrency.map(u64::from))] {
+        if v == Some(0) {
+            c.global(format!("{who}: {what} = 0 would refuse everything; leave it out for no limit"));
+        }
+    }
+    for p in f.pools.iter().flatten() {
+        match pools.iter().position(|q| &q.name == p.get_ref()) {
+            Some(i) => out.pools.push(i),
+            None => c.at(p, format!("{who} names pool {:?}, which is not defined", p.get_ref())),
+        }
+    }
+    for m in f.models.iter().flatten() {
+        let pat = m.get_ref().trim().trim_start_matches("models/").to_owned();
+        if pat.is_empty() {
+            c.at(m, format!("{who}: empty model pattern"));
+        } else {
+            out.models.push(pat);
+        }
+    }
+    out
+}
+
+fn nets(c: &mut Collector, list: &Option<Vec<Spanned<String>>>, what: &str) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for item in list.iter().flatten() {
+        let s = item.get_ref().trim();
+        let parsed = s.parse::<ipnet::IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            // Stored in canonical form, so that IPv4-mapped IPv6 lists match IPv4 peers.
+            Ok(n) => out.push(canonical_net(n)),
+            Err(_) => c.at(item, format!("{what}: {s:?} is not an address or a CIDR block (10.0.0.0/8, 2001:db8::/32)")),
+        }
+    }
+    out
+}
+
+/// `::ffff:10.0.0.0/104` is `10.0.0.0/8`: addresses are compared in their canonical form.
+pub fn canonical_net(n: ipnet::IpNet) -> ipnet::IpNet {
+    match n {
+        ipnet::IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+            Some(v4) if v6.prefix_len() >= 96 => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map(ipnet::IpNet::V4).unwrap_or(n),
+            _ => n,
+        },
+        v4 => v4,
+    }
+}
+
+fn access_settings(c: &mut Collector, a: &AccessSection) -> AccessSettings {
+    for (what, v) in [("per_ip_rpm", a.per_ip_rpm.map(|v| v as usize)), ("global_rpm", a.global_rpm.map(|v| v as usize)), ("max_connections", a.max_connections), ("max_streams", a.max_streams)] {
+        if v == Some(0) {
+            c.global(format!("access.{what} = 0 would refuse everything; leave it out for no limit"));
+        }
+    }
+    AccessSettings {
+        allow: nets(c, &a.allow, "access.allow"),
+        deny: nets(c, &a.deny, "access.deny"),
+        trusted_proxies: nets(c, &a.trusted_proxies, "access.trusted_proxies"),
+        per_ip_rpm: a.per_ip_rpm,
+        global_rpm: a.global_rpm,
+        max_connections: a.max_connections,
+        max_streams: a.max_streams,
+    }
+}
+
+fn jwt_settings(c: &mut Collector, j: &JwtSection, pools: &[PoolSettings], env: &dyn EnvLookup) -> Option<JwtSettings> {
+    use crate::auth::jwt::{parse_algorithm, JwtKeySources, JwtVerifier};
+    let mut sources = JwtKeySources::default();
+    let mut ok = true;
+    match (&j.secret, &j.secret_env) {
+        (Some(s), None) => sources.hs256_secret = Some(s.get_ref().as_bytes().to_vec()),
+        (None, Some(var)) => match env.var(var.get_ref()) {
+            Some(v) => sources.hs256_secret = Some(v.into_bytes()),
+            None => {
+                c.at(var, format!("environment variable {} (JWT secret) is not set", var.get_ref()));
+                ok = false;
+            }
+        },
+        (Some(s), Some(_)) => {
+            c.at(s, "jwt needs at most one of secret and secret_env");
+            ok = false;
+        }
+        (None, None) => {}
+    }
+    let mut read = |f: &Option<Spanned<String>>, what: &str| -> Option<String> {
+        let f = f.as_ref()?;
+        match std::fs::read_to_string(f.get_ref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                c.at(f, format!("cannot read the {what} {}: {e}", f.get_ref()));
+                ok = false;
+                None
+            }
+        }
+    };
+    sources.public_key_pem = read(&j.public_key_file, "JWT public key file");
+    sources.jwks = read(&j.jwks_file, "JWKS file");
+    let mut algorithms = Vec::new();
+    for a in j.algorithms.iter().flatten() {
+        match parse_algorithm(a.get_ref()) {
+            Some(alg) => algorithms.push(alg),
+            None => {
+                c.at(a, format!("unsupported JWT algorithm {:?}: use HS256, RS256 or ES256", a.get_ref()));
+                ok = false;
+            }
+        }
+    }
+    let default_policy = policy(c, &j.policy, pools, "jwt.policy");
+    if !ok {
+        return None;
+    }
+    let claim = j.client_claim.clone().unwrap_or_else(|| "sub".to_owned());
+    let leeway = j.leeway.map(|d| d.0).unwrap_or(std::time::Duration::from_secs(30));
+    match JwtVerifier::new(&sources, &algorithms, j.issuer.clone(), j.audience.clone().unwrap_or_default(), claim, j.policy_claim.clone(), leeway) {
+        Ok(v) => Some(JwtSettings { verifier: std::sync::Arc::new(v), default_policy }),
+        Err(e) => {
+            c.global(format!("[jwt]: {e}"));
+            None
+        }
+    }
 }

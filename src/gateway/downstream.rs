@@ -112,8 +112,10 @@ impl Downstream {
         }
     }
 
-    /// Reads the whole request body. Chunked bodies are decoded.
+    /// Reads the whole request body, which must arrive within `timeout` (slow clients are cut
+    /// off, however they pace their bytes). Chunked bodies are decoded.
     pub async fn read_body(&mut self, framing: Framing, limit: usize, timeout: Duration, budget: &Arc<Semaphore>) -> Result<(Bytes, BodyPermit), BodyError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         match framing {
             Framing::None | Framing::UntilClose => Ok((Bytes::new(), BodyPermit::default())),
             Framing::Length(n) => {
@@ -128,7 +130,7 @@ impl Downstream {
                 let mut body = BytesMut::with_capacity(n);
                 body.extend_from_slice(&self.buf.split());
                 while body.len() < n {
-                    match tokio::time::timeout(timeout, self.stream.read_buf(&mut body)).await {
+                    match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut body)).await {
                         Ok(Ok(0)) => return Err(BodyError::Closed),
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Err(BodyError::Io(e)),
@@ -171,7 +173,7 @@ impl Downstream {
                         None => self.buf.clear(),
                     }
                     self.buf.reserve(16 * 1024);
-                    match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+                    match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
                         Ok(Ok(0)) => return Err(BodyError::Closed),
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Err(BodyError::Io(e)),

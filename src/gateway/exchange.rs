@@ -12,6 +12,8 @@ use crate::gemini::route::{self, Action, Route, Surface};
 use crate::http1::{Framing, RequestHead, ResponseHead};
 use crate::pool::outcome::{classify, FailureKind, Outcome};
 use crate::pool::store::UploadSession;
+use crate::config::Policy;
+use crate::limits::{ip, Refusal};
 use crate::pool::health::secs_until;
 use crate::pool::{Exhausted, Lease, Pool};
 use crate::telemetry::access_log::{AccessRecord, AttemptRecord};
@@ -108,18 +110,53 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     if upload_id.is_some() {
         route.action = Action::UploadChunk;
     }
+    // Who is asking: behind a trusted proxy, X-Forwarded-For names the client.
+    let access = &settings.access;
+    let peer_ip = ds.peer.map(|a| a.ip());
+    let client_ip = peer_ip.map(|p| ip::client_ip(access, p, head.header_str("x-forwarded-for")));
+    if let (Some(p), Some(c)) = (peer_ip, client_ip) {
+        // Direct peers were checked when they connected; a forwarded client is checked here.
+        if ip::is_trusted_proxy(access, p) && !ip::permitted(access, c) {
+            shared.refusals.count("ip_denied");
+            return fail(ds, log, ApiError::new(403, "PERMISSION_DENIED", "ADDRESS_DENIED", "this address may not use the proxy"), openai, true, head_only).await;
+        }
+        if let Err(r) = shared.limits.check_address(c, access.per_ip_rpm, access.global_rpm, Instant::now()) {
+            return refuse(shared, ds, log, r, openai, head, head_only).await;
+        }
+    }
+
     let credential = auth::credential(head);
     let client: Client = match (&upload, credential) {
-        (Some(session), None) => Client { name: session.client.clone().unwrap_or_else(|| Arc::from(auth::ANONYMOUS)), pool: 0 },
+        // Chunks of an upload started by an authenticated client belong to it; the limits were
+        // applied when it started.
+        (Some(session), None) => Client { name: session.client.clone().unwrap_or_else(|| Arc::from(auth::ANONYMOUS)), policy: Arc::new(Policy::default()) },
         (_, cred) => match rt.clients.authenticate(cred.as_ref().map(|(c, _)| c.as_ref())) {
             Ok(c) => c,
             Err(e) => {
+                shared.refusals.count(e.reason());
                 let close = !matches!(head.framing(), Ok(Framing::None));
                 return fail(ds, log, ApiError::unauthenticated(e.to_string()), openai, close, head_only).await;
             }
         },
     };
     log.client = Some(client.name.clone());
+
+    // A model named in the path is checked first, so that a forbidden call spends no budget.
+    if let Some(m) = route.model {
+        if let Some(r) = forbidden_model(&client, m) {
+            return refuse(shared, ds, log, r, openai, head, head_only).await;
+        }
+    }
+
+    // The client's own limits, before its body is read: a refused client costs no memory.
+    let _client_permit = if upload.is_some() && route.action == Action::UploadChunk {
+        None
+    } else {
+        match shared.limits.admit(&client, Instant::now()) {
+            Ok(p) => Some(p),
+            Err(r) => return refuse(shared, ds, log, r, openai, head, head_only).await,
+        }
+    };
 
     // Body.
     let framing = match head.framing() {
@@ -160,9 +197,39 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     let model = model_of(&route, &body);
     log.model = model.clone();
     let model_key = model.as_deref().unwrap_or("");
-    let pool = match rt.pools.get(client.pool) {
+    if let Some(r) = model.as_deref().and_then(|m| forbidden_model(&client, m)) {
+        return refuse(shared, ds, log, r, openai, head, head_only).await;
+    }
+    let requested_pool = match head.header_str(POOL_HEADER) {
+        None => None,
+        Some(name) => match rt.pools.iter().position(|p| &*p.name == name.trim()) {
+            Some(i) => Some(i),
+            None => return fail(ds, log, ApiError::bad_request(format!("no pool named {:?}", name.trim())), openai, false, head_only).await,
+        },
+    };
+    let pool_index = match client.policy.pool(requested_pool) {
+        Ok(i) => i,
+        Err(i) => {
+            shared.refusals.count("pool_forbidden");
+            let err = ApiError::new(403, "PERMISSION_DENIED", "POOL_NOT_ALLOWED", format!("client {} may not use pool {}", client.name, rt.pools.get(i).map(|p| &*p.name).unwrap_or("?")));
+            return fail(ds, log, err, openai, false, head_only).await;
+        }
+    };
+    let pool = match rt.pools.get(pool_index) {
         Some(p) => p,
         None => return fail(ds, log, ApiError::new(503, "UNAVAILABLE", "NO_POOL", "no key pool is configured"), openai, false, head_only).await,
+    };
+    // Streams hold a connection for minutes: their number is bounded apart.
+    let _stream_slot = if is_stream(&route, &body) {
+        match shared.streams.acquire(access.max_streams) {
+            Some(slot) => Some(slot),
+            None => {
+                let r = Refusal::rate("max_streams", format!("the proxy is serving its maximum of {} streams", access.max_streams.unwrap_or(0)), Duration::from_secs(1));
+                return refuse(shared, ds, log, r, openai, head, head_only).await;
+            }
+        }
+    } else {
+        None
     };
 
     // A resource (file, cache, upload...) lives in the project of the key that created it.
@@ -282,6 +349,61 @@ fn network_error(f: &UpstreamFailure) -> ApiError {
     match f {
         UpstreamFailure::Timeout(d) => ApiError::gateway_timeout(format!("the upstream did not answer within {d:?}")),
         other => ApiError::bad_gateway(other.to_string()),
+    }
+}
+
+/// Header a client may send to choose among the pools its policy allows; never forwarded.
+pub const POOL_HEADER: &str = "x-gemini-proxy-pool";
+
+/// Writes a limit's refusal (429/403 with Retry-After, naming the limit) and counts it.
+async fn refuse(shared: &Shared, ds: &mut Downstream, log: &mut AccessRecord, r: Refusal, openai: bool, head: &RequestHead, head_only: bool) -> bool {
+    shared.refusals.count(r.reason);
+    let grpc = if r.status == 403 { "PERMISSION_DENIED" } else { "RESOURCE_EXHAUSTED" };
+    let mut err = ApiError::new(r.status, grpc, limit_reason(r.reason), r.message);
+    err.retry_after = r.retry_after;
+    // An unread body would be taken for the next request: close instead.
+    let close = !matches!(head.framing(), Ok(Framing::None));
+    fail(ds, log, err, openai, close, head_only).await
+}
+
+/// A 403 if the client's policy does not allow `model`.
+fn forbidden_model(client: &Client, model: &str) -> Option<Refusal> {
+    (!client.policy.allows_model(model)).then(|| Refusal {
+        status: 403,
+        reason: "model_forbidden",
+        message: format!("client {} may not use model {model} (allowed: {})", client.name, client.policy.models.join(", ")),
+        retry_after: None,
+    })
+}
+
+/// The ErrorInfo reason of a refusal.
+fn limit_reason(reason: &str) -> &'static str {
+    match reason {
+        "client_rpm" => "CLIENT_RPM_LIMIT",
+        "client_tpm" => "CLIENT_TPM_LIMIT",
+        "client_tpd" => "CLIENT_TPD_LIMIT",
+        "client_concurrency" => "CLIENT_CONCURRENCY_LIMIT",
+        "ip_rate" => "ADDRESS_RATE_LIMIT",
+        "global_rate" => "GLOBAL_RATE_LIMIT",
+        "max_streams" => "STREAM_LIMIT",
+        "model_forbidden" => "MODEL_NOT_ALLOWED",
+        _ => "LIMIT",
+    }
+}
+
+/// Whether the request asks for a streamed answer.
+fn is_stream(route: &Route<'_>, body: &Bytes) -> bool {
+    match route.action {
+        Action::StreamGenerate => true,
+        Action::OpenAiChat => {
+            #[derive(serde::Deserialize)]
+            struct Stream {
+                #[serde(default)]
+                stream: bool,
+            }
+            serde_json::from_slice::<Stream>(body).map(|s| s.stream).unwrap_or(false)
+        }
+        _ => false,
     }
 }
 
@@ -434,6 +556,9 @@ async fn deliver(
     if let Some(u) = result.usage {
         key.health.counters.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
         key.health.counters.output_tokens.fetch_add(u.output_tokens, Ordering::Relaxed);
+        if let Some(c) = &log.client {
+            shared.limits.record_tokens(c, u.input_tokens + u.output_tokens);
+        }
     }
     if !already_reported {
         // A stream that broke midway counts against the key like any transient failure.

@@ -16,7 +16,7 @@ pub struct Hygiene {
 }
 
 /// Request headers that carry the client's credential or that we set ourselves.
-const CREDENTIAL_AND_OURS: &[&str] = &["host", "x-goog-api-key", "authorization", "expect"];
+const CREDENTIAL_AND_OURS: &[&str] = &["host", "x-goog-api-key", "authorization", "expect", super::exchange::POOL_HEADER];
 
 fn is_in(list: &[&str], name: &[u8]) -> bool {
     list.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))

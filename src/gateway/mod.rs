@@ -3,6 +3,7 @@
 //! client, picks a key from the pool, forwards with retries on other keys, and relays the answer
 //! byte for byte. The modules it calls (auth, gemini, pool, upstream) know nothing of it.
 
+pub mod counters;
 mod downstream;
 mod exchange;
 pub mod hygiene;
@@ -26,6 +27,8 @@ use pingora::server::ShutdownWatch;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use crate::limits::{Limits, MemoryLimits};
+use counters::{Refusals, Slots};
 
 /// One immutable configuration snapshot with everything built from it. Requests hold the
 /// snapshot they started with; a reload swaps in a new one.
@@ -42,7 +45,7 @@ impl Runtime {
     /// upstream target (and its pooled connections) is kept when the upstream did not change.
     pub fn build(settings: Settings, store: &dyn StateStore, previous: Option<&Runtime>) -> Runtime {
         let pools = settings.pools.iter().map(|p| Pool::build(p, store)).collect();
-        let clients = ClientTable::new(&settings.clients);
+        let clients = ClientTable::new(&settings);
         let target = match previous {
             Some(prev) if prev.target.settings == settings.upstream => prev.target.clone(),
             _ => Arc::new(UpstreamTarget::new(settings.upstream.clone())),
@@ -62,6 +65,11 @@ pub struct Shared {
     pub inflight: AtomicUsize,
     /// Memory for buffered request bodies, in KiB.
     pub body_budget: Arc<Semaphore>,
+    /// Per-client and per-address limits.
+    pub limits: Arc<dyn Limits>,
+    pub refusals: Refusals,
+    pub connections: Slots,
+    pub streams: Slots,
     request_ids: AtomicU64,
 }
 
@@ -75,6 +83,10 @@ impl Shared {
             access_log,
             inflight: AtomicUsize::new(0),
             body_budget: Arc::new(Semaphore::new(budget_kib.min(Semaphore::MAX_PERMITS))),
+            limits: Arc::new(MemoryLimits::new()),
+            refusals: Refusals::default(),
+            connections: Slots::default(),
+            streams: Slots::default(),
             request_ids: AtomicU64::new(1),
         })
     }
@@ -93,6 +105,12 @@ pub struct Gateway {
 impl ServerApp for Gateway {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let mut ds = Downstream::new(stream);
+        let max = self.shared.runtime.load().settings.access.max_connections;
+        let Some(_slot) = self.shared.connections.acquire(max) else {
+            self.shared.refusals.count("max_connections");
+            respond::head_error(&mut ds, 503, "the proxy is at its connection limit; retry shortly").await;
+            return None;
+        };
         let mut shutdown = shutdown.clone();
         let mut first = true;
         loop {
@@ -124,5 +142,32 @@ impl ServerApp for Gateway {
             }
             first = false;
         }
+    }
+}
+
+/// IP rules at accept time, before any byte is read (Pingora's connection filter). Peers that
+/// are trusted proxies are let through: the client behind them is checked per request.
+pub struct AccessFilter {
+    pub shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AccessFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessFilter")
+    }
+}
+
+#[async_trait]
+impl pingora::listeners::ConnectionFilter for AccessFilter {
+    async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
+        let Some(addr) = addr else { return true };
+        let rt = self.shared.runtime.load();
+        let access = &rt.settings.access;
+        let ip = addr.ip();
+        if crate::limits::ip::is_trusted_proxy(access, ip) || crate::limits::ip::permitted(access, ip) {
+            return true;
+        }
+        self.shared.refusals.count("ip_denied");
+        false
     }
 }

@@ -279,6 +279,19 @@ impl Store {
     pub fn totals(&self, q: &StatsQuery) -> Result<Totals, StoreError> {
         self.read(|c, p| totals(c, p, q))
     }
+
+    /// Input + output tokens per client since `from_ms` (for daily limits after a restart).
+    pub fn client_tokens_since(&self, from_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c, p| {
+            let mut stmt = c
+                .prepare("SELECT client, sum(input_tokens + output_tokens) FROM usage_minute WHERE minute_ms >= ?1 AND client != '' GROUP BY client")
+                .ctx("prepare client tokens", p)?;
+            let rows = stmt
+                .query_map([from_ms - from_ms.rem_euclid(60_000)], |r| Ok((r.get::<_, String>(0)?, u64_of(r.get::<_, Option<i64>>(1)?.unwrap_or(0)))))
+                .ctx("query client tokens", p)?;
+            rows.collect::<Result<Vec<_>, _>>().ctx("read client tokens", p)
+        })
+    }
 }
 
 #[cfg(test)]

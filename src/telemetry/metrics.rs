@@ -23,6 +23,10 @@ pub struct Metrics {
     pub(crate) key_state: IntGaugeVec,
     pub(crate) keys: IntGaugeVec,
     dropped: IntCounterVec,
+    refusals: IntCounterVec,
+    refusals_seen: Mutex<std::collections::HashMap<&'static str, u64>>,
+    connections: IntGaugeVec,
+    streams: IntGaugeVec,
     dropped_seen: Mutex<std::collections::HashMap<&'static str, u64>>,
     pub(crate) reloads: IntCounterVec,
     models: Mutex<HashSet<String>>,
@@ -35,6 +39,10 @@ pub struct ScrapeState {
     pub key_states: Vec<(String, String, String, &'static str)>,
     /// (sink, dropped records)
     pub dropped: Vec<(&'static str, u64)>,
+    /// (reason, refusals since start)
+    pub refusals: Vec<(&'static str, u64)>,
+    pub connections: i64,
+    pub streams: i64,
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -61,20 +69,23 @@ impl Metrics {
         let key_state = IntGaugeVec::new(Opts::new("key_state", "1 for the current state of each key per model (model \"*\": all models)"), &["pool", "key", "model", "state"]).expect("valid metric");
         let keys = IntGaugeVec::new(Opts::new("keys", "Keys per pool and state"), &["pool", "state"]).expect("valid metric");
         let dropped = IntCounterVec::new(Opts::new("dropped_records_total", "Records dropped because a writer (access log, state store) could not keep up"), &["sink"]).expect("valid metric");
+        let refusals = IntCounterVec::new(Opts::new("refusals_total", "Requests and connections refused by access rules and limits, by reason"), &["reason"]).expect("valid metric");
+        let connections = IntGaugeVec::new(Opts::new("open_connections", "Client connections open"), &[]).expect("valid metric");
+        let streams = IntGaugeVec::new(Opts::new("open_streams", "Streamed responses in flight"), &[]).expect("valid metric");
         let reloads = IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads by result"), &["result"]).expect("valid metric");
-        for c in [&requests, &attempts, &tokens, &reloads, &dropped] {
+        for c in [&requests, &attempts, &tokens, &reloads, &dropped, &refusals] {
             registry.register(Box::new((*c).clone())).expect("unique metric");
         }
         for h in [&duration, &first_byte] {
             registry.register(Box::new((*h).clone())).expect("unique metric");
         }
-        for g in [&inflight, &key_state, &keys] {
+        for g in [&inflight, &key_state, &keys, &connections, &streams] {
             registry.register(Box::new((*g).clone())).expect("unique metric");
         }
         let build = IntGaugeVec::new(Opts::new("build_info", "Build information"), &["version"]).expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(build)).expect("unique metric");
-        Metrics { registry, requests, duration, first_byte, attempts, tokens, inflight, key_state, keys, dropped, dropped_seen: Mutex::new(Default::default()), reloads, models: Mutex::new(HashSet::new()) }
+        Metrics { registry, requests, duration, first_byte, attempts, tokens, inflight, key_state, keys, dropped, dropped_seen: Mutex::new(Default::default()), refusals, refusals_seen: Mutex::new(Default::default()), connections, streams, reloads, models: Mutex::new(HashSet::new()) }
     }
 
     fn model_label(&self, model: Option<&str>) -> String {
@@ -132,19 +143,25 @@ impl Metrics {
         for ((pool, st), n) in per_pool {
             self.keys.with_label_values(&[pool, st]).set(n);
         }
-        {
-            let mut seen = self.dropped_seen.lock().unwrap_or_else(|p| p.into_inner());
-            for (sink, n) in &state.dropped {
-                let last = seen.entry(sink).or_insert(0);
-                if *n > *last {
-                    self.dropped.with_label_values(&[sink]).inc_by(*n - *last);
-                    *last = *n;
-                }
-            }
-        }
+        advance(&self.dropped, &self.dropped_seen, &state.dropped);
+        advance(&self.refusals, &self.refusals_seen, &state.refusals);
+        self.connections.with_label_values(&[] as &[&str]).set(state.connections);
+        self.streams.with_label_values(&[] as &[&str]).set(state.streams);
         let mut out = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Brings counters kept elsewhere (atomics) into a Prometheus counter by adding what is new.
+fn advance(counter: &IntCounterVec, seen: &Mutex<std::collections::HashMap<&'static str, u64>>, now: &[(&'static str, u64)]) {
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    for (label, n) in now {
+        let last = seen.entry(label).or_insert(0);
+        if *n > *last {
+            counter.with_label_values(&[label]).inc_by(*n - *last);
+            *last = *n;
+        }
     }
 }
 

@@ -259,9 +259,9 @@ async fn client_routes_create_use_update_revoke() {
     assert_eq!(names, vec!["alice", "bob", "carol"]);
     let (st, _) = call(&s.proxy, Method::POST, "/api/v1/clients", Some(json!({"name": "carol"}))).await;
     assert_eq!(st, 409);
-    let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"pool": "nope"}))).await;
+    let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"pools": ["nope"]}))).await;
     assert_eq!(st, 422, "a client cannot name a missing pool");
-    let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"pool": "default"}))).await;
+    let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"pools": ["default"], "rpm": 100}))).await;
     assert_eq!(st, 200);
     let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
     assert_eq!(st, 200);

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod admin;
 mod auth_hygiene;
 mod cli;

@@ -6,6 +6,7 @@ use crate::admin::auth::{random_token, Actor};
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
 use crate::admin::AdminState;
 use crate::config::edit::ClientChanges;
+use crate::limits::ClientUsage;
 use crate::secret::sha256;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,23 +22,61 @@ pub fn routes() -> Router<AdminState> {
 #[derive(Serialize, ToSchema)]
 pub struct ClientView {
     pub name: String,
-    pub pool: String,
+    /// `token` (a static token), or `jwt` (authenticates with JWTs only).
+    pub auth: &'static str,
+    /// Pools it may use, the default first.
+    pub pools: Vec<String>,
+    pub limits: LimitsView,
+    pub usage: ClientUsage,
 }
 
-/// Configured clients.
+/// A client's limits; absent ones are unlimited.
+#[derive(Serialize, Deserialize, ToSchema, Default)]
+pub struct LimitsView {
+    /// Allowed models (glob patterns); empty: every model.
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub concurrency: Option<u32>,
+}
+
+/// Configured clients, their limits and what they use now.
 #[utoipa::path(get, path = "/api/v1/clients", tag = "clients", security(("bearer" = [])),
     responses((status = 200, body = Vec<ClientView>), (status = 401, body = ErrorBody)))]
 pub async fn list(State(s): State<AdminState>) -> Json<Vec<ClientView>> {
     let rt = s.shared.runtime.load_full();
     let settings = &rt.settings;
-    Json(settings.clients.iter().map(|c| ClientView { name: c.name.clone(), pool: settings.pools.get(c.pool).map(|p| p.name.clone()).unwrap_or_default() }).collect())
+    let pool_names = |idx: &[usize]| -> Vec<String> {
+        if idx.is_empty() {
+            settings.pools.first().map(|p| vec![p.name.clone()]).unwrap_or_default()
+        } else {
+            idx.iter().filter_map(|i| settings.pools.get(*i).map(|p| p.name.clone())).collect()
+        }
+    };
+    Json(
+        settings
+            .clients
+            .iter()
+            .map(|c| ClientView {
+                name: c.name.clone(),
+                auth: if c.token_sha256.is_some() { "token" } else { "jwt" },
+                pools: pool_names(&c.policy.pools),
+                limits: LimitsView { models: c.policy.models.clone(), rpm: c.policy.rpm, tpm: c.policy.tpm, tpd: c.policy.tpd, concurrency: c.policy.concurrency },
+                usage: s.shared.limits.usage(&c.name),
+            })
+            .collect(),
+    )
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewClient {
     pub name: String,
-    /// Pool the client's requests use (the first pool when absent).
-    pub pool: Option<String>,
+    /// Pools the client may use, its default first (the first pool when absent).
+    pub pools: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub limits: LimitsView,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -46,6 +85,27 @@ pub struct CreatedClient {
     /// The client's token. Shown this once: only its SHA-256 is kept.
     pub token: String,
     pub version: Option<i64>,
+}
+
+fn strings(v: &[String]) -> toml_edit::Value {
+    toml_edit::Value::Array(v.iter().map(String::as_str).collect())
+}
+
+/// The config changes for a client's pools and limits.
+fn changes(pools: Option<Option<Vec<String>>>, models: Option<Option<Vec<String>>>, nums: [(&str, Option<Option<u64>>); 4]) -> ClientChanges {
+    let mut fields = Vec::new();
+    if let Some(p) = pools {
+        fields.push(("pools".to_owned(), p.filter(|v| !v.is_empty()).map(|v| strings(&v))));
+    }
+    if let Some(m) = models {
+        fields.push(("models".to_owned(), m.filter(|v| !v.is_empty()).map(|v| strings(&v))));
+    }
+    for (name, v) in nums {
+        if let Some(v) = v {
+            fields.push((name.to_owned(), v.map(|n| toml_edit::Value::from(n as i64))));
+        }
+    }
+    ClientChanges { fields }
 }
 
 fn valid_name(n: &str) -> bool {
@@ -70,7 +130,12 @@ pub async fn create(State(s): State<AdminState>, Extension(actor): Extension<Act
     }
     let token = random_token("gp-");
     let hash: String = sha256(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    let changes = ClientChanges { pool: req.pool.clone().map(Some), fields: Vec::new() };
+    let l = &req.limits;
+    let changes = changes(
+        req.pools.clone().map(Some),
+        Some(Some(l.models.clone())),
+        [("rpm", Some(l.rpm.map(u64::from))), ("tpm", Some(l.tpm)), ("tpd", Some(l.tpd)), ("concurrency", Some(l.concurrency.map(u64::from)))],
+    );
     let ((), applied) = s.manager.edit(&actor.label(), "clients.create", &format!("client {} created", req.name), |doc, _| doc.add_client(&req.name, &hash, &changes)).await?;
     audit(&s, &actor, "clients.create", &req.name);
     Ok((StatusCode::CREATED, Json(CreatedClient { name: req.name, token, version: applied.version })))
@@ -93,19 +158,34 @@ pub async fn revoke(State(s): State<AdminState>, Extension(actor): Extension<Act
     Ok(Json(Changed { version: applied.version }))
 }
 
+/// Fields to change: absent leaves a field as it is, `null` removes it (no limit).
 #[derive(Deserialize, ToSchema)]
 pub struct ClientUpdate {
-    /// Pool the client uses; null puts it back on the first pool.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub pool: Option<Option<String>>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub pools: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub rpm: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub tpm: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub tpd: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub concurrency: Option<Option<u64>>,
 }
 
-/// Changes a client's settings.
+/// Changes a client's pools and limits (applied at once, like any config change).
 #[utoipa::path(patch, path = "/api/v1/clients/{name}", tag = "clients", security(("bearer" = [])), params(("name" = String, Path, description = "client name")), request_body = ClientUpdate,
     responses((status = 200, body = Changed), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(name): PathParam<String>, Body(req): Body<ClientUpdate>) -> ApiResult<Json<Changed>> {
-    let changes = ClientChanges { pool: req.pool, fields: Vec::new() };
+    let changes = changes(req.pools, req.models, [("rpm", req.rpm), ("tpm", req.tpm), ("tpd", req.tpd), ("concurrency", req.concurrency)]);
     let ((), applied) = s.manager.edit(&actor.label(), "clients.update", &format!("client {name} updated"), |doc, _| doc.update_client(&name, &changes)).await?;
     audit(&s, &actor, "clients.update", &name);
     Ok(Json(Changed { version: applied.version }))

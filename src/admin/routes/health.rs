@@ -69,6 +69,9 @@ pub async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         inflight: s.shared.inflight.load(Ordering::Relaxed) as i64,
         key_states,
         dropped: vec![("access_log", s.access_log.dropped()), ("state_store", s.db_writer.dropped())],
+        refusals: s.shared.refusals.snapshot(),
+        connections: s.shared.connections.current() as i64,
+        streams: s.shared.streams.current() as i64,
     };
     let body = s.metrics.render(&state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)

@@ -1,5 +1,6 @@
 //! Admin API handlers, one module per resource.
 
+pub mod access;
 pub mod clients;
 pub mod config;
 pub mod health;

@@ -1,0 +1,243 @@
+//! Access limits: network rules (allow, deny, trusted proxies), per-address and global request
+//! rates, and per-client policy limits (requests and tokens per minute, tokens per day,
+//! concurrency). Counters sit behind the `Limits` interface so that several proxy instances can
+//! later share them; today's implementation is in memory.
+
+pub mod ip;
+pub mod rate;
+
+use crate::auth::Client;
+use rate::{secs_to_next_day, utc_day, Gcra, RequestLog, TokenDay, TokenMinute};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A refused request: the status, the limit that refused it and when to come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    /// Label for the refusal metric.
+    pub reason: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl Refusal {
+    pub fn rate(reason: &'static str, message: String, wait: Duration) -> Self {
+        Refusal { status: 429, reason, message, retry_after: Some(secs(wait).max(1)) }
+    }
+}
+
+/// What a client has used, for the admin API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ClientUsage {
+    pub inflight: u32,
+    pub requests_last_minute: u32,
+    pub tokens_last_minute: u64,
+    pub tokens_today: u64,
+}
+
+/// Per-client counters.
+#[derive(Debug, Default)]
+struct ClientCounters {
+    inflight: AtomicU32,
+    requests: Mutex<RequestLog>,
+    minute: Mutex<TokenMinute>,
+    day: Mutex<TokenDay>,
+}
+
+/// A client's request in flight; counts against its concurrency until dropped.
+pub struct ClientPermit {
+    counters: Option<Arc<ClientCounters>>,
+}
+
+impl Drop for ClientPermit {
+    fn drop(&mut self) {
+        if let Some(c) = &self.counters {
+            c.inflight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The counters behind every limit.
+pub trait Limits: Send + Sync + 'static {
+    /// Per-address and global request rates.
+    fn check_address(&self, ip: IpAddr, per_ip_rpm: Option<u32>, global_rpm: Option<u32>, now: Instant) -> Result<(), Refusal>;
+    /// Admits a request of `client` under its policy's limits (the model rule is checked by the
+    /// caller, which knows the model).
+    fn admit(&self, client: &Client, now: Instant) -> Result<ClientPermit, Refusal>;
+    /// Accounts tokens a client's request consumed (read from the response).
+    fn record_tokens(&self, client: &str, tokens: u64);
+    /// Restores a client's token count of `day` (UTC) at start-up.
+    fn seed_day(&self, client: &str, day: u64, tokens: u64);
+    fn usage(&self, client: &str) -> ClientUsage;
+}
+
+/// In-memory counters.
+#[derive(Default)]
+pub struct MemoryLimits {
+    clients: Mutex<HashMap<Arc<str>, Arc<ClientCounters>>>,
+    addresses: Mutex<HashMap<IpAddr, Gcra>>,
+    global: Mutex<Option<Gcra>>,
+}
+
+/// Addresses tracked before idle ones are swept.
+const SWEEP_AT: usize = 100_000;
+
+impl MemoryLimits {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn counters(&self, client: &str) -> Arc<ClientCounters> {
+        let mut m = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = m.get(client) {
+            return c.clone();
+        }
+        let c = Arc::new(ClientCounters::default());
+        m.insert(Arc::from(client), c.clone());
+        c
+    }
+}
+
+impl Limits for MemoryLimits {
+    fn check_address(&self, ip: IpAddr, per_ip_rpm: Option<u32>, global_rpm: Option<u32>, now: Instant) -> Result<(), Refusal> {
+        if let Some(limit) = global_rpm {
+            let mut g = self.global.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(wait) = g.get_or_insert_with(|| Gcra::new(now)).admit(limit, now) {
+                return Err(Refusal::rate("global_rate", format!("the proxy's global limit of {limit} requests per minute is reached"), wait));
+            }
+        }
+        if let Some(limit) = per_ip_rpm {
+            let mut m = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+            if m.len() >= SWEEP_AT {
+                m.retain(|_, g| !g.idle(now));
+            }
+            if let Err(wait) = m.entry(ip).or_insert_with(|| Gcra::new(now)).admit(limit, now) {
+                return Err(Refusal::rate("ip_rate", format!("the limit of {limit} requests per minute per address is reached"), wait));
+            }
+        }
+        Ok(())
+    }
+
+    fn admit(&self, client: &Client, now: Instant) -> Result<ClientPermit, Refusal> {
+        let p = &client.policy;
+        if p.is_unlimited() {
+            return Ok(ClientPermit { counters: None });
+        }
+        let c = self.counters(&client.name);
+        let wall = SystemTime::now();
+        if let Some(limit) = p.tpd {
+            let used = c.day.lock().unwrap_or_else(|p| p.into_inner()).used(wall);
+            if used >= limit {
+                return Err(Refusal::rate("client_tpd", format!("client {} has used its {limit} tokens for today (UTC)", client.name), Duration::from_secs(secs_to_next_day(wall))));
+            }
+        }
+        if let Some(limit) = p.tpm {
+            let mut m = c.minute.lock().unwrap_or_else(|p| p.into_inner());
+            if m.used(wall) >= limit {
+                let wait = m.wait_below(limit, wall);
+                return Err(Refusal::rate("client_tpm", format!("client {} has used its {limit} tokens per minute", client.name), Duration::from_secs(wait)));
+            }
+        }
+        if let Some(limit) = p.concurrency {
+            let now_in = c.inflight.fetch_add(1, Ordering::AcqRel);
+            if now_in >= limit {
+                c.inflight.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refusal::rate("client_concurrency", format!("client {} already has {limit} requests in flight", client.name), Duration::from_secs(1)));
+            }
+        } else {
+            c.inflight.fetch_add(1, Ordering::AcqRel);
+        }
+        let permit = ClientPermit { counters: Some(c.clone()) };
+        if let Some(limit) = p.rpm {
+            if let Err(wait) = c.requests.lock().unwrap_or_else(|p| p.into_inner()).admit(limit, now) {
+                return Err(Refusal::rate("client_rpm", format!("client {} has made its {limit} requests per minute", client.name), wait));
+            }
+        }
+        Ok(permit)
+    }
+
+    fn record_tokens(&self, client: &str, tokens: u64) {
+        if tokens == 0 {
+            return;
+        }
+        let c = self.counters(client);
+        let now = SystemTime::now();
+        c.minute.lock().unwrap_or_else(|p| p.into_inner()).add(tokens, now);
+        c.day.lock().unwrap_or_else(|p| p.into_inner()).add(tokens, now);
+    }
+
+    fn seed_day(&self, client: &str, day: u64, tokens: u64) {
+        if day == utc_day(SystemTime::now()) {
+            self.counters(client).day.lock().unwrap_or_else(|p| p.into_inner()).seed(day, tokens);
+        }
+    }
+
+    fn usage(&self, client: &str) -> ClientUsage {
+        let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(client).cloned() else { return ClientUsage::default() };
+        let now = SystemTime::now();
+        let requests_last_minute = c.requests.lock().unwrap_or_else(|p| p.into_inner()).used(Instant::now());
+        let tokens_last_minute = c.minute.lock().unwrap_or_else(|p| p.into_inner()).used(now);
+        let tokens_today = c.day.lock().unwrap_or_else(|p| p.into_inner()).used(now);
+        ClientUsage { inflight: c.inflight.load(Ordering::Relaxed), requests_last_minute, tokens_last_minute, tokens_today }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+
+    fn client(policy: Policy) -> Client {
+        Client { name: Arc::from("c"), policy: Arc::new(policy) }
+    }
+
+    #[test]
+    fn concurrency_is_released_when_requests_end() {
+        let l = MemoryLimits::new();
+        let c = client(Policy { concurrency: Some(2), ..Default::default() });
+        let now = Instant::now();
+        let a = l.admit(&c, now).unwrap();
+        let _b = l.admit(&c, now).unwrap();
+        assert_eq!(l.admit(&c, now).err().unwrap().reason, "client_concurrency");
+        drop(a);
+        let _c = l.admit(&c, now).expect("a slot is free again");
+        assert_eq!(l.usage("c").inflight, 2);
+    }
+
+    #[test]
+    fn token_limits_refuse_the_next_request_once_spent() {
+        let l = MemoryLimits::new();
+        let c = client(Policy { tpm: Some(100), tpd: Some(1000), ..Default::default() });
+        let now = Instant::now();
+        drop(l.admit(&c, now).unwrap());
+        l.record_tokens("c", 100);
+        let r = l.admit(&c, now).err().unwrap();
+        assert_eq!((r.status, r.reason), (429, "client_tpm"));
+        assert!(r.retry_after.unwrap() <= 60);
+        l.seed_day("c", utc_day(SystemTime::now()), 5000);
+        assert_eq!(l.admit(&c, now).err().unwrap().reason, "client_tpd");
+    }
+
+    #[test]
+    fn addresses_and_the_whole_proxy_have_rates() {
+        let l = MemoryLimits::new();
+        let now = Instant::now();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.check_address(a, Some(3), None, now).is_ok());
+        }
+        assert_eq!(l.check_address(a, Some(3), None, now).err().unwrap().reason, "ip_rate");
+        assert!(l.check_address(b, Some(3), None, now).is_ok(), "another address has its own budget");
+        assert!(l.check_address(b, None, Some(1), now).is_ok());
+        assert_eq!(l.check_address(a, None, Some(1), now).err().unwrap().reason, "global_rate");
+    }
+}

@@ -1,0 +1,379 @@
+//! Access control: client limits at their exact numbers, JWT clients and every bad-token case,
+//! network rules, abuse limits, and their visibility in metrics and the admin API.
+
+use crate::harness::*;
+use mock_gemini::KeyMode;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const JWT_SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+
+/// Adds fields to client alice.
+fn alice(t: String, fields: &str) -> String {
+    t.replacen(&format!("token = \"{TOKEN}\"\n"), &format!("token = \"{TOKEN}\"\n{fields}\n"), 1)
+}
+
+async fn generate_as(proxy: &Proxy, token: &str, model: &str) -> reqwest::Response {
+    client()
+        .post(proxy.url(&format!("/v1beta/models/{model}:generateContent")))
+        .header("x-goog-api-key", token)
+        .json(&generate_body("hello"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn error_of(r: reqwest::Response) -> (u16, Option<u64>, Value) {
+    let status = r.status().as_u16();
+    let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, retry, r.json().await.unwrap())
+}
+
+fn reason(v: &Value) -> &str {
+    v["error"]["details"][0]["reason"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_with_10_rpm_gets_its_11th_request_refused() {
+    let s = setup_with(&["AIzaA"], |t| alice(t, "rpm = 10")).await;
+    for i in 0..10 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200, "request {}", i + 1);
+    }
+    let (status, retry, v) = error_of(generate(&s.proxy, "gemini-2.5-flash").await).await;
+    assert_eq!(status, 429);
+    assert!(retry.is_some_and(|r| (55..=60).contains(&r)), "Retry-After {retry:?}");
+    assert_eq!(reason(&v), "CLIENT_RPM_LIMIT");
+    assert!(v["error"]["message"].as_str().unwrap().contains("10 requests per minute"), "{v}");
+    assert_eq!(s.mock.requests().len(), 10, "a refused request never reaches the upstream");
+    // Another client has its own budget.
+    assert_eq!(generate_as(&s.proxy, TOKEN_BOB, "gemini-2.5-flash").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_limits_refuse_the_next_request_once_spent() {
+    let s = setup_with(&["AIzaA"], |t| alice(t, "tpm = 10")).await;
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    let used = s.proxy.wait_for_records(1)[0]["tokens_out"].as_u64().unwrap();
+    assert!(used >= 10, "one answer spends the budget ({used} tokens)");
+    let (status, retry, v) = error_of(generate(&s.proxy, "gemini-2.5-flash").await).await;
+    assert_eq!((status, reason(&v)), (429, "CLIENT_TPM_LIMIT"), "{v}");
+    assert!(retry.is_some_and(|r| r <= 60));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_per_day_hold_across_a_restart() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let toml = alice(config(addr, &mock.base_url(), &["AIzaA"]), "tpd = 40");
+    let p = Proxy::start_config(addr, &toml);
+    let mut served = 0;
+    loop {
+        let r = generate(&p, "gemini-2.5-flash").await;
+        if r.status() == 429 {
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        served += 1;
+        assert!(served < 20, "the daily limit never triggered");
+    }
+    let dir = p.stop();
+    let p = Proxy::start_in(dir, addr, Some(&toml), &[], &[]);
+    let (status, retry, v) = error_of(generate(&p, "gemini-2.5-flash").await).await;
+    assert_eq!((status, reason(&v)), (429, "CLIENT_TPD_LIMIT"), "still spent after a restart: {v}");
+    assert!(retry.unwrap() <= 86_400);
+    assert_eq!(generate_as(&p, TOKEN_BOB, "gemini-2.5-flash").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_is_limited_per_client() {
+    let s = setup_with(&["AIzaSLOW"], |t| alice(t, "concurrency = 1")).await;
+    s.mock.set_key("AIzaSLOW", KeyMode::Slow { first_byte_ms: 600 }.into());
+    let first = tokio::spawn({
+        let url = s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent");
+        async move { client().post(url).header("x-goog-api-key", TOKEN).json(&generate_body("a")).send().await.unwrap().status() }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.mock.requests().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, _, v) = error_of(generate(&s.proxy, "gemini-2.5-flash").await).await;
+    assert_eq!((status, reason(&v)), (429, "CLIENT_CONCURRENCY_LIMIT"));
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200, "the slot is free again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_and_pools_are_restricted_per_client() {
+    let s = setup_with(&["AIzaA"], |t| {
+        let t = t.replace("[[clients]]\nname = \"alice\"", "[[pools]]\nname = \"batch\"\nkeys = [\"AIzaBATCH\"]\n\n[[clients]]\nname = \"alice\"");
+        alice(t, "models = [\"gemini-2.5-*\"]\npools = [\"default\"]")
+    })
+    .await;
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    let (status, _, v) = error_of(generate(&s.proxy, "gemini-2.0-flash").await).await;
+    assert_eq!((status, reason(&v)), (403, "MODEL_NOT_ALLOWED"), "{v}");
+    // OpenAI-surface requests name the model in the body: the same rule applies.
+    let r = client()
+        .post(s.proxy.url("/v1beta/openai/chat/completions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"model": "gemini-2.0-flash", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let with_pool = |pool: &'static str| client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).header("x-gemini-proxy-pool", pool).json(&generate_body("x")).send();
+    assert_eq!(with_pool("default").await.unwrap().status(), 200);
+    let (status, _, v) = error_of(with_pool("batch").await.unwrap()).await;
+    assert_eq!((status, reason(&v)), (403, "POOL_NOT_ALLOWED"));
+    assert_eq!(with_pool("nope").await.unwrap().status(), 400);
+    // Bob has no pool restriction: he may pick the batch pool.
+    let r = client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN_BOB).header("x-gemini-proxy-pool", "batch").json(&generate_body("x")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "without a pools list a client uses the first pool only");
+    assert!(s.mock.requests().iter().all(|r| r.header("x-gemini-proxy-pool").is_none()), "the pool header is not forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_address_and_global_rates() {
+    let s = setup_with(&["AIzaA"], |t| in_section(t, "server", "").replace("[admin]", "[access]\nper_ip_rpm = 3\n\n[admin]")).await;
+    for _ in 0..3 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    }
+    let (status, retry, v) = error_of(generate_as(&s.proxy, TOKEN_BOB, "gemini-2.5-flash").await).await;
+    assert_eq!((status, reason(&v)), (429, "ADDRESS_RATE_LIMIT"), "the address is limited whoever the client");
+    assert!(retry.is_some_and(|r| (19..=20).contains(&r)), "{retry:?}");
+
+    let g = setup_with(&["AIzaA"], |t| t.replace("[admin]", "[access]\nglobal_rpm = 2\n\n[admin]")).await;
+    assert_eq!(generate(&g.proxy, "gemini-2.5-flash").await.status(), 200);
+    assert_eq!(generate_as(&g.proxy, TOKEN_BOB, "gemini-2.5-flash").await.status(), 200);
+    let (status, _, v) = error_of(generate(&g.proxy, "gemini-2.5-flash").await).await;
+    assert_eq!((status, reason(&v)), (429, "GLOBAL_RATE_LIMIT"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn denied_addresses_are_dropped_at_accept() {
+    let s = setup_with(&["AIzaA"], |t| t.replace("[admin]", "[access]\ndeny = [\"127.0.0.0/8\"]\n\n[admin]")).await;
+    let out = raw_exchange(s.proxy.addr, format!("GET /v1beta/models HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\n\r\n").as_bytes(), Duration::from_secs(3));
+    assert!(out.is_empty(), "a denied peer gets no answer at all: {out:?}");
+    assert!(s.mock.requests().is_empty());
+    let access = client().get(s.proxy.admin_url("/api/v1/access")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json::<Value>().await.unwrap();
+    assert!(access["refusals"]["ip_denied"].as_u64().unwrap() >= 1, "{access}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_clients_are_checked_behind_trusted_proxies_only() {
+    let s = setup_with(&["AIzaA"], |t| t.replace("[admin]", "[access]\nallow = [\"198.51.100.0/24\"]\ntrusted_proxies = [\"127.0.0.1\"]\n\n[admin]")).await;
+    let with_xff = |xff: &'static str| client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).header("x-forwarded-for", xff).json(&generate_body("x")).send();
+    assert_eq!(with_xff("198.51.100.7").await.unwrap().status(), 200);
+    assert_eq!(with_xff("203.0.113.1, 198.51.100.7").await.unwrap().status(), 200, "the nearest untrusted hop is the client");
+    let (status, _, v) = error_of(with_xff("203.0.113.1").await.unwrap()).await;
+    assert_eq!((status, reason(&v)), (403, "ADDRESS_DENIED"));
+    assert_eq!(with_xff("::ffff:198.51.100.9").await.unwrap().status(), 200, "an IPv4-mapped IPv6 address is its IPv4 address");
+    assert!(s.mock.requests().iter().all(|r| r.header("x-forwarded-for").is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_and_stream_limits() {
+    let s = setup_with(&["AIzaA"], |t| t.replace("[admin]", "[access]\nmax_connections = 2\nmax_streams = 1\n\n[admin]")).await;
+    // One stream holds the only stream slot; a second stream is refused, a plain call is not.
+    let stream = tokio::spawn({
+        let url = s.proxy.url("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+        async move {
+            let r = client().post(url).header("x-goog-api-key", TOKEN).header("x-mock-chunks", "5").header("x-mock-chunk-delay-ms", "200").json(&generate_body("s")).send().await.unwrap();
+            r.text().await.unwrap()
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.mock.requests().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let body = serde_json::to_string(&generate_body("s2")).unwrap();
+    let second = format!("POST /v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+    let out = raw_exchange(s.proxy.addr, second.as_bytes(), Duration::from_secs(5));
+    assert!(out.starts_with("HTTP/1.1 429") && out.contains("STREAM_LIMIT"), "{out}");
+    assert_eq!(stream.await.unwrap().matches("data: ").count(), 5);
+
+    // Two idle connections fill the connection limit: a third is turned away with a 503.
+    let mut a = TcpStream::connect(s.proxy.addr).unwrap();
+    let mut b = TcpStream::connect(s.proxy.addr).unwrap();
+    a.write_all(b"G").unwrap();
+    b.write_all(b"G").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = raw_exchange(s.proxy.addr, b"GET /v1beta/models HTTP/1.1\r\nhost: x\r\n\r\n", Duration::from_secs(3));
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off() {
+    let s = setup_with(&["AIzaA"], |t| in_section(t, "server", "header_timeout = \"2s\"\nbody_timeout = \"2s\"")).await;
+    // Slowloris: one header byte a second.
+    let started = Instant::now();
+    let mut conn = TcpStream::connect(s.proxy.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut answer = Vec::new();
+    for byte in b"POST /v1beta/models/x:generateContent HTTP/1.1\r\nhost: x\r\n".iter() {
+        if conn.write_all(&[*byte]).is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        if let Ok(n) = conn.read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || !answer.is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(started.elapsed() < Duration::from_secs(8), "the slow client was never cut off");
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A body trickling in is cut off too.
+    let mut conn = TcpStream::connect(s.proxy.addr).unwrap();
+    write!(conn, "POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\ncontent-length: 100\r\n\r\n").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    for _ in 0..3 {
+        let _ = conn.write_all(b"{");
+        std::thread::sleep(Duration::from_millis(900));
+    }
+    let mut out = String::new();
+    let _ = conn.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(s.mock.requests().is_empty());
+
+    // Oversized heads get 431.
+    let big = format!("GET /v1beta/models HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(70_000));
+    let out = raw_exchange(s.proxy.addr, big.as_bytes(), Duration::from_secs(3));
+    assert!(out.starts_with("HTTP/1.1 431"), "{}", &out[..out.len().min(100)]);
+}
+
+fn mint(args: &[&str]) -> String {
+    let out = Command::new(binary()).arg("token").args(args).env("JWT_SECRET", JWT_SECRET).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn openssl(args: &[&str], dir: &std::path::Path) -> String {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_clients_and_every_bad_token() {
+    let keys = tempfile::tempdir().unwrap();
+    let d = keys.path();
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa.pem"], d);
+    openssl(&["pkey", "-in", "rsa.pem", "-pubout", "-out", "rsa.pub.pem"], d);
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ec.pem"], d);
+    openssl(&["pkey", "-in", "ec.pem", "-pubout", "-out", "ec.pub.pem"], d);
+    let rsa_pub = d.join("rsa.pub.pem");
+    // The JWT secret comes from the environment: start the proxy with it.
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let toml = config(addr, &mock.base_url(), &["AIzaA"]).replace(
+        "[admin]",
+        &format!(
+            "[jwt]\nsecret_env = \"JWT_SECRET_FOR_TEST\"\npublic_key_file = \"{}\"\nissuer = \"https://auth.test\"\naudience = [\"gemini-proxy\"]\npolicy_claim = \"gp\"\nleeway = \"0s\"\n\n[jwt.policy]\nrpm = 2\n\n[admin]",
+            rsa_pub.display()
+        ),
+    ) + "\n[[clients]]\nname = \"dave\"\nrpm = 1\n";
+    let p = Proxy::start_cmd(addr, Some(&toml), &[], &[("JWT_SECRET_FOR_TEST", JWT_SECRET)]);
+    let good = ["--iss", "https://auth.test", "--aud", "gemini-proxy"];
+    let hs = |sub: &str, extra: &[&str]| {
+        let mut a = vec!["--sub", sub, "--secret-env", "JWT_SECRET"];
+        a.extend_from_slice(&good);
+        a.extend_from_slice(extra);
+        mint(&a)
+    };
+
+    // Good tokens, HS256 and RS256; the JWT default policy (2 rpm) applies to unknown subjects.
+    assert_eq!(generate_as(&p, &hs("erin", &[]), "gemini-2.5-flash").await.status(), 200);
+    let rs = {
+        let mut a = vec!["--sub", "erin", "--alg", "RS256", "--private-key"];
+        let key = d.join("rsa.pem");
+        let key = key.to_str().unwrap().to_owned();
+        a.push(&key);
+        a.extend_from_slice(&good);
+        mint(&a)
+    };
+    assert_eq!(generate_as(&p, &rs, "gemini-2.5-flash").await.status(), 200);
+    let (status, _, v) = error_of(generate_as(&p, &hs("erin", &[]), "gemini-2.5-flash").await).await;
+    assert_eq!((status, reason(&v)), (429, "CLIENT_RPM_LIMIT"), "jwt.policy rpm = 2: {v}");
+    // A [[clients]] entry of the subject's name gives its policy (dave: 1 rpm).
+    assert_eq!(generate_as(&p, &hs("dave", &[]), "gemini-2.5-flash").await.status(), 200);
+    assert_eq!(generate_as(&p, &hs("dave", &[]), "gemini-2.5-flash").await.status(), 429);
+    // A policy claim in the token.
+    let frank = hs("frank", &["--claim", "gp={\"rpm\":1,\"models\":[\"gemini-2.5-pro\"]}"]);
+    assert_eq!(generate_as(&p, &frank, "gemini-2.5-flash").await.status(), 403);
+    assert_eq!(generate_as(&p, &frank, "gemini-2.5-pro").await.status(), 200);
+
+    // Every bad token is a 401 in Gemini's shape.
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let claims = r#"{"sub":"erin","iss":"https://auth.test","aud":"gemini-proxy","exp":9999999999}"#;
+    let alg_none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(claims));
+    // Algorithm confusion: HS256 "signed" with the RSA public key as the HMAC secret.
+    let confused = {
+        std::fs::write(d.join("pub-as-secret"), std::fs::read(&rsa_pub).unwrap()).unwrap();
+        let f = d.join("pub-as-secret");
+        let mut a = vec!["--sub", "erin", "--secret-file", f.to_str().unwrap()];
+        a.extend_from_slice(&good);
+        mint(&a)
+    };
+    let es = {
+        let key = d.join("ec.pem");
+        let mut a = vec!["--sub", "erin", "--alg", "ES256", "--private-key", key.to_str().unwrap()];
+        a.extend_from_slice(&good);
+        mint(&a)
+    };
+    let bad = [
+        ("alg none", alg_none),
+        ("algorithm confusion", confused),
+        ("expired", hs("erin", &["--expires-in", "-60"])),
+        ("not yet valid", hs("erin", &["--valid-in", "3600"])),
+        ("wrong audience", mint(&["--sub", "erin", "--secret-env", "JWT_SECRET", "--iss", "https://auth.test", "--aud", "someone-else"])),
+        ("wrong issuer", mint(&["--sub", "erin", "--secret-env", "JWT_SECRET", "--iss", "https://evil.test", "--aud", "gemini-proxy"])),
+        ("no key for ES256", es),
+        ("tampered", {
+            let t = hs("erin", &[]);
+            let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+            parts[1] = b64(&claims.replace("erin", "root"));
+            parts.join(".")
+        }),
+    ];
+    for (what, token) in bad {
+        let (status, _, v) = error_of(generate_as(&p, &token, "gemini-2.5-flash").await).await;
+        assert_eq!(status, 401, "{what}: {v}");
+        assert_eq!(v["error"]["status"], "UNAUTHENTICATED", "{what}");
+    }
+    // Static tokens still work beside JWTs.
+    assert_eq!(generate(&p, "gemini-2.5-flash").await.status(), 200);
+    let metrics = client().get(p.admin_url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gemini_proxy_refusals_total{reason=\"invalid_jwt\"} 8"), "{}", metrics.lines().filter(|l| l.contains("refusals")).collect::<Vec<_>>().join("\n"));
+    assert!(metrics.contains("gemini_proxy_refusals_total{reason=\"client_rpm\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_change_at_once_over_the_admin_api() {
+    let s = setup(&["AIzaA"]).await;
+    let r = client().patch(s.proxy.admin_url("/api/v1/clients/alice")).bearer_auth(ADMIN_TOKEN).json(&json!({"rpm": 1, "models": ["gemini-*"]})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 429);
+    let clients: Value = client().get(s.proxy.admin_url("/api/v1/clients")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+    let alice = clients.as_array().unwrap().iter().find(|c| c["name"] == "alice").unwrap();
+    assert_eq!(alice["limits"]["rpm"], 1);
+    assert_eq!(alice["usage"]["requests_last_minute"], 1);
+    let r = client().patch(s.proxy.admin_url("/api/v1/clients/alice")).bearer_auth(ADMIN_TOKEN).json(&json!({"rpm": null})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200, "the limit is gone");
+}
