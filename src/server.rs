@@ -29,7 +29,7 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     raise_fd_limit();
 
     // Bind-check first, for a clear message instead of a failure deep inside Pingora.
-    for addr in &settings.server.listen {
+    for addr in settings.server.listen.iter().chain(settings.tls.iter().flat_map(|t| t.listen.iter())) {
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     }
     if settings.admin.enabled {
@@ -53,14 +53,18 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     let access_log = AccessLog::start(settings.log.access_log, metrics.clone(), Some(Box::new(move |r| forward_to.request(r))));
     let key_states: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let runtime = Runtime::build(settings.clone(), &*key_states, None);
-    let shared = Shared::new(runtime, key_states, access_log.clone());
+    let tls = match &settings.tls {
+        Some(t) if !t.listen.is_empty() => Some(tls_front(t, data_dir)?),
+        _ => None,
+    };
+    let shared = Shared::new(runtime, key_states, access_log.clone(), tls);
     seed_client_days(&shared, &db);
     let restored = key_sync::restore(&shared, &db);
     if restored > 0 {
         tracing::info!(keys = restored, "restored saved key state (disabled keys and cooldowns)");
     }
 
-    let manager = Arc::new(ConfigManager::new(source.clone(), text.clone(), shared.clone(), Some(db.clone()), metrics.clone()));
+    let manager = Arc::new(ConfigManager::new(source.clone(), text.clone(), shared.clone(), Some(db.clone()), metrics.clone(), data_dir.to_owned()));
     record_startup_version(&db, &text);
     let auth = Arc::new(AdminAuth::default());
     if settings.admin.enabled {
@@ -80,13 +84,21 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
 
     let mut data_plane = Service::new("gemini-proxy".to_owned(), Gateway { shared: shared.clone() });
     data_plane.set_connection_filter(Arc::new(AccessFilter { shared: shared.clone() }));
-    for addr in &settings.server.listen {
+    // TLS listeners are plain TCP to Pingora: the data plane does the handshake itself, so
+    // that ALPN can include acme-tls/1 and certificates can change at any time.
+    for addr in settings.server.listen.iter().chain(settings.tls.iter().flat_map(|t| t.listen.iter())) {
         data_plane.add_tcp(&addr.to_string());
     }
     server.add_service(data_plane);
     if settings.admin.enabled {
         let state = AdminState { shared: shared.clone(), manager: manager.clone(), db: db.clone(), db_writer: db_writer.clone(), metrics, auth, access_log: access_log.clone() };
         server.add_service(background_service("admin", AdminServer { state, listen: settings.admin.listen }));
+    }
+    if let (Some(front), Some(acme)) = (&shared.tls, settings.tls.as_ref().and_then(|t| t.acme.clone())) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        front.store.set_renewer(tx);
+        let manager = crate::tls::acme::AcmeManager { settings: acme, store: front.store.clone(), dir: data_dir.join("tls").join("acme"), renew_requests: tokio::sync::Mutex::new(rx) };
+        server.add_service(background_service("acme", manager));
     }
     server.add_service(background_service("maintenance", Maintenance { shared: shared.clone() }));
     server.add_service(background_service("key sync", KeySync { shared: shared.clone(), writer: db_writer.clone() }));
@@ -108,6 +120,19 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
         "gemini-proxy starting"
     );
     server.run_forever();
+}
+
+/// Loads the configured certificates and builds the TLS front of the data plane.
+fn tls_front(t: &crate::config::TlsSettings, data_dir: &Path) -> anyhow::Result<crate::gateway::TlsFront> {
+    let store = Arc::new(crate::tls::store::CertStore::new());
+    store.set_configured(crate::tls::configured_entries(t, &data_dir.join("tls"))?);
+    let config = crate::tls::server_config(store.clone(), t.http2);
+    Ok(crate::gateway::TlsFront {
+        store,
+        acceptor: pingora::listeners::tls::Acceptor::from_server_config(config),
+        listeners: t.listen.clone(),
+        handshake_timeout: t.handshake_timeout,
+    })
 }
 
 /// Restores each client's token count for today (UTC), so that a daily limit holds across a

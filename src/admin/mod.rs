@@ -7,6 +7,7 @@ pub mod error;
 pub(crate) mod extract;
 mod openapi;
 mod routes;
+pub mod ui;
 
 use crate::control::ConfigManager;
 use crate::gateway::Shared;
@@ -44,6 +45,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(routes::clients::routes())
         .merge(routes::observe::routes())
         .merge(routes::access::routes())
+        .merge(routes::certificates::routes())
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(routes::health::metrics))
         .route("/readyz", get(routes::health::readyz))
@@ -52,6 +54,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/api/v1/auth/login", post(auth::login))
         .merge(protected)
+        .merge(ui::routes())
         .fallback(|| async { error::ApiError::not_found("no such admin route") })
         .with_state(state)
 }

@@ -1,7 +1,7 @@
 //! The OpenAPI document of the admin API, generated from the handlers and types (utoipa).
 
 use super::auth;
-use super::routes::{access, clients, config, health, keys, observe};
+use super::routes::{access, certificates, clients, config, health, keys, observe};
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -60,12 +60,13 @@ impl Modify for BearerAuth {
         clients::list, clients::create, clients::revoke, clients::update,
         observe::timeseries, observe::totals, observe::requests, observe::request, observe::audit,
         access::access,
+        certificates::list, certificates::renew,
         health::healthz, health::readyz, health::metrics,
     ),
     modifiers(&BearerAuth, &CommonErrors),
     components(schemas(super::error::ErrorBody)),
     tags(
-        (name = "auth"), (name = "config"), (name = "keys"), (name = "clients"), (name = "stats"), (name = "requests"), (name = "audit"), (name = "access"), (name = "health"),
+        (name = "auth"), (name = "config"), (name = "keys"), (name = "clients"), (name = "stats"), (name = "requests"), (name = "audit"), (name = "access"), (name = "tls"), (name = "health"),
     )
 )]
 pub struct AdminApi;

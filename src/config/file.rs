@@ -31,6 +31,63 @@ pub struct ConfigFile {
     #[serde(default)]
     pub access: AccessSection,
     pub jwt: Option<JwtSection>,
+    pub tls: Option<TlsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// TLS listeners (the plain ones stay in server.listen).
+    pub listen: Option<Spanned<OneOrMany>>,
+    /// Offer HTTP/2 by ALPN (default true).
+    pub http2: Option<bool>,
+    /// How long a client may take to finish the TLS handshake.
+    pub handshake_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub certificates: Vec<CertSection>,
+    pub self_signed: Option<SelfSignedSection>,
+    pub acme: Option<AcmeSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSection {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: Spanned<String>,
+    /// PEM private key.
+    pub key_file: Spanned<String>,
+    /// Label in the admin API (default: the first name of the certificate).
+    pub name: Option<String>,
+    /// Served when the client sends no SNI, or a name no certificate has.
+    pub default: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfSignedSection {
+    pub names: Spanned<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    /// Directory URL, or `letsencrypt` / `letsencrypt-staging`.
+    pub directory: Spanned<String>,
+    /// Contact addresses (`mailto:admin@example.com` or just the address).
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// Names of the certificate (one certificate for all).
+    pub names: Spanned<Vec<String>>,
+    /// `http-01` (answered on the plain listeners) or `tls-alpn-01` (on the TLS listeners).
+    pub challenge: Option<Spanned<String>>,
+    /// Renew this long before expiry.
+    pub renew_before: Option<HumanDuration>,
+    /// How often expiry is checked.
+    pub check_interval: Option<HumanDuration>,
+    /// First pause after a failed attempt (doubles up to an hour).
+    pub retry_backoff: Option<HumanDuration>,
+    /// Extra root for the ACME server's own HTTPS (a private CA such as Pebble's).
+    pub directory_ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +182,8 @@ pub struct UpstreamSection {
     pub retry_backoff: Option<HumanDuration>,
     /// Ask the upstream for uncompressed bodies so that token usage can be read on the fly.
     pub strip_accept_encoding: Option<bool>,
+    /// Extra CA certificates (PEM) trusted for the upstream, besides the system roots.
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

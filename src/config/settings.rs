@@ -18,7 +18,50 @@ pub struct Settings {
     pub state: StateSettings,
     pub access: AccessSettings,
     pub jwt: Option<JwtSettings>,
+    pub tls: Option<TlsSettings>,
 }
+
+/// TLS listeners and where their certificates come from.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub listen: Vec<SocketAddr>,
+    pub http2: bool,
+    pub handshake_timeout: Duration,
+    /// Certificates from files, already loaded (so that a bad file fails validation).
+    pub certificates: Vec<StaticCert>,
+    pub self_signed: Option<Vec<String>>,
+    pub acme: Option<AcmeSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StaticCert {
+    pub name: String,
+    pub default: bool,
+    pub loaded: crate::tls::certs::Loaded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcmeChallenge {
+    Http01,
+    TlsAlpn01,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub directory: String,
+    pub contact: Vec<String>,
+    pub names: Vec<String>,
+    pub challenge: AcmeChallenge,
+    pub renew_before: Duration,
+    pub check_interval: Duration,
+    pub retry_backoff: Duration,
+    /// PEM text of an extra root for the ACME server's HTTPS.
+    pub directory_ca_pem: Option<String>,
+}
+
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 /// What a client may do. Limits absent are unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -153,6 +196,7 @@ pub struct UpstreamSettings {
     pub max_attempts: u32,
     pub retry_backoff: Duration,
     pub strip_accept_encoding: bool,
+    pub ca_file: Option<String>,
 }
 
 /// How a pool picks the next key.

@@ -154,6 +154,19 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         max_attempts,
         retry_backoff: dur(u.retry_backoff, Duration::from_millis(50)),
         strip_accept_encoding: u.strip_accept_encoding.unwrap_or(true),
+        ca_file: u.ca_file.as_ref().and_then(|f| match std::fs::read(f.get_ref()) {
+            Ok(pem) => match crate::tls::certs::parse_chain(&pem, f.get_ref()) {
+                Ok(_) => Some(f.get_ref().clone()),
+                Err(e) => {
+                    c.at(f, format!("upstream.ca_file: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                c.at(f, format!("cannot read upstream.ca_file {}: {e}", f.get_ref()));
+                None
+            }
+        }),
     };
 
     // [[pools]]
@@ -274,8 +287,12 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     // [access]
     let access = access_settings(&mut c, &file.access);
 
+    // [tls]
+    let tls = file.tls.as_ref().map(|t| tls_settings(&mut c, t, &server.listen));
+
     // The proxy never starts open to the world.
-    if file.clients.is_empty() && file.jwt.is_none() && !server.listen.iter().all(|a| a.ip().is_loopback()) {
+    let tls_public = tls.as_ref().is_some_and(|t| t.listen.iter().any(|a| !a.ip().is_loopback()));
+    if file.clients.is_empty() && file.jwt.is_none() && (!server.listen.iter().all(|a| a.ip().is_loopback()) || tls_public) {
         let msg = "no client token is configured, so the proxy may only listen on loopback addresses: add a [[clients]] entry with a token, or [jwt] (or set GEMINI_PROXY_TOKENS), before listening on a public address";
         match listen_span {
             Some(sp) => c.problems.push(Problem { span: Some(sp), message: msg.into() }),
@@ -377,7 +394,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     };
 
     if c.problems.is_empty() {
-        Ok(Settings { server, upstream, pools, key_health, clients, hygiene, log, admin, state, access, jwt })
+        Ok(Settings { server, upstream, pools, key_health, clients, hygiene, log, admin, state, access, jwt, tls })
     } else {
         Err(c.problems)
     }
@@ -626,4 +643,86 @@ fn jwt_settings(c: &mut Collector, j: &JwtSection, pools: &[PoolSettings], env: 
             None
         }
     }
+}
+
+fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketAddr]) -> TlsSettings {
+    let mut listen = Vec::new();
+    if let Some(l) = &t.listen {
+        for a in &l.get_ref().0 {
+            match a.parse::<SocketAddr>() {
+                Ok(addr) if plain.contains(&addr) || listen.contains(&addr) => c.at(l, format!("TLS listen address {a} is also used by another listener")),
+                Ok(addr) => listen.push(addr),
+                Err(_) => c.at(l, format!("invalid TLS listen address {a:?}: expected IP:PORT such as 0.0.0.0:443")),
+            }
+        }
+    }
+    let mut certificates = Vec::new();
+    for cert in &t.certificates {
+        match crate::tls::certs::load_files(cert.cert_file.get_ref(), cert.key_file.get_ref()) {
+            Ok(loaded) => {
+                let name = cert.name.clone().or_else(|| loaded.info.names.first().cloned()).unwrap_or_else(|| cert.cert_file.get_ref().clone());
+                certificates.push(StaticCert { name, default: cert.default.unwrap_or(false), loaded });
+            }
+            Err(e) => c.at(&cert.cert_file, format!("tls certificate: {e}")),
+        }
+    }
+    if certificates.iter().filter(|x| x.default).count() > 1 {
+        c.global("at most one [[tls.certificates]] may be the default");
+    }
+    let self_signed = t.self_signed.as_ref().map(|s| {
+        if s.names.get_ref().is_empty() {
+            c.at(&s.names, "tls.self_signed.names needs at least one name");
+        }
+        s.names.get_ref().clone()
+    });
+    let acme = t.acme.as_ref().and_then(|a| {
+        let directory = match a.directory.get_ref().as_str() {
+            "letsencrypt" => LETSENCRYPT.to_owned(),
+            "letsencrypt-staging" => LETSENCRYPT_STAGING.to_owned(),
+            d if d.starts_with("https://") => d.to_owned(),
+            d => {
+                c.at(&a.directory, format!("acme.directory {d:?} must be an https:// URL, `letsencrypt` or `letsencrypt-staging`"));
+                return None;
+            }
+        };
+        if a.names.get_ref().is_empty() || a.names.get_ref().iter().any(|n| n.trim().is_empty() || n.contains('*')) {
+            c.at(&a.names, "acme.names needs at least one DNS name (wildcards need DNS-01, which is not supported)");
+        }
+        let challenge = match a.challenge.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("http-01") => AcmeChallenge::Http01,
+            Some("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
+            Some(other) => {
+                c.at(a.challenge.as_ref().expect("matched Some"), format!("unknown ACME challenge {other:?}: use http-01 or tls-alpn-01"));
+                AcmeChallenge::Http01
+            }
+        };
+        if challenge == AcmeChallenge::TlsAlpn01 && listen.is_empty() {
+            c.global("acme tls-alpn-01 needs a TLS listener ([tls] listen)");
+        }
+        if challenge == AcmeChallenge::Http01 && plain.is_empty() {
+            c.global("acme http-01 needs a plain listener (server.listen) on the validation port");
+        }
+        let directory_ca_pem = a.directory_ca_file.as_ref().and_then(|f| match std::fs::read_to_string(f.get_ref()) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                c.at(f, format!("cannot read acme.directory_ca_file {}: {e}", f.get_ref()));
+                None
+            }
+        });
+        let contact = a.contact.iter().map(|m| if m.starts_with("mailto:") { m.clone() } else { format!("mailto:{m}") }).collect();
+        Some(AcmeSettings {
+            directory,
+            contact,
+            names: a.names.get_ref().iter().map(|n| n.trim().to_ascii_lowercase()).collect(),
+            challenge,
+            renew_before: dur(a.renew_before, Duration::from_secs(30 * 86_400)),
+            check_interval: dur(a.check_interval, Duration::from_secs(3600)),
+            retry_backoff: dur(a.retry_backoff, Duration::from_secs(60)),
+            directory_ca_pem,
+        })
+    });
+    if !listen.is_empty() && certificates.is_empty() && self_signed.is_none() && acme.is_none() {
+        c.global("TLS listeners need a certificate: [[tls.certificates]], [tls.self_signed] or [tls.acme]");
+    }
+    TlsSettings { listen, http2: t.http2.unwrap_or(true), handshake_timeout: dur(t.handshake_timeout, Duration::from_secs(10)), certificates, self_signed, acme }
 }

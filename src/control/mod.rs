@@ -50,12 +50,14 @@ pub struct ConfigManager {
     text: tokio::sync::Mutex<String>,
     /// Settings the process started with (some cannot change without a restart).
     boot: Arc<Settings>,
+    /// Where state lives (self-signed certificates are generated there).
+    data_dir: PathBuf,
 }
 
 impl ConfigManager {
-    pub fn new(source: ConfigSource, text: String, shared: Arc<Shared>, db: Option<Arc<Store>>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(source: ConfigSource, text: String, shared: Arc<Shared>, db: Option<Arc<Store>>, metrics: Arc<Metrics>, data_dir: PathBuf) -> Self {
         let boot = shared.runtime.load().settings.clone();
-        ConfigManager { source, shared, db, metrics, text: tokio::sync::Mutex::new(text), boot }
+        ConfigManager { source, shared, db, metrics, text: tokio::sync::Mutex::new(text), boot, data_dir }
     }
 
     pub fn env(&self) -> &dyn EnvLookup {
@@ -129,6 +131,13 @@ impl ConfigManager {
         }
         let changed = *current != text;
         let restart_needed = restart_needed(&self.boot, &settings);
+        // New certificate files (or self-signed names) serve new handshakes at once.
+        if let (Some(front), Some(t)) = (&self.shared.tls, &settings.tls) {
+            match crate::tls::configured_entries(t, &self.data_dir.join("tls")) {
+                Ok(entries) => front.store.set_configured(entries),
+                Err(e) => return Err(ApplyError::Invalid(vec![LocatedProblem { line: None, column: None, message: format!("tls: {e}") }])),
+            }
+        }
         let old = self.shared.runtime.load_full();
         let runtime = Runtime::build(settings, &*self.shared.store, Some(&old));
         self.shared.runtime.store(Arc::new(runtime));
@@ -167,6 +176,16 @@ fn restart_needed(boot: &Settings, new: &Settings) -> Vec<String> {
     }
     if boot.state != new.state {
         out.push("[state]".into());
+    }
+    let tls_listen = |s: &Settings| s.tls.as_ref().map(|t| (t.listen.clone(), t.http2)).unwrap_or_default();
+    if tls_listen(boot) != tls_listen(new) {
+        out.push("tls.listen / tls.http2".into());
+    }
+    if boot.tls.as_ref().and_then(|t| t.acme.clone()) != new.tls.as_ref().and_then(|t| t.acme.clone()) {
+        out.push("[tls.acme]".into());
+    }
+    if boot.upstream.ca_file != new.upstream.ca_file {
+        out.push("upstream.ca_file".into());
     }
     out
 }

@@ -95,6 +95,9 @@ async fn fail(ds: &mut Downstream, log: &mut AccessRecord, err: ApiError, openai
 async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &RequestHead, log: &mut AccessRecord, started: Instant) -> bool {
     let settings = &rt.settings;
     let head_only = head.method() == "HEAD";
+    if let Some(token) = head.path().strip_prefix("/.well-known/acme-challenge/") {
+        return acme_http01(shared, ds, log, token).await;
+    }
     let Some(mut route) = route::parse(head.method(), head.path()) else {
         // The body (if any) is unread: close rather than parse it as the next request.
         let close = !matches!(head.framing(), Ok(Framing::None));
@@ -350,6 +353,23 @@ fn network_error(f: &UpstreamFailure) -> ApiError {
         UpstreamFailure::Timeout(d) => ApiError::gateway_timeout(format!("the upstream did not answer within {d:?}")),
         other => ApiError::bad_gateway(other.to_string()),
     }
+}
+
+/// Answers an ACME HTTP-01 validation request with the pending key authorization.
+async fn acme_http01(shared: &Shared, ds: &mut Downstream, log: &mut AccessRecord, token: &str) -> bool {
+    let valid = !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let answer = valid.then(|| shared.tls.as_ref().and_then(|t| t.store.http_challenge(token))).flatten();
+    let Some(key_auth) = answer else {
+        return fail(ds, log, ApiError::not_found("no such ACME challenge"), false, false, false).await;
+    };
+    log.status = 200;
+    let mut out = Vec::with_capacity(128 + key_auth.len());
+    crate::http1::write_status_line(&mut out, 200);
+    crate::http1::write_header(&mut out, b"content-type", b"application/octet-stream");
+    crate::http1::write_content_length(&mut out, key_auth.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(key_auth.as_bytes());
+    ds.write_all(&out, Duration::from_secs(10)).await.is_ok()
 }
 
 /// Header a client may send to choose among the pools its policy allows; never forwarded.

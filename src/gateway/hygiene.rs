@@ -124,6 +124,7 @@ mod tests {
             max_attempts: 1,
             retry_backoff: Duration::from_millis(1),
             strip_accept_encoding: true,
+            ca_file: None,
         }
     }
 

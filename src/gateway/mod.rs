@@ -5,6 +5,7 @@
 
 pub mod counters;
 mod downstream;
+pub mod h2;
 mod exchange;
 pub mod hygiene;
 mod relay;
@@ -70,11 +71,22 @@ pub struct Shared {
     pub refusals: Refusals,
     pub connections: Slots,
     pub streams: Slots,
+    /// TLS termination, when TLS listeners are configured.
+    pub tls: Option<TlsFront>,
     request_ids: AtomicU64,
 }
 
+/// What TLS listeners need: the addresses (to tell TLS connections from plain ones), the
+/// certificates and the handshake.
+pub struct TlsFront {
+    pub store: Arc<crate::tls::store::CertStore>,
+    pub acceptor: pingora::listeners::tls::Acceptor,
+    pub listeners: Vec<std::net::SocketAddr>,
+    pub handshake_timeout: std::time::Duration,
+}
+
 impl Shared {
-    pub fn new(runtime: Runtime, store: Arc<dyn StateStore>, access_log: AccessLog) -> Arc<Shared> {
+    pub fn new(runtime: Runtime, store: Arc<dyn StateStore>, access_log: AccessLog, tls: Option<TlsFront>) -> Arc<Shared> {
         let budget_kib = runtime.settings.server.buffered_bytes_limit / 1024;
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
@@ -87,6 +99,7 @@ impl Shared {
             refusals: Refusals::default(),
             connections: Slots::default(),
             streams: Slots::default(),
+            tls,
             request_ids: AtomicU64::new(1),
         })
     }
@@ -104,13 +117,22 @@ pub struct Gateway {
 #[async_trait]
 impl ServerApp for Gateway {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let mut ds = Downstream::new(stream);
         let max = self.shared.runtime.load().settings.access.max_connections;
         let Some(_slot) = self.shared.connections.acquire(max) else {
             self.shared.refusals.count("max_connections");
+            let mut ds = Downstream::new(stream);
             respond::head_error(&mut ds, 503, "the proxy is at its connection limit; retry shortly").await;
             return None;
         };
+        let stream = match self.tls_front(stream).await {
+            Front::Http1(s) => s,
+            Front::Http2(s) => {
+                let bridge = Arc::new(h2::H2Bridge { shared: self.shared.clone() });
+                return ServerApp::process_new(&bridge, s, shutdown).await;
+            }
+            Front::Done => return None,
+        };
+        let mut ds = Downstream::new(stream);
         let mut shutdown = shutdown.clone();
         let mut first = true;
         loop {
@@ -141,6 +163,51 @@ impl ServerApp for Gateway {
                 }
             }
             first = false;
+        }
+    }
+}
+
+/// What a connection turned out to be once TLS (if any) was set up.
+enum Front {
+    Http1(Stream),
+    Http2(Stream),
+    /// Nothing more to do (a failed handshake, or a TLS-ALPN-01 validation connection).
+    Done,
+}
+
+impl Gateway {
+    /// Terminates TLS on connections that arrived on a TLS listener, and tells HTTP/2 (by ALPN)
+    /// from HTTP/1.1.
+    async fn tls_front(&self, stream: Stream) -> Front {
+        let Some(front) = &self.shared.tls else { return Front::Http1(stream) };
+        // Already TLS: an HTTP/2 stream bridged to HTTP/1.1.
+        if stream.get_ssl_digest().is_some() {
+            return Front::Http1(stream);
+        }
+        let local = stream.get_socket_digest().and_then(|d| d.local_addr().and_then(|a| a.as_inet().copied()));
+        if !local.is_some_and(|l| front.listeners.contains(&l)) {
+            return Front::Http1(stream);
+        }
+        // Pingora hands listeners' connections over as plain TCP streams; the handshake needs
+        // the concrete type back.
+        let Ok(l4) = stream.into_any().downcast::<pingora::protocols::l4::stream::Stream>() else { return Front::Done };
+        let tls = match tokio::time::timeout(front.handshake_timeout, front.acceptor.tls_handshake(*l4)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return Front::Done;
+            }
+            Err(_) => {
+                self.shared.refusals.count("slow_handshake");
+                return Front::Done;
+            }
+        };
+        let stream: Stream = Box::new(tls);
+        match stream.selected_alpn_proto() {
+            Some(pingora::protocols::ALPN::H2) => Front::Http2(stream),
+            // acme-tls/1: the CA only needed the handshake and its certificate.
+            Some(pingora::protocols::ALPN::Custom(_)) => Front::Done,
+            _ => Front::Http1(stream),
         }
     }
 }

@@ -27,6 +27,7 @@ pub struct Metrics {
     refusals_seen: Mutex<std::collections::HashMap<&'static str, u64>>,
     connections: IntGaugeVec,
     streams: IntGaugeVec,
+    cert_expiry: prometheus::GaugeVec,
     dropped_seen: Mutex<std::collections::HashMap<&'static str, u64>>,
     pub(crate) reloads: IntCounterVec,
     models: Mutex<HashSet<String>>,
@@ -43,6 +44,8 @@ pub struct ScrapeState {
     pub refusals: Vec<(&'static str, u64)>,
     pub connections: i64,
     pub streams: i64,
+    /// (certificate name, seconds until it expires; negative once expired)
+    pub certificates: Vec<(String, f64)>,
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -72,6 +75,8 @@ impl Metrics {
         let refusals = IntCounterVec::new(Opts::new("refusals_total", "Requests and connections refused by access rules and limits, by reason"), &["reason"]).expect("valid metric");
         let connections = IntGaugeVec::new(Opts::new("open_connections", "Client connections open"), &[]).expect("valid metric");
         let streams = IntGaugeVec::new(Opts::new("open_streams", "Streamed responses in flight"), &[]).expect("valid metric");
+        let cert_expiry = prometheus::GaugeVec::new(Opts::new("certificate_expiry_seconds", "Seconds until each served certificate expires (negative once expired)"), &["name"]).expect("valid metric");
+        registry.register(Box::new(cert_expiry.clone())).expect("unique metric");
         let reloads = IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads by result"), &["result"]).expect("valid metric");
         for c in [&requests, &attempts, &tokens, &reloads, &dropped, &refusals] {
             registry.register(Box::new((*c).clone())).expect("unique metric");
@@ -85,7 +90,7 @@ impl Metrics {
         let build = IntGaugeVec::new(Opts::new("build_info", "Build information"), &["version"]).expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(build)).expect("unique metric");
-        Metrics { registry, requests, duration, first_byte, attempts, tokens, inflight, key_state, keys, dropped, dropped_seen: Mutex::new(Default::default()), refusals, refusals_seen: Mutex::new(Default::default()), connections, streams, reloads, models: Mutex::new(HashSet::new()) }
+        Metrics { registry, requests, duration, first_byte, attempts, tokens, inflight, key_state, keys, dropped, dropped_seen: Mutex::new(Default::default()), refusals, refusals_seen: Mutex::new(Default::default()), connections, streams, cert_expiry, reloads, models: Mutex::new(HashSet::new()) }
     }
 
     fn model_label(&self, model: Option<&str>) -> String {
@@ -147,6 +152,10 @@ impl Metrics {
         advance(&self.refusals, &self.refusals_seen, &state.refusals);
         self.connections.with_label_values(&[] as &[&str]).set(state.connections);
         self.streams.with_label_values(&[] as &[&str]).set(state.streams);
+        self.cert_expiry.reset();
+        for (name, left) in &state.certificates {
+            self.cert_expiry.with_label_values(&[name]).set(*left);
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()

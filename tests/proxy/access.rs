@@ -202,7 +202,16 @@ async fn connection_and_stream_limits() {
     let mut b = TcpStream::connect(s.proxy.addr).unwrap();
     a.write_all(b"G").unwrap();
     b.write_all(b"G").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait until the proxy holds exactly those two (earlier connections have closed).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let access: Value = client().get(s.proxy.admin_url("/api/v1/access")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+        if access["open_connections"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{access}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let out = raw_exchange(s.proxy.addr, b"GET /v1beta/models HTTP/1.1\r\nhost: x\r\n\r\n", Duration::from_secs(3));
     assert!(out.starts_with("HTTP/1.1 503"), "{out}");
     drop((a, b));

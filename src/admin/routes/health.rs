@@ -72,6 +72,25 @@ pub async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         refusals: s.shared.refusals.snapshot(),
         connections: s.shared.connections.current() as i64,
         streams: s.shared.streams.current() as i64,
+        certificates: s
+            .shared
+            .tls
+            .as_ref()
+            .map(|t| {
+                let now = std::time::SystemTime::now();
+                t.store
+                    .infos()
+                    .into_iter()
+                    .map(|(name, info)| {
+                        let left = match info.not_after.duration_since(now) {
+                            Ok(d) => d.as_secs_f64(),
+                            Err(e) => -e.duration().as_secs_f64(),
+                        };
+                        (name, left)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     let body = s.metrics.render(&state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)

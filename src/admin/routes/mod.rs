@@ -1,6 +1,7 @@
 //! Admin API handlers, one module per resource.
 
 pub mod access;
+pub mod certificates;
 pub mod clients;
 pub mod config;
 pub mod health;
