@@ -57,7 +57,11 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
         Some(t) if !t.listen.is_empty() => Some(tls_front(t, data_dir)?),
         _ => None,
     };
-    let shared = Shared::new(runtime, key_states, access_log.clone(), tls);
+    let upstream_roots = match &settings.upstream.ca_file {
+        Some(f) => Some(crate::upstream::roots_with(f, &data_dir.join("tls")).with_context(|| format!("cannot prepare the upstream roots with {f}"))?),
+        None => None,
+    };
+    let shared = Shared::new(runtime, key_states, access_log.clone(), tls, upstream_roots);
     seed_client_days(&shared, &db);
     let restored = key_sync::restore(&shared, &db);
     if restored > 0 {

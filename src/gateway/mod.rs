@@ -86,12 +86,12 @@ pub struct TlsFront {
 }
 
 impl Shared {
-    pub fn new(runtime: Runtime, store: Arc<dyn StateStore>, access_log: AccessLog, tls: Option<TlsFront>) -> Arc<Shared> {
+    pub fn new(runtime: Runtime, store: Arc<dyn StateStore>, access_log: AccessLog, tls: Option<TlsFront>, upstream_roots: Option<String>) -> Arc<Shared> {
         let budget_kib = runtime.settings.server.buffered_bytes_limit / 1024;
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             store,
-            upstream: UpstreamClient::new(512),
+            upstream: UpstreamClient::new(512, upstream_roots),
             access_log,
             inflight: AtomicUsize::new(0),
             body_budget: Arc::new(Semaphore::new(budget_kib.min(Semaphore::MAX_PERMITS))),

@@ -57,10 +57,13 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    pub fn new(max_idle: usize) -> Self {
+    /// `ca_bundle`: a PEM file of the roots to trust for the upstream (the system roots when
+    /// absent).
+    pub fn new(max_idle: usize, ca_bundle: Option<String>) -> Self {
         // Pingora's own keep-alive pool is not used: idle connections are kept here, where
         // taking one costs a mutex push/pop and no cross-thread wake-up.
-        let options = ConnectorOptions::new(0);
+        let mut options = ConnectorOptions::new(0);
+        options.ca_file = ca_bundle;
         UpstreamClient { connector: TransportConnector::new(Some(options)), idle: Mutex::new(Vec::new()), max_idle }
     }
 

@@ -10,4 +10,5 @@ mod cli;
 mod key_pool;
 mod lifecycle;
 mod streaming;
+mod upstream_tls;
 mod uploads;
