@@ -48,7 +48,19 @@ pub struct Downstream {
     stream: Stream,
     pub buf: BytesMut,
     pub peer: Option<SocketAddr>,
+    /// `peer` formatted once for the access log.
+    pub peer_label: Option<Arc<str>>,
     pub tls: bool,
+    /// The last static token this connection authenticated with, and for which snapshot: a
+    /// keep-alive connection presents the same token on every request.
+    pub auth_cache: Option<AuthCache>,
+}
+
+/// A successful static-token authentication, remembered for the connection.
+pub struct AuthCache {
+    pub generation: u64,
+    pub token: Box<str>,
+    pub client: crate::auth::Client,
 }
 
 /// Memory reserved for one buffered request body; released when dropped.
@@ -61,7 +73,8 @@ impl Downstream {
     pub fn new(stream: Stream) -> Self {
         let peer = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet().copied()));
         let tls = stream.get_ssl_digest().is_some();
-        Downstream { stream, buf: BytesMut::with_capacity(8 * 1024), peer, tls }
+        let peer_label = peer.map(|p| Arc::from(p.to_string()));
+        Downstream { stream, buf: BytesMut::new(), peer, peer_label, tls, auth_cache: None }
     }
 
     /// Waits for and parses the next request head.
@@ -72,6 +85,22 @@ impl Downstream {
         if self.buf.is_empty() {
             if *shutdown.borrow() {
                 return NextHead::Idle;
+            }
+            // An idle keep-alive connection holds no buffer (10,000 idle clients would otherwise
+            // pin 10,000 buffers): wait for the first byte with a peek, then allocate. Streams
+            // that cannot peek (TLS) answer at once and wait in the read below instead.
+            if self.buf.capacity() > 0 {
+                self.buf = BytesMut::new();
+            }
+            let mut probe = [0u8; 1];
+            let ready = tokio::select! {
+                r = tokio::time::timeout(idle, self.stream.try_peek(&mut probe)) => r,
+                _ = shutdown.changed() => return NextHead::Idle,
+            };
+            match ready {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return NextHead::Closed,
+                Err(_) => return NextHead::Idle,
             }
             self.buf.reserve(4096);
             let first = tokio::select! {

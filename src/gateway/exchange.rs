@@ -2,7 +2,7 @@
 //! key a resource is pinned to), send, classify the answer, retry on another key while nothing
 //! has reached the client, then relay.
 
-use super::downstream::{BodyError, Downstream};
+use super::downstream::{AuthCache, BodyError, Downstream};
 use super::hygiene::finish_upstream_head;
 use super::relay::{self, Relay};
 use super::{respond, Runtime, Shared};
@@ -45,7 +45,7 @@ pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstre
     let mut log = AccessRecord {
         time: SystemTime::now(),
         request_id: shared.next_request_id(),
-        peer: ds.peer,
+        peer: ds.peer_label.clone(),
         client: None,
         method: head.method().to_owned(),
         path: logged_path(&head),
@@ -133,7 +133,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         // Chunks of an upload started by an authenticated client belong to it; the limits were
         // applied when it started.
         (Some(session), None) => Client { name: session.client.clone().unwrap_or_else(|| Arc::from(auth::ANONYMOUS)), policy: Arc::new(Policy::default()) },
-        (_, cred) => match rt.clients.authenticate(cred.as_ref().map(|(c, _)| c.as_ref())) {
+        (_, cred) => match authenticate(rt, ds, cred.as_ref().map(|(c, _)| c.as_ref())) {
             Ok(c) => c,
             Err(e) => {
                 shared.refusals.count(e.reason());
@@ -355,6 +355,23 @@ fn network_error(f: &UpstreamFailure) -> ApiError {
     }
 }
 
+/// Authenticates a credential, reusing the connection's last static-token result when the same
+/// token comes again under the same configuration (a keep-alive client sends it on every
+/// request; the SHA-256 and lookup are then skipped). JWTs are checked every time (they expire).
+fn authenticate(rt: &Runtime, ds: &mut Downstream, presented: Option<&str>) -> Result<Client, auth::AuthError> {
+    use subtle::ConstantTimeEq;
+    if let (Some(cache), Some(token)) = (&ds.auth_cache, presented) {
+        if cache.generation == rt.generation && bool::from(cache.token.as_bytes().ct_eq(token.as_bytes())) {
+            return Ok(cache.client.clone());
+        }
+    }
+    let client = rt.clients.authenticate(presented)?;
+    if let Some(token) = presented.filter(|t| !auth::jwt::JwtVerifier::looks_like_jwt(t)) {
+        ds.auth_cache = Some(AuthCache { generation: rt.generation, token: token.into(), client: client.clone() });
+    }
+    Ok(client)
+}
+
 /// Answers an ACME HTTP-01 validation request with the pending key authorization.
 async fn acme_http01(shared: &Shared, ds: &mut Downstream, log: &mut AccessRecord, token: &str) -> bool {
     let valid = !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -443,7 +460,7 @@ fn backoff(base: Duration, attempt_no: u32) -> Duration {
 
 fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<u16>, started: Instant) -> AttemptRecord {
     let key = pool.key(lease.index);
-    AttemptRecord { key: key.name.clone(), fingerprint: key.health.fingerprint, outcome: outcome.label(), status, ms: ms(started.elapsed()) }
+    AttemptRecord { key: key.name.clone(), fingerprint: key.health.fingerprint, fingerprint_label: key.fingerprint_label.clone(), outcome: outcome.label(), status, ms: ms(started.elapsed()) }
 }
 
 /// The model a request is for: from the path, or from the JSON body on the OpenAI surface.

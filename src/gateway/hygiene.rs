@@ -5,38 +5,49 @@
 use crate::config::{HygieneSettings, UpstreamSettings};
 use crate::gemini::route::Surface;
 use crate::http1::{self, RequestHead, ResponseHead, HOP_BY_HOP};
-use std::collections::HashSet;
 
-/// Header rules, precomputed once per config snapshot.
+/// Header rules, precomputed once per config snapshot: lower-case names to drop, compared by
+/// length first (most headers are rejected without looking at a byte).
 #[derive(Debug, Clone)]
 pub struct Hygiene {
-    strip_request: HashSet<String>,
-    strip_response: HashSet<String>,
-    strip_accept_encoding: bool,
+    request_skip: Vec<Box<[u8]>>,
+    response_skip: Vec<Box<[u8]>>,
 }
 
 /// Request headers that carry the client's credential or that we set ourselves.
 const CREDENTIAL_AND_OURS: &[&str] = &["host", "x-goog-api-key", "authorization", "expect", super::exchange::POOL_HEADER];
 
-fn is_in(list: &[&str], name: &[u8]) -> bool {
-    list.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+fn listed(list: &[Box<[u8]>], name: &[u8]) -> bool {
+    list.iter().any(|s| s.len() == name.len() && s.eq_ignore_ascii_case(name))
 }
 
-fn in_set(set: &HashSet<String>, name: &[u8]) -> bool {
-    // Header names are ASCII tokens; most are already lower case.
-    if name.iter().any(u8::is_ascii_uppercase) {
-        set.contains(&String::from_utf8_lossy(name).to_ascii_lowercase())
-    } else {
-        std::str::from_utf8(name).is_ok_and(|n| set.contains(n))
+/// Header names a `Connection` header makes hop-by-hop, beyond `close` and `keep-alive`.
+fn connection_listed(value: Option<&[u8]>) -> Vec<&[u8]> {
+    value
+        .into_iter()
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+        .collect()
+}
+
+fn names<'a>(lists: impl IntoIterator<Item = &'a str>) -> Vec<Box<[u8]>> {
+    let mut out: Vec<Box<[u8]>> = Vec::new();
+    for n in lists {
+        let lower: Box<[u8]> = n.trim().to_ascii_lowercase().into_bytes().into_boxed_slice();
+        if !out.contains(&lower) {
+            out.push(lower);
+        }
     }
+    out
 }
 
 impl Hygiene {
     pub fn new(settings: &HygieneSettings, upstream: &UpstreamSettings) -> Self {
+        let accept_encoding = upstream.strip_accept_encoding.then_some("accept-encoding");
         Hygiene {
-            strip_request: settings.strip_request.iter().cloned().collect(),
-            strip_response: settings.strip_response.iter().cloned().collect(),
-            strip_accept_encoding: upstream.strip_accept_encoding,
+            request_skip: names(HOP_BY_HOP.iter().chain(CREDENTIAL_AND_OURS).copied().chain(settings.strip_request.iter().map(String::as_str)).chain(accept_encoding)),
+            response_skip: names(HOP_BY_HOP.iter().copied().chain(settings.strip_response.iter().map(String::as_str))),
         }
     }
 
@@ -50,14 +61,9 @@ impl Hygiene {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(upstream.host_header.as_bytes());
         out.extend_from_slice(b"\r\n");
-        let connection = req.header("connection");
+        let extra = connection_listed(req.header("connection"));
         for (name, value) in req.headers() {
-            if is_in(HOP_BY_HOP, name)
-                || is_in(CREDENTIAL_AND_OURS, name)
-                || in_set(&self.strip_request, name)
-                || (self.strip_accept_encoding && name.eq_ignore_ascii_case(b"accept-encoding"))
-                || std::str::from_utf8(name).is_ok_and(|n| http1::listed_in_connection(connection, n))
-            {
+            if listed(&self.request_skip, name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name)) {
                 continue;
             }
             http1::write_header(out, name, value);
@@ -68,9 +74,9 @@ impl Hygiene {
     /// upload session URL to the proxy's own; framing lines are added by the caller.
     pub fn response_head(&self, res: &ResponseHead, out: &mut Vec<u8>, mut rewrite_upload_url: impl FnMut(&[u8]) -> Option<String>) {
         http1::write_status_line(out, res.status);
-        let connection = res.header("connection");
+        let extra = connection_listed(res.header("connection"));
         for (name, value) in res.headers() {
-            if is_in(HOP_BY_HOP, name) || in_set(&self.strip_response, name) || std::str::from_utf8(name).is_ok_and(|n| http1::listed_in_connection(connection, n)) {
+            if listed(&self.response_skip, name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name)) {
                 continue;
             }
             // Google sends the session URL twice (upload and control); both must lead back here.

@@ -34,6 +34,8 @@ use counters::{Refusals, Slots};
 /// One immutable configuration snapshot with everything built from it. Requests hold the
 /// snapshot they started with; a reload swaps in a new one.
 pub struct Runtime {
+    /// Distinguishes snapshots (for caches keyed by configuration).
+    pub generation: u64,
     pub settings: Arc<Settings>,
     pub pools: Vec<Pool>,
     pub clients: ClientTable,
@@ -52,7 +54,9 @@ impl Runtime {
             _ => Arc::new(UpstreamTarget::new(settings.upstream.clone())),
         };
         let hygiene = Hygiene::new(&settings.hygiene, &settings.upstream);
-        Runtime { settings: Arc::new(settings), pools, clients, target, hygiene }
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        Runtime { generation, settings: Arc::new(settings), pools, clients, target, hygiene }
     }
 }
 

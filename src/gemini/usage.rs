@@ -56,10 +56,10 @@ impl UsageScanner {
     fn parse_after(&self, rest: &[u8]) -> Option<Usage> {
         let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
         let rest = rest[start..].strip_prefix(b":")?;
-        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
-        let value = values.next()?.ok()?;
+        // Straight into the typed struct: no intermediate `Value` tree (this runs on every answer).
+        let mut de = serde_json::Deserializer::from_slice(rest);
         if self.openai {
-            let u: OpenAiUsage = serde_json::from_value(value).ok()?;
+            let u = OpenAiUsage::deserialize(&mut de).ok()?;
             Some(Usage {
                 input_tokens: u.prompt_tokens,
                 output_tokens: u.completion_tokens,
@@ -67,7 +67,7 @@ impl UsageScanner {
                 total_tokens: u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
             })
         } else {
-            let u: UsageMetadata = serde_json::from_value(value).ok()?;
+            let u = UsageMetadata::deserialize(&mut de).ok()?;
             let input = u.prompt_token_count + u.tool_use_prompt_token_count;
             let output = u.candidates_token_count + u.thoughts_token_count;
             Some(Usage {

@@ -25,6 +25,8 @@ use store::StateStore;
 #[derive(Debug)]
 pub struct PoolKey {
     pub name: Arc<str>,
+    /// The fingerprint's short form, for logs.
+    pub fingerprint_label: Arc<str>,
     pub secret: Secret,
     pub weight: u32,
     pub health: Arc<KeyHealth>,
@@ -92,6 +94,7 @@ impl Pool {
             .iter()
             .map(|k| PoolKey {
                 name: Arc::from(k.name.as_str()),
+                fingerprint_label: Arc::from(k.secret.fingerprint().to_string()),
                 secret: k.secret.clone(),
                 weight: k.weight,
                 health: store.key_health(k.secret.fingerprint()),

@@ -85,7 +85,7 @@ mod tests {
 
     fn key(secret: &str) -> PoolKey {
         let s = Secret::new(secret);
-        PoolKey { name: "k".into(), health: Arc::new(KeyHealth::new(s.fingerprint())), secret: s, weight: 1 }
+        PoolKey { name: "k".into(), fingerprint_label: s.fingerprint().to_string().into(), health: Arc::new(KeyHealth::new(s.fingerprint())), secret: s, weight: 1 }
     }
 
     fn policy() -> KeyHealthSettings {

@@ -198,6 +198,7 @@ pub(crate) mod tests {
                 vec![AttemptRecord {
                     key: Arc::from(k),
                     fingerprint: Secret::new(format!("AIza-{k}")).fingerprint(),
+                    fingerprint_label: Arc::from(Secret::new(format!("AIza-{k}")).fingerprint().to_string()),
                     outcome: "ok",
                     status: Some(status),
                     ms: total_ms,

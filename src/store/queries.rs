@@ -314,7 +314,7 @@ mod tests {
         let mut retried = record(T0 + 62_000, 5, Some("k1"), Some("app"), flash, 200, 100.0);
         retried.attempts.insert(
             0,
-            AttemptRecord { key: Arc::from("k2"), fingerprint: Secret::new("AIza-k2").fingerprint(), outcome: "rate_limited", status: Some(429), ms: 5.0 },
+            AttemptRecord { key: Arc::from("k2"), fingerprint: Secret::new("AIza-k2").fingerprint(), fingerprint_label: Arc::from("x"), outcome: "rate_limited", status: Some(429), ms: 5.0 },
         );
         let batch: Vec<AccessRecord> = vec![
             record(T0 + 1000, 1, Some("k1"), Some("app"), flash, 200, 10.0),

@@ -8,7 +8,6 @@ use crate::gemini::usage::Usage;
 use crate::secret::Fingerprint;
 use serde::Serialize;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -19,7 +18,12 @@ use std::time::SystemTime;
 pub struct AttemptRecord {
     /// Key name (never the key).
     pub key: Arc<str>,
+    /// The key's identity (for the state store).
+    #[serde(skip)]
     pub fingerprint: Fingerprint,
+    /// Its short form, formatted once per key rather than per request.
+    #[serde(rename = "fingerprint")]
+    pub fingerprint_label: Arc<str>,
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -32,8 +36,9 @@ pub struct AccessRecord {
     #[serde(with = "crate::telemetry::time::rfc3339")]
     pub time: SystemTime,
     pub request_id: u64,
+    /// The client's address, formatted once per connection.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub peer: Option<SocketAddr>,
+    pub peer: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<Arc<str>>,
     pub method: String,

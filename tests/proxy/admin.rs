@@ -188,10 +188,19 @@ async fn config_routes_validate_replace_version_diff_and_roll_back() {
         assert!(Instant::now() < deadline, "SIGHUP did not reload");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let audit = get(&s.proxy, "/api/v1/audit").await;
-    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
-    assert!(actions.contains(&"config.replace") && actions.contains(&"config.reload"), "{actions:?}");
-    assert!(audit[0]["actor"].as_str().unwrap().contains("signal:SIGHUP") || actions.contains(&"config.reload"));
+    // The audit entry is written just after the swap: wait for it too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let audit = get(&s.proxy, "/api/v1/audit").await;
+        let entries: Vec<(String, String)> = audit.as_array().unwrap().iter().map(|a| (a["action"].as_str().unwrap().to_owned(), a["actor"].as_str().unwrap().to_owned())).collect();
+        let replaced = entries.iter().any(|(a, who)| a == "config.replace" && who.starts_with("token@"));
+        let reloaded = entries.iter().any(|(a, who)| a == "config.reload" && who == "signal:SIGHUP");
+        if replaced && reloaded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit log: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
