@@ -90,8 +90,11 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     data_plane.set_connection_filter(Arc::new(AccessFilter { shared: shared.clone() }));
     // TLS listeners are plain TCP to Pingora: the data plane does the handshake itself, so
     // that ALPN can include acme-tls/1 and certificates can change at any time.
+    // Unbuffered: the data plane reads into its own buffers in large chunks, so Pingora's 64 KiB
+    // per-connection read buffer would only add a copy and memory (it is zeroed, so it costs
+    // 64 KiB of RSS per open connection).
     for addr in settings.server.listen.iter().chain(settings.tls.iter().flat_map(|t| t.listen.iter())) {
-        data_plane.add_tcp(&addr.to_string());
+        data_plane.add_listener(pingora::listeners::ListenerConfig::tcp(addr.to_string()).l4_buffer(pingora::listeners::L4BufferSettings::unbuffered()));
     }
     server.add_service(data_plane);
     if settings.admin.enabled {
@@ -100,7 +103,7 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     }
     if let (Some(front), Some(acme)) = (&shared.tls, settings.tls.as_ref().and_then(|t| t.acme.clone())) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        front.store.set_renewer(tx);
+        front.store.set_renewer(tx, acme.names.first().map(String::as_str).unwrap_or_default());
         let manager = crate::tls::acme::AcmeManager { settings: acme, store: front.store.clone(), dir: data_dir.join("tls").join("acme"), renew_requests: tokio::sync::Mutex::new(rx) };
         server.add_service(background_service("acme", manager));
     }

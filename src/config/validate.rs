@@ -702,6 +702,9 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
         if challenge == AcmeChallenge::Http01 && plain.is_empty() {
             c.global("acme http-01 needs a plain listener (server.listen) on the validation port");
         }
+        if listen.is_empty() {
+            c.at(&a.directory, "[tls.acme] issues certificates for TLS listeners: set [tls] listen");
+        }
         let directory_ca_pem = a.directory_ca_file.as_ref().and_then(|f| match std::fs::read_to_string(f.get_ref()) {
             Ok(pem) => Some(pem),
             Err(e) => {
@@ -721,7 +724,8 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
             directory_ca_pem,
         })
     });
-    if !listen.is_empty() && certificates.is_empty() && self_signed.is_none() && acme.is_none() {
+    // (Counted as configured, not as loaded: a file that failed to load has its own error.)
+    if !listen.is_empty() && t.certificates.is_empty() && self_signed.is_none() && t.acme.is_none() {
         c.global("TLS listeners need a certificate: [[tls.certificates]], [tls.self_signed] or [tls.acme]");
     }
     TlsSettings { listen, http2: t.http2.unwrap_or(true), handshake_timeout: dur(t.handshake_timeout, Duration::from_secs(10)), certificates, self_signed, acme }

@@ -61,8 +61,9 @@ pub struct CertStore {
     alpn_challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
     /// HTTP-01 key authorizations, by token.
     http_challenges: Mutex<HashMap<String, String>>,
-    /// Where "renew now" requests go (the ACME manager listens), by certificate name.
-    renewals: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
+    /// Where "renew now" requests go (the ACME manager listens), and the name of the
+    /// certificate it manages.
+    renewals: Mutex<Option<(tokio::sync::mpsc::UnboundedSender<String>, String)>>,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -172,16 +173,15 @@ impl CertStore {
         lock(&self.http_challenges).get(token).cloned()
     }
 
-    /// Connects "renew now" requests to whoever renews certificates.
-    pub fn set_renewer(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
-        *lock(&self.renewals) = Some(tx);
+    /// Connects "renew now" requests for certificate `name` to whoever renews it.
+    pub fn set_renewer(&self, tx: tokio::sync::mpsc::UnboundedSender<String>, name: &str) {
+        *lock(&self.renewals) = Some((tx, name.to_owned()));
     }
 
-    /// Asks for an immediate renewal of `name`. False when nothing renews certificates, or when
-    /// `name` is not an issued certificate.
+    /// Asks for an immediate renewal (or first issuance) of `name`. False when nothing renews
+    /// that certificate.
     pub fn request_renewal(&self, name: &str) -> bool {
-        let issued = self.entries().iter().any(|e| e.name == name && e.source == Source::Acme);
-        issued && lock(&self.renewals).as_ref().is_some_and(|tx| tx.send(name.to_owned()).is_ok())
+        lock(&self.renewals).as_ref().is_some_and(|(tx, managed)| managed == name && tx.send(name.to_owned()).is_ok())
     }
 
     /// Whether any certificate is served (TLS listeners need one).

@@ -10,5 +10,6 @@ mod cli;
 mod key_pool;
 mod lifecycle;
 mod streaming;
+mod tls;
 mod upstream_tls;
 mod uploads;

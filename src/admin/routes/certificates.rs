@@ -68,8 +68,10 @@ pub async fn list(State(s): State<AdminState>) -> ApiResult<Json<Vec<Certificate
     responses((status = 202), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn renew(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(name): PathParam<String>) -> ApiResult<StatusCode> {
     let st = store(&s)?;
-    let Some(entry) = st.entry(&name) else { return Err(ApiError::not_found(format!("no certificate named {name:?}"))) };
-    if entry.source != Source::Acme || !st.request_renewal(&name) {
+    if st.entry(&name).is_none() {
+        return Err(ApiError::not_found(format!("no certificate named {name:?}")));
+    }
+    if !st.request_renewal(&name) {
         return Err(ApiError::conflict(format!("certificate {name:?} is not issued by ACME here; replace its files or restart to regenerate it")));
     }
     let (db, who) = (s.db.clone(), actor.label());
