@@ -258,6 +258,8 @@ pub struct ClientSection {
     pub token_env: Option<Spanned<String>>,
     /// Hex SHA-256 of the token, for configs that must not hold the token itself.
     pub token_sha256: Option<Spanned<String>>,
+    // The policy fields below repeat `PolicySection`'s: serde cannot `flatten` a struct into
+    // one that refuses unknown fields.
     /// Pools this client may use (the first is its default); the first pool when absent.
     pub pools: Option<Vec<Spanned<String>>>,
     /// Models it may call, as glob patterns (`gemini-2.5-*`); every model when absent.
