@@ -58,6 +58,18 @@ impl Fingerprint {
 }
 
 impl Fingerprint {
+    /// How many hex digits the display form has (what `Display` prints).
+    pub const DISPLAY_LEN: usize = 12;
+
+    /// The display form of a stored full fingerprint (or of anything shorter, unchanged), so
+    /// that every response shows keys the same way.
+    pub fn display_form(mut hex: String) -> String {
+        if hex.is_char_boundary(Self::DISPLAY_LEN) {
+            hex.truncate(Self::DISPLAY_LEN);
+        }
+        hex
+    }
+
     /// The full 32-hex-digit identity (for storage; `Display` shows the short form).
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
@@ -83,7 +95,7 @@ impl Fingerprint {
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0[..6] {
+        for b in &self.0[..Self::DISPLAY_LEN / 2] {
             write!(f, "{b:02x}")?;
         }
         Ok(())

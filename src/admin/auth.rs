@@ -177,9 +177,13 @@ pub async fn require(State(state): State<AdminState>, ConnectInfo(peer): Connect
     }
 }
 
+/// Exactly one of `password` and `token`. Logging in with the admin token gives a session
+/// like a password does, so that a browser keeps an expiring session rather than the token.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    pub password: String,
+    pub password: Option<String>,
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -193,7 +197,7 @@ pub struct SessionView {
     pub expires_at: Option<SystemTime>,
 }
 
-/// Log in with the admin password.
+/// Log in with the admin password or the admin token; answers a session.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = SessionView), (status = 401, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
 pub async fn login(State(state): State<AdminState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Body(req): Body<LoginRequest>) -> ApiResult<Response> {
@@ -204,18 +208,30 @@ pub async fn login(State(state): State<AdminState>, ConnectInfo(peer): ConnectIn
         return Err(e);
     }
     let settings = state.shared.runtime.load().settings.clone();
-    let hash = settings.admin.password_hash.clone().or_else(|| state.auth.generated_hash.lock().unwrap_or_else(|p| p.into_inner()).clone());
-    let Some(hash) = hash else {
-        return Err(ApiError::unauthorized("password login is not set up: use the admin token"));
+    let (ok, wrong) = match (req.password, req.token) {
+        (Some(password), None) => {
+            let hash = settings.admin.password_hash.clone().or_else(|| state.auth.generated_hash.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            let Some(hash) = hash else {
+                return Err(ApiError::unauthorized("password login is not set up: use the admin token"));
+            };
+            // Argon2 is deliberately slow: keep it off the async workers.
+            let ok = tokio::task::spawn_blocking(move || PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false))
+                .await
+                .unwrap_or(false);
+            (ok, "wrong password")
+        }
+        (None, Some(token)) => {
+            let Some(want) = settings.admin.token_sha256 else {
+                return Err(ApiError::unauthorized("no admin token is configured: log in with the password"));
+            };
+            (bool::from(sha256(token.trim().as_bytes()).ct_eq(&want)), "wrong admin token")
+        }
+        _ => return Err(ApiError::bad_request("send exactly one of `password` and `token`")),
     };
-    // Argon2 is deliberately slow: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(req.password.as_bytes(), &h).is_ok()).unwrap_or(false))
-        .await
-        .unwrap_or(false);
     if !ok {
         state.auth.failed(addr);
         tracing::warn!(peer = %peer.ip(), "admin login failed");
-        return Err(ApiError::unauthorized("wrong password"));
+        return Err(ApiError::unauthorized(wrong));
     }
     state.auth.succeeded(addr);
     let ttl = settings.admin.session_ttl;

@@ -51,13 +51,16 @@ struct Inner {
 }
 
 /// The most recent failure of a key, for operators.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct LastError {
     #[serde(with = "crate::telemetry::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: SystemTime,
     pub model: String,
+    /// What the attempt ended as, as in the access log (`rate_limited`, `key_disabled`, …).
     pub outcome: &'static str,
     pub status: Option<u16>,
+    /// Gemini's error message (keys in it are redacted).
     pub message: String,
 }
 
@@ -96,11 +99,14 @@ pub struct Durable {
 }
 
 /// A point-in-time view of a key's health per model, for the admin API and tests.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ModelView {
     pub model: String,
+    /// `healthy`, `cooling` or `broken` for this model.
     pub state: &'static str,
+    /// When the cooldown or the open breaker ends.
     #[serde(with = "crate::telemetry::time::rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub until: Option<SystemTime>,
     pub cooldown_kind: Option<CooldownKind>,
     pub consecutive_failures: u32,

@@ -56,7 +56,7 @@ impl CooldownKind {
 }
 
 /// Why a (key, model) pair is cooling down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CooldownKind {
     /// A 429 whose RetryInfo (or message) said how long to wait.

@@ -5,6 +5,7 @@ use super::error::{Context, StoreError};
 use super::histogram::Histogram;
 use super::types::{clamp_limit, GroupTotal, MinutePoint, PersistedKeyState, RequestQuery, RequestRow, StatsQuery, StatusFilter, Totals, UsageCounts};
 use super::{u64_of, Store};
+use crate::secret::Fingerprint;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -73,7 +74,8 @@ fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
         model: r.get(6)?,
         status: u16::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
         key: r.get(8)?,
-        key_fingerprint: r.get(9)?,
+        // Stored in full (the key's identity); shown in the display form, as everywhere else.
+        key_fingerprint: r.get::<_, Option<String>>(9)?.map(Fingerprint::display_form),
         // The writer stores serde_json output; anything else is shown as the raw text.
         attempts: serde_json::from_str(&attempts).unwrap_or(serde_json::Value::String(attempts)),
         total_ms: r.get(11)?,
@@ -210,7 +212,7 @@ fn groups(conn: &Connection, path: &Path, f: &Filter, group_col: &str, name_col:
             let group: String = r.get(0)?;
             Ok(GroupTotal {
                 name: r.get(1)?,
-                fingerprint: with_fp.then_some(group),
+                fingerprint: with_fp.then(|| Fingerprint::display_form(group)),
                 requests: u64_of(r.get(3)?),
                 errors: u64_of(r.get(4)?),
                 input_tokens: u64_of(r.get(5)?),
@@ -380,7 +382,7 @@ mod tests {
         let row = s.request(newest[0].id).expect("read").expect("present");
         assert_eq!(row, newest[0]);
         assert_eq!(row.time_ms, T0 + 62_000);
-        assert_eq!((row.key.as_deref(), row.key_fingerprint.as_deref()), (Some("k1"), Some(fp_of("k1").as_str())));
+        assert_eq!((row.key.as_deref(), row.key_fingerprint.as_deref()), (Some("k1"), Some(&fp_of("k1")[..12])));
         assert_eq!((row.status, row.method.as_str(), row.client.as_deref()), (200, "POST", Some("app")));
         assert_eq!((row.bytes_in, row.bytes_out, row.tokens_in, row.tokens_out, row.stream), (512, 2048, 10, 20, false));
         assert_eq!(row.first_byte_ms, Some(50.0));
@@ -440,7 +442,7 @@ mod tests {
         assert_eq!(names(&t.by_model), vec![("gemini-2.5-flash".into(), 3), (String::new(), 1), ("gemini-2.5-pro".into(), 1)]);
         assert_eq!(names(&t.by_client), vec![("app".into(), 3), (String::new(), 1), ("other".into(), 1)]);
         assert_eq!(t.by_key[0].name, "k1");
-        assert_eq!(t.by_key[0].fingerprint.as_deref(), Some(fp_of("k1").as_str()));
+        assert_eq!(t.by_key[0].fingerprint.as_deref(), Some(&fp_of("k1")[..12]), "the display form, as in /keys");
         assert_eq!((t.by_key[0].requests, t.by_key[0].errors), (3, 1));
         assert!(t.by_model.iter().all(|g| g.fingerprint.is_none()));
         let empty = s.totals(&StatsQuery { from_ms: 0, to_ms: 1, ..StatsQuery::default() }).expect("totals");

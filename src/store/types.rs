@@ -101,6 +101,7 @@ pub struct RequestRow {
     pub key: Option<String>,
     pub key_fingerprint: Option<String>,
     /// The attempts array, as in the access log.
+    #[schema(value_type = Vec<crate::telemetry::access_log::AttemptRecord>)]
     pub attempts: serde_json::Value,
     pub total_ms: f64,
     pub first_byte_ms: Option<f64>,

@@ -14,16 +14,20 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 /// One upstream attempt of a request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     /// Key name (never the key).
+    #[schema(value_type = String)]
     pub key: Arc<str>,
     /// The key's identity (for the state store).
     #[serde(skip)]
     pub fingerprint: Fingerprint,
     /// Its short form, formatted once per key rather than per request.
     #[serde(rename = "fingerprint")]
+    #[schema(value_type = String)]
     pub fingerprint_label: Arc<str>,
+    /// `ok`, `rate_limited`, `key_disabled`, `server_error`, `connect_error`, `timeout`,
+    /// `broken_connection` or `client_error`.
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,

@@ -8,6 +8,13 @@ use std::time::{Duration, SystemTime};
 /// Regenerate when less than this is left.
 const RENEW_WITHIN: Duration = Duration::from_secs(30 * 86_400);
 
+/// How long a generated certificate is valid: a year and a month, under the 398 days that
+/// browsers accept (rcgen's default, 1975 to 4096, reads as a mistake in every tool).
+const VALIDITY: Duration = Duration::from_secs(397 * 86_400);
+
+/// Backdated a little so that a client whose clock is slightly behind still accepts it.
+const BACKDATE: Duration = Duration::from_secs(3_600);
+
 /// Loads the stored self-signed certificate for `names`, or makes (and stores) a new one.
 pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<Loaded, CertError> {
     let cert_path = dir.join("self-signed.crt");
@@ -25,8 +32,14 @@ pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<Loaded, CertErro
         }
     }
     let what = "a self-signed certificate";
-    let generated = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| CertError::Invalid { what: what.into(), message: e.to_string() })?;
-    let (cert_pem, key_pem) = (generated.cert.pem(), generated.signing_key.serialize_pem());
+    let invalid = |e: rcgen::Error| CertError::Invalid { what: what.into(), message: e.to_string() };
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(invalid)?;
+    let now = SystemTime::now();
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = (now + VALIDITY).into();
+    let signing_key = rcgen::KeyPair::generate().map_err(invalid)?;
+    let cert = params.self_signed(&signing_key).map_err(invalid)?;
+    let (cert_pem, key_pem) = (cert.pem(), signing_key.serialize_pem());
     let io = |e: std::io::Error| CertError::Read { path: dir.display().to_string(), message: e.to_string() };
     std::fs::create_dir_all(dir).map_err(io)?;
     crate::control::write_atomically(&cert_path, &cert_pem).map_err(io)?;
@@ -53,6 +66,9 @@ mod tests {
         assert_eq!(a.info.names, vec!["localhost", "127.0.0.1"]);
         let b = load_or_generate(dir.path(), &names).unwrap();
         assert_eq!(a.info.serial, b.info.serial, "reused from the data directory");
+        let left = a.info.not_after.duration_since(SystemTime::now()).unwrap();
+        assert!(left > VALIDITY - Duration::from_secs(60) && left <= VALIDITY, "valid for {left:?}");
+        assert!(a.info.not_before < SystemTime::now());
         let c = load_or_generate(dir.path(), &["dev.test".to_owned()]).unwrap();
         assert_ne!(a.info.serial, c.info.serial);
         use std::os::unix::fs::PermissionsExt;

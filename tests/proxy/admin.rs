@@ -95,7 +95,22 @@ async fn login_sessions_and_failed_login_rate_limit() {
     assert_eq!(c.post(s.proxy.admin_url("/api/v1/auth/logout")).bearer_auth(&token).send().await.unwrap().status(), 204);
     assert_eq!(c.get(s.proxy.admin_url("/api/v1/keys")).bearer_auth(&token).send().await.unwrap().status(), 401, "logged out");
 
-    for _ in 0..5 {
+    // The admin token buys a session too (what a browser should keep instead of the token).
+    let by_token = |body: Value| c.post(s.proxy.admin_url("/api/v1/auth/login")).json(&body).send();
+    let r = by_token(json!({"token": ADMIN_TOKEN})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let session = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    assert_ne!(session, ADMIN_TOKEN);
+    let me = c.get(s.proxy.admin_url("/api/v1/auth/session")).bearer_auth(&session).send().await.unwrap();
+    assert_eq!(me.json::<Value>().await.unwrap()["kind"], "session");
+    let both = by_token(json!({"token": ADMIN_TOKEN, "password": "correct horse battery"})).await.unwrap();
+    assert_eq!(both.status(), 400, "exactly one credential");
+    assert_eq!(by_token(json!({})).await.unwrap().status(), 400);
+
+    let r = by_token(json!({"token": "not-the-token"})).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(!r.text().await.unwrap().contains("not-the-token"));
+    for _ in 0..4 {
         assert_eq!(login("wrong").await.unwrap().status(), 401);
     }
     let r = login("correct horse battery").await.unwrap();
@@ -157,6 +172,7 @@ async fn config_routes_validate_replace_version_diff_and_roll_back() {
     assert!(on_disk.contains(&new_key) && on_disk.contains("AIzaA") && on_disk.contains(TOKEN), "written with real secrets");
     let keys = get(&s.proxy, "/api/v1/keys").await;
     assert_eq!(keys["total"], 2);
+    assert_eq!(keys["pools"], json!(["default"]));
 
     let versions = get(&s.proxy, "/api/v1/config/versions").await;
     let ids: Vec<i64> = versions.as_array().unwrap().iter().map(|v| v["id"].as_i64().unwrap()).collect();
@@ -224,7 +240,10 @@ async fn key_routes_add_import_validate_enable_disable_reset_delete() {
     let (_, done) = call(&s.proxy, Method::POST, "/api/v1/keys/import", Some(json!({"text": messy}))).await;
     assert_eq!(done["added"].as_array().unwrap().len(), 3);
     let reasons: Vec<&str> = done["skipped"].as_array().unwrap().iter().map(|x| x["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons, vec!["duplicate_in_text", "already_in_pool"]);
+    assert_eq!(reasons, vec!["duplicate_in_text", "already_in_pool", "malformed"]);
+    let near = &done["skipped"][2];
+    assert_eq!(near["length"], "AIzaTooShort".len());
+    assert!(!done.to_string().contains("AIzaTooShort"), "a near-key is not echoed: {done}");
     let list = get(&s.proxy, "/api/v1/keys").await;
     assert_eq!(list["total"], 5);
     assert!(!list.to_string().contains(&k1), "the list shows no secrets");
@@ -337,6 +356,22 @@ async fn stats_request_log_and_readiness() {
     assert_eq!(ready["usable_keys"], 2);
     let spec = get(&s.proxy, "/api/v1/openapi.json").await;
     assert!(spec["paths"]["/api/v1/keys/import"]["post"].is_object());
+    // What generated clients rely on: path parameters are in the path, the rest in the query…
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let (name, place) = (p["name"].as_str().unwrap(), p["in"].as_str().unwrap());
+                assert_eq!(place == "path", path.contains(&format!("{{{name}}}")), "{method} {path}: parameter {name} is in {place}");
+            }
+        }
+    }
+    let keys_params = spec["paths"]["/api/v1/keys"]["get"]["parameters"].as_array().unwrap();
+    assert!(keys_params.iter().any(|p| p["name"] == "state" && p["in"] == "query"), "{keys_params:?}");
+    // …and nested answers are described, not bare objects.
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["KeyView"]["properties"]["models"]["items"]["$ref"], "#/components/schemas/ModelView");
+    assert!(schemas["ModelView"]["properties"]["cooldown_kind"].is_object());
+    assert!(schemas["RequestRow"]["properties"]["attempts"]["items"].is_object(), "{}", schemas["RequestRow"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

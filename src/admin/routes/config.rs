@@ -76,6 +76,7 @@ pub struct VersionView {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DiffQuery {
     /// Version to compare from.
     pub from: i64,
@@ -92,6 +93,7 @@ pub struct DiffView {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many (default 50).
     pub limit: Option<usize>,

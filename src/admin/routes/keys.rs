@@ -64,9 +64,7 @@ pub struct KeyView {
     pub state: &'static str,
     pub disabled: Option<DisabledView>,
     /// Models with a cooldown, an open breaker or recent failures.
-    #[schema(value_type = Vec<Object>)]
     pub models: Vec<ModelView>,
-    #[schema(value_type = Option<Object>)]
     pub last_error: Option<LastError>,
     pub inflight: u32,
     pub usage: UsageView,
@@ -74,6 +72,8 @@ pub struct KeyView {
 
 #[derive(Serialize, ToSchema)]
 pub struct KeyList {
+    /// Every configured pool, in config order (also pools without keys), whatever the filter.
+    pub pools: Vec<String>,
     pub keys: Vec<KeyView>,
     pub total: usize,
     pub healthy: usize,
@@ -83,6 +83,7 @@ pub struct KeyList {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub pool: Option<String>,
     /// healthy, cooling, broken or disabled.
@@ -149,7 +150,8 @@ pub async fn list(State(s): State<AdminState>, Params(q): Params<ListQuery>) -> 
         .filter(|k| q.state.as_deref().is_none_or(|st| st == k.state))
         .filter(|k| needle.as_deref().is_none_or(|n| k.name.to_lowercase().contains(n) || k.fingerprint.contains(n)))
         .collect();
-    Json(KeyList { keys, total, healthy, cooling, broken, disabled })
+    let pools = rt.pools.iter().map(|p| p.name.to_string()).collect();
+    Json(KeyList { pools, keys, total, healthy, cooling, broken, disabled })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -177,9 +179,14 @@ pub struct Added {
 
 #[derive(Serialize, ToSchema)]
 pub struct Skipped {
+    /// Of the key, or for `malformed` of the text that looked like one.
     pub fingerprint: String,
-    /// `duplicate_in_text` or `already_in_pool`.
+    /// `duplicate_in_text`, `already_in_pool`, or `malformed` (starts like a key, `AIza`, but
+    /// does not have a key's 39 characters: often a key cut short when copied).
     pub reason: &'static str,
+    /// For `malformed`: how many characters it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<usize>,
 }
 
 fn audit(s: &AdminState, actor: &Actor, action: &str, target: &str, detail: serde_json::Value) {
@@ -200,9 +207,9 @@ async fn add_keys(s: &AdminState, actor: &Actor, pool: Option<String>, keys: Vec
     for k in keys {
         let fp = Fingerprint::of(k.secret.as_bytes()).to_string();
         if !seen.insert(k.secret.clone()) {
-            skipped.push(Skipped { fingerprint: fp, reason: "duplicate_in_text" });
+            skipped.push(Skipped { fingerprint: fp, reason: "duplicate_in_text", length: None });
         } else if existing.contains(&k.secret) {
-            skipped.push(Skipped { fingerprint: fp, reason: "already_in_pool" });
+            skipped.push(Skipped { fingerprint: fp, reason: "already_in_pool", length: None });
         } else {
             added.push(KeyRef { name: k.name.clone().unwrap_or_else(|| format!("key-{fp}")), fingerprint: fp });
             fresh.push(k);
@@ -250,18 +257,31 @@ pub struct Import {
     pub dry_run: bool,
 }
 
+/// What free text holds: Gemini API keys, and words that start like one but are not.
+#[derive(Debug, Default, PartialEq)]
+pub struct Extracted {
+    /// Keys in order of appearance.
+    pub keys: Vec<String>,
+    /// Near-misses (`AIza` then the wrong number of key characters), to be reported.
+    pub malformed: Vec<String>,
+}
+
 /// Every Gemini API key found in free text, in order of appearance.
-pub fn extract_keys(text: &str) -> Vec<String> {
+pub fn extract_keys(text: &str) -> Extracted {
     let b = text.as_bytes();
     let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
-    let mut out = Vec::new();
+    let mut out = Extracted::default();
     for start in memchr::memmem::find_iter(b, b"AIza") {
         if start > 0 && ok(b[start - 1]) {
             continue;
         }
         let len = b[start + 4..].iter().take_while(|c| ok(**c)).count();
+        // The word is ASCII (checked byte by byte), so these are character boundaries.
+        let word = text[start..start + 4 + len].to_owned();
         if len == 35 {
-            out.push(text[start..start + 39].to_owned());
+            out.keys.push(word);
+        } else {
+            out.malformed.push(word);
         }
     }
     out
@@ -271,8 +291,13 @@ pub fn extract_keys(text: &str) -> Vec<String> {
 #[utoipa::path(post, path = "/api/v1/keys/import", tag = "keys", security(("bearer" = [])), request_body = Import,
     responses((status = 200, body = Added), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn import(State(s): State<AdminState>, Extension(actor): Extension<Actor>, Body(req): Body<Import>) -> ApiResult<Json<Added>> {
-    let keys = extract_keys(&req.text).into_iter().map(|k| NewKey { secret: k, name: None, weight: None }).collect();
-    Ok(Json(add_keys(&s, &actor, req.pool, keys, req.dry_run).await?))
+    let found = extract_keys(&req.text);
+    let keys = found.keys.into_iter().map(|k| NewKey { secret: k, name: None, weight: None }).collect();
+    let mut out = add_keys(&s, &actor, req.pool, keys, req.dry_run).await?;
+    // Shown by fingerprint and length only: a cut-short key is still most of a secret.
+    let malformed = found.malformed.iter().map(|w| Skipped { fingerprint: Fingerprint::of(w.as_bytes()).to_string(), reason: "malformed", length: Some(w.len()) });
+    out.skipped.extend(malformed);
+    Ok(Json(out))
 }
 
 /// Finds a key (in any pool) by fingerprint prefix.
@@ -424,6 +449,8 @@ mod tests {
         let a = format!("AIza{}", "A".repeat(35));
         let b = format!("AIzaSy{}", "b_-9".repeat(9).chars().take(33).collect::<String>());
         let text = format!("key1={a}\n\"{b}\", {a};\nnot a key: AIzaSHORT, xAIza{} too long: {}X", "c".repeat(35), &b);
-        assert_eq!(extract_keys(&text), vec![a.clone(), b.clone(), a]);
+        let found = extract_keys(&text);
+        assert_eq!(found.keys, vec![a.clone(), b.clone(), a]);
+        assert_eq!(found.malformed, vec!["AIzaSHORT".to_owned(), format!("{b}X")], "near-misses are reported, not taken");
     }
 }

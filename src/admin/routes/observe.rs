@@ -25,6 +25,7 @@ fn now_ms() -> i64 {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// Start, Unix milliseconds (default: an hour ago for time series, the start of today UTC
     /// for totals).
@@ -75,6 +76,7 @@ pub async fn totals(State(s): State<AdminState>, Params(p): Params<StatsParams>)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RequestParams {
     /// An exact status (`429`) or a class (`4xx`).
     pub status: Option<String>,
@@ -133,6 +135,7 @@ pub async fn request(State(s): State<AdminState>, PathParam(id): PathParam<i64>)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// 1 to 1000, default 100.
     pub limit: Option<usize>,
