@@ -44,7 +44,12 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     }
 
     let st = &settings.state;
-    let retention = Retention { request_log_days: st.request_log_days, request_log_rows: st.request_log_rows, usage_days: st.usage_days, config_versions: st.config_versions };
+    let retention = Retention {
+        request_log_days: st.request_log_days,
+        request_log_rows: st.request_log_rows,
+        usage_days: st.usage_days,
+        config_versions: st.config_versions,
+    };
     let db = Arc::new(Store::open(data_dir, retention).with_context(|| format!("cannot open the state store in {}", data_dir.display()))?);
     let db_writer = db.start_writer(Duration::from_millis(250), 65_536).context("cannot start the state store's writer")?;
 
@@ -98,13 +103,26 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     }
     server.add_service(data_plane);
     if settings.admin.enabled {
-        let state = AdminState { shared: shared.clone(), manager: manager.clone(), db: db.clone(), db_writer: db_writer.clone(), metrics, auth, access_log: access_log.clone() };
+        let state = AdminState {
+            shared: shared.clone(),
+            manager: manager.clone(),
+            db: db.clone(),
+            db_writer: db_writer.clone(),
+            metrics,
+            auth,
+            access_log: access_log.clone(),
+        };
         server.add_service(background_service("admin", AdminServer { state, listen: settings.admin.listen }));
     }
     if let (Some(front), Some(acme)) = (&shared.tls, settings.tls.as_ref().and_then(|t| t.acme.clone())) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         front.store.set_renewer(tx, acme.names.first().map(String::as_str).unwrap_or_default());
-        let manager = crate::tls::acme::AcmeManager { settings: acme, store: front.store.clone(), dir: data_dir.join("tls").join("acme"), renew_requests: tokio::sync::Mutex::new(rx) };
+        let manager = crate::tls::acme::AcmeManager {
+            settings: acme,
+            store: front.store.clone(),
+            dir: data_dir.join("tls").join("acme"),
+            renew_requests: tokio::sync::Mutex::new(rx),
+        };
         server.add_service(background_service("acme", manager));
     }
     server.add_service(background_service("maintenance", Maintenance { shared: shared.clone() }));

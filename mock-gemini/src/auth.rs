@@ -57,9 +57,7 @@ impl Credential {
         if let Some(key) = header_str(&parts.headers, "x-goog-api-key").filter(|k| !k.is_empty()) {
             return Credential::ApiKey(key.to_string());
         }
-        let from_query = axum::extract::Query::<KeyQuery>::try_from_uri(&parts.uri)
-            .ok()
-            .and_then(|q| q.0.key);
+        let from_query = axum::extract::Query::<KeyQuery>::try_from_uri(&parts.uri).ok().and_then(|q| q.0.key);
         if let Some(key) = from_query.filter(|k| !k.is_empty()) {
             return Credential::ApiKey(key);
         }
@@ -112,16 +110,13 @@ impl Caller {
     /// Quota and server-side failures are not checked here: see [`Caller::admit`].
     pub fn authenticate(&self) -> Result<(), ApiError> {
         let err = match &self.credential {
-            Credential::Missing if self.flavor == Flavor::OpenAi => {
-                ApiError::missing_authorization()
-            }
+            Credential::Missing if self.flavor == Flavor::OpenAi => ApiError::missing_authorization(),
             Credential::Missing => ApiError::unregistered_caller(),
             Credential::MalformedBearer => ApiError::invalid_authorization(),
             Credential::NotOAuth => ApiError::not_oauth(),
             Credential::OAuth => return Ok(()),
             Credential::ApiKey(key) => {
-                let project_number =
-                    100_000_000_000 + fnv1a(self.project().as_bytes()) % 900_000_000_000;
+                let project_number = 100_000_000_000 + fnv1a(self.project().as_bytes()) % 900_000_000_000;
                 match self.behaviour.mode {
                     KeyMode::Invalid => ApiError::key_invalid(),
                     KeyMode::Suspended => ApiError::key_suspended(key, project_number),
@@ -140,32 +135,16 @@ impl Caller {
     pub fn admit(&self, model: &str) -> Result<(), ApiError> {
         let limited_here = |models: &Option<Vec<String>>| match models {
             None => true,
-            Some(list) => list
-                .iter()
-                .any(|m| m.strip_prefix("models/").unwrap_or(m) == model),
+            Some(list) => list.iter().any(|m| m.strip_prefix("models/").unwrap_or(m) == model),
         };
         let err = match &self.behaviour.mode {
-            KeyMode::RateLimited {
-                retry_delay,
-                quota_id,
-                models,
-            } if limited_here(models) => {
-                let value = if quota_id.contains("PerDay") {
-                    "250"
-                } else {
-                    "10"
-                };
+            KeyMode::RateLimited { retry_delay, quota_id, models } if limited_here(models) => {
+                let value = if quota_id.contains("PerDay") { "250" } else { "10" };
                 ApiError::quota(model, quota_id, value, retry_delay)
             }
-            KeyMode::RateLimitedDaily {
-                retry_delay,
-                models,
-            } if limited_here(models) => ApiError::quota(
-                model,
-                "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
-                "250",
-                retry_delay,
-            ),
+            KeyMode::RateLimitedDaily { retry_delay, models } if limited_here(models) => {
+                ApiError::quota(model, "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "250", retry_delay)
+            }
             KeyMode::RateLimitedBare => ApiError::quota_bare(),
             KeyMode::Overloaded => ApiError::overloaded(),
             KeyMode::Internal => ApiError::internal(),
@@ -191,39 +170,15 @@ mod tests {
 
     #[test]
     fn key_sources_follow_googles_precedence() {
-        assert_eq!(
-            cred("/v1beta/models", &[("x-goog-api-key", "A")]),
-            Credential::ApiKey("A".into())
-        );
-        assert_eq!(
-            cred("/v1beta/models?key=B", &[]),
-            Credential::ApiKey("B".into())
-        );
-        assert_eq!(
-            cred("/v1beta/models?key=B", &[("x-goog-api-key", "A")]),
-            Credential::ApiKey("A".into())
-        );
+        assert_eq!(cred("/v1beta/models", &[("x-goog-api-key", "A")]), Credential::ApiKey("A".into()));
+        assert_eq!(cred("/v1beta/models?key=B", &[]), Credential::ApiKey("B".into()));
+        assert_eq!(cred("/v1beta/models?key=B", &[("x-goog-api-key", "A")]), Credential::ApiKey("A".into()));
         assert_eq!(cred("/v1beta/models", &[]), Credential::Missing);
         // Native paths never take a key from Authorization, and reject non-OAuth ones.
-        assert_eq!(
-            cred(
-                "/v1beta/models",
-                &[("authorization", "Bearer gp-x"), ("x-goog-api-key", "A")]
-            ),
-            Credential::NotOAuth
-        );
-        assert_eq!(
-            cred("/v1/models", &[("authorization", "Bearer ya29.abc")]),
-            Credential::OAuth
-        );
+        assert_eq!(cred("/v1beta/models", &[("authorization", "Bearer gp-x"), ("x-goog-api-key", "A")]), Credential::NotOAuth);
+        assert_eq!(cred("/v1/models", &[("authorization", "Bearer ya29.abc")]), Credential::OAuth);
         // The OpenAI surface takes the bearer token as the key.
-        assert_eq!(
-            cred("/v1beta/openai/models", &[("authorization", "Bearer K")]),
-            Credential::ApiKey("K".into())
-        );
-        assert_eq!(
-            cred("/v1beta/openai/models", &[("authorization", "Basic x")]),
-            Credential::MalformedBearer
-        );
+        assert_eq!(cred("/v1beta/openai/models", &[("authorization", "Bearer K")]), Credential::ApiKey("K".into()));
+        assert_eq!(cred("/v1beta/openai/models", &[("authorization", "Basic x")]), Credential::MalformedBearer);
     }
 }

@@ -33,8 +33,7 @@ fn expiry(body: &Value, now: SystemTime) -> Result<Option<String>, ApiError> {
     }
     match body.get("ttl").and_then(Value::as_str) {
         Some(ttl) => {
-            let d = parse_duration(ttl)
-                .ok_or_else(|| ApiError::bad_request(format!("Invalid value for ttl: {ttl:?}")))?;
+            let d = parse_duration(ttl).ok_or_else(|| ApiError::bad_request(format!("Invalid value for ttl: {ttl:?}")))?;
             Ok(Some(rfc3339(now + d)))
         }
         None => Ok(None),
@@ -50,18 +49,13 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     caller.authenticate()?;
     let body = parse_body(&body)?;
-    let model = body.get("model").and_then(Value::as_str).ok_or_else(|| {
-        ApiError::bad_request(
-            "* CreateCachedContentRequest.cached_content.model: model is not specified\n",
-        )
-    })?;
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("* CreateCachedContentRequest.cached_content.model: model is not specified\n"))?;
     let id = model.strip_prefix("models/").unwrap_or(model);
     if !resolve(id).is_some_and(|m| m.supports("createCachedContent")) {
-        return Err(ApiError::model_not_found(
-            model,
-            version.as_str(),
-            "createCachedContent",
-        ));
+        return Err(ApiError::model_not_found(model, version.as_str(), "createCachedContent"));
     }
     let project = caller.project();
     check_references(&shared, &project, &body)?;
@@ -82,23 +76,12 @@ pub(crate) async fn create(
     let mut store = shared.store();
     store.created += 1;
     let created = store.created;
-    store.caches.insert(
-        name_id,
-        Owned {
-            project,
-            created,
-            json: cache.clone(),
-        },
-    );
+    store.caches.insert(name_id, Owned { project, created, json: cache.clone() });
     Ok(json_response(&cache))
 }
 
 /// `GET /V/cachedContents`: the caller's project's caches, newest first.
-pub(crate) async fn list(
-    State(shared): State<Arc<Shared>>,
-    Extension(caller): Extension<Caller>,
-    Query(page): Query<PageQuery>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn list(State(shared): State<Arc<Shared>>, Extension(caller): Extension<Caller>, Query(page): Query<PageQuery>) -> Result<Response, ApiError> {
     caller.authenticate()?;
     let project = caller.project();
     let mine = owned_by(&shared.store().caches, &project);
@@ -107,11 +90,7 @@ pub(crate) async fn list(
 }
 
 /// `GET /V/cachedContents/{id}`: 403 unless it exists and belongs to the caller's project.
-pub(crate) async fn get(
-    State(shared): State<Arc<Shared>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn get(State(shared): State<Arc<Shared>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.authenticate()?;
     let project = caller.project();
     let store = shared.store();
@@ -147,11 +126,7 @@ pub(crate) async fn patch(
 }
 
 /// `DELETE /V/cachedContents/{id}`: answers `{}`.
-pub(crate) async fn delete(
-    State(shared): State<Arc<Shared>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn delete(State(shared): State<Arc<Shared>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.authenticate()?;
     let project = caller.project();
     let mut store = shared.store();

@@ -22,11 +22,7 @@ pub struct MockConfig {
 
 impl Default for MockConfig {
     fn default() -> Self {
-        MockConfig {
-            upload_origin: GOOGLE_ORIGIN.to_string(),
-            default_mode: KeyMode::Ok,
-            max_recorded: 10_000,
-        }
+        MockConfig { upload_origin: GOOGLE_ORIGIN.to_string(), default_mode: KeyMode::Ok, max_recorded: 10_000 }
     }
 }
 
@@ -54,10 +50,7 @@ impl KeyBehaviour {
 
 impl From<KeyMode> for KeyBehaviour {
     fn from(mode: KeyMode) -> Self {
-        KeyBehaviour {
-            mode,
-            project: None,
-        }
+        KeyBehaviour { mode, project: None }
     }
 }
 
@@ -125,11 +118,7 @@ pub enum KeyMode {
 impl KeyMode {
     /// Per-minute free-tier 429 with this `retryDelay` (e.g. `"37s"`), on every model.
     pub fn rate_limited(retry_delay: &str) -> KeyMode {
-        KeyMode::RateLimited {
-            retry_delay: retry_delay.to_string(),
-            quota_id: default_minute_quota(),
-            models: None,
-        }
+        KeyMode::RateLimited { retry_delay: retry_delay.to_string(), quota_id: default_minute_quota(), models: None }
     }
 
     /// Per-minute free-tier 429 on the given models only (other models answer normally).
@@ -165,11 +154,8 @@ impl FromStr for KeyMode {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let value = if s.starts_with('{') {
-            serde_json::from_str(s).map_err(|e| format!("invalid key mode JSON: {e}"))?
-        } else {
-            serde_json::json!({ "mode": s })
-        };
+        let value =
+            if s.starts_with('{') { serde_json::from_str(s).map_err(|e| format!("invalid key mode JSON: {e}"))? } else { serde_json::json!({ "mode": s }) };
         serde_json::from_value(value).map_err(|e| format!("invalid key mode {s:?}: {e}"))
     }
 }
@@ -180,35 +166,23 @@ mod tests {
 
     #[test]
     fn behaviour_json_is_flat_and_defaults_fill_in() {
-        let b: KeyBehaviour =
-            serde_json::from_str(r#"{"mode":"rate_limited","project":"p1"}"#).expect("parse");
+        let b: KeyBehaviour = serde_json::from_str(r#"{"mode":"rate_limited","project":"p1"}"#).expect("parse");
         assert_eq!(b.project.as_deref(), Some("p1"));
         assert_eq!(b.mode, KeyMode::rate_limited("37s"));
 
-        let b: KeyBehaviour =
-            serde_json::from_str(r#"{"mode":"die_midstream","after_events":5}"#).expect("parse");
+        let b: KeyBehaviour = serde_json::from_str(r#"{"mode":"die_midstream","after_events":5}"#).expect("parse");
         assert_eq!(b.mode, KeyMode::DieMidstream { after_events: 5 });
         assert_eq!(b.project, None);
 
-        let round = serde_json::to_value(KeyBehaviour::from(KeyMode::Slow { first_byte_ms: 7 }))
-            .expect("serialize");
+        let round = serde_json::to_value(KeyBehaviour::from(KeyMode::Slow { first_byte_ms: 7 })).expect("serialize");
         assert_eq!(round, serde_json::json!({"mode":"slow","first_byte_ms":7}));
     }
 
     #[test]
     fn modes_parse_from_cli_strings() {
         assert_eq!("ok".parse::<KeyMode>(), Ok(KeyMode::Ok));
-        assert_eq!(
-            "rate_limited_daily".parse::<KeyMode>(),
-            Ok(KeyMode::RateLimitedDaily {
-                retry_delay: "39600s".into(),
-                models: None
-            })
-        );
-        assert_eq!(
-            r#"{"mode":"slow","first_byte_ms":20}"#.parse::<KeyMode>(),
-            Ok(KeyMode::Slow { first_byte_ms: 20 })
-        );
+        assert_eq!("rate_limited_daily".parse::<KeyMode>(), Ok(KeyMode::RateLimitedDaily { retry_delay: "39600s".into(), models: None }));
+        assert_eq!(r#"{"mode":"slow","first_byte_ms":20}"#.parse::<KeyMode>(), Ok(KeyMode::Slow { first_byte_ms: 20 }));
         assert!("nonsense".parse::<KeyMode>().is_err());
     }
 }

@@ -94,8 +94,7 @@ pub(crate) fn embedding(text: &str, dims: usize) -> Vec<f32> {
         .collect();
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
-        v.iter_mut()
-            .for_each(|x| *x = (*x / norm * 1e6).round() / 1e6);
+        v.iter_mut().for_each(|x| *x = (*x / norm * 1e6).round() / 1e6);
     }
     v
 }
@@ -131,11 +130,7 @@ fn file_id_of_uri(uri: &str) -> Option<&str> {
 /// The cachedContent id a request uses (`"cachedContent": "cachedContents/<id>"`), if any.
 pub(crate) fn referenced_cache(v: &Value) -> Option<String> {
     let name = crate::util::field(v, "cachedContent")?.as_str()?;
-    Some(
-        name.strip_prefix("cachedContents/")
-            .unwrap_or(name)
-            .to_string(),
-    )
+    Some(name.strip_prefix("cachedContents/").unwrap_or(name).to_string())
 }
 
 #[cfg(test)]

@@ -24,21 +24,13 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/health", get(|| async { "ok" }))
 }
 
-async fn set_key(
-    State(shared): State<Arc<Shared>>,
-    Path(key): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
+async fn set_key(State(shared): State<Arc<Shared>>, Path(key): Path<String>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<KeyBehaviour>(&body) {
         Ok(b) => {
             shared.set_key(&key, b);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            format!("invalid KeyBehaviour: {e}"),
-        )
-            .into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid KeyBehaviour: {e}")).into_response(),
     }
 }
 

@@ -37,14 +37,7 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(code: StatusCode, status: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            status,
-            message: message.into(),
-            details: Vec::new(),
-            openai: false,
-            headers: Vec::new(),
-        }
+        ApiError { code, status, message: message.into(), details: Vec::new(), openai: false, headers: Vec::new() }
     }
 
     pub fn with_details(mut self, details: Vec<Value>) -> Self {
@@ -67,19 +60,8 @@ impl ApiError {
 
     /// The JSON body exactly as sent.
     pub fn body(&self) -> Vec<u8> {
-        let env = Envelope {
-            error: Body {
-                code: self.code.as_u16(),
-                message: &self.message,
-                status: self.status,
-                details: &self.details,
-            },
-        };
-        let out = if self.openai {
-            serde_json::to_vec(&[env])
-        } else {
-            serde_json::to_vec(&env)
-        };
+        let env = Envelope { error: Body { code: self.code.as_u16(), message: &self.message, status: self.status, details: &self.details } };
+        let out = if self.openai { serde_json::to_vec(&[env]) } else { serde_json::to_vec(&env) };
         out.unwrap_or_default()
     }
 
@@ -95,9 +77,7 @@ impl ApiError {
 
     /// A path that matches no API method.
     pub fn no_such_path(path: &str) -> Self {
-        ApiError::not_found(format!(
-            "Requested entity was not found. (no method for path {path})"
-        ))
+        ApiError::not_found(format!("Requested entity was not found. (no method for path {path})"))
     }
 
     pub fn invalid_json(err: &serde_json::Error) -> Self {
@@ -166,34 +146,22 @@ impl ApiError {
     }
 
     pub fn key_suspended(key: &str, project_number: u64) -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            format!("Permission denied: Consumer 'api_key:{key}' has been suspended."),
+        ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", format!("Permission denied: Consumer 'api_key:{key}' has been suspended.")).with_details(
+            vec![json!({
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "CONSUMER_SUSPENDED",
+                "domain": "googleapis.com",
+                "metadata": { "consumer": format!("projects/{project_number}"), "service": SERVICE },
+            })],
         )
-        .with_details(vec![json!({
-            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-            "reason": "CONSUMER_SUSPENDED",
-            "domain": "googleapis.com",
-            "metadata": { "consumer": format!("projects/{project_number}"), "service": SERVICE },
-        })])
     }
 
     pub fn key_leaked() -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            "Your API key was reported as leaked. Please use another API key.",
-        )
+        ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "Your API key was reported as leaked. Please use another API key.")
     }
 
     pub fn key_blocked(project_number: u64) -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            format!("Requests to this API {SERVICE} are blocked."),
-        )
-        .with_details(vec![json!({
+        ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", format!("Requests to this API {SERVICE} are blocked.")).with_details(vec![json!({
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
             "reason": "API_KEY_SERVICE_BLOCKED",
             "domain": "googleapis.com",
@@ -219,47 +187,37 @@ impl ApiError {
              * Quota exceeded for metric: {metric}, limit: {quota_value}, model: {model}\n\
              Please retry in {retry_delay}."
         );
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", message).with_details(
-            vec![
-                json!({
-                    "@type": "type.googleapis.com/google.rpc.Help",
-                    "links": [{
-                        "description": "Learn more about Gemini API quotas",
-                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-                    }],
-                }),
-                json!({
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [{
-                        "quotaMetric": metric,
-                        "quotaId": quota_id,
-                        "quotaDimensions": { "location": "global", "model": model },
-                        "quotaValue": quota_value,
-                    }],
-                }),
-                json!({
-                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                    "retryDelay": retry_delay,
-                }),
-            ],
-        )
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", message).with_details(vec![
+            json!({
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [{
+                    "description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                }],
+            }),
+            json!({
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [{
+                    "quotaMetric": metric,
+                    "quotaId": quota_id,
+                    "quotaDimensions": { "location": "global", "model": model },
+                    "quotaValue": quota_value,
+                }],
+            }),
+            json!({
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": retry_delay,
+            }),
+        ])
     }
 
     /// 429 without details, as an egress or IP throttle answers.
     pub fn quota_bare() -> Self {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RESOURCE_EXHAUSTED",
-            "Resource has been exhausted (e.g. check quota).",
-        )
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).")
     }
 
     pub fn overloaded() -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "The model is overloaded. Please try again later.",
-        )
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The model is overloaded. Please try again later.")
     }
 
     pub fn internal() -> Self {
@@ -271,33 +229,18 @@ impl ApiError {
     }
 
     pub fn file_denied(id: &str) -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            format!("You do not have permission to access the File {id} or it may not exist."),
-        )
+        ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", format!("You do not have permission to access the File {id} or it may not exist."))
     }
 
     pub fn cache_denied() -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            "CachedContent not found (or permission denied)",
-        )
+        ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "CachedContent not found (or permission denied)")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (
-            self.code,
-            [(
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=UTF-8"),
-            )],
-            self.body(),
-        )
-            .into_response();
+        let mut resp =
+            (self.code, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"))], self.body()).into_response();
         for (name, value) in self.headers {
             resp.headers_mut().insert(name, value);
         }
@@ -311,31 +254,20 @@ mod tests {
 
     #[test]
     fn quota_error_has_googles_shape() {
-        let e = ApiError::quota(
-            "gemini-2.5-flash",
-            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-            "10",
-            "37s",
-        );
+        let e = ApiError::quota("gemini-2.5-flash", "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "10", "37s");
         let v: Value = serde_json::from_slice(&e.body()).expect("json");
         assert_eq!(v["error"]["code"], 429);
         assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
-        assert!(v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.ends_with("Please retry in 37s.")));
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.ends_with("Please retry in 37s.")));
         let details = v["error"]["details"].as_array().expect("details");
         assert_eq!(details[0]["@type"], "type.googleapis.com/google.rpc.Help");
-        assert_eq!(
-            details[1]["violations"][0]["quotaDimensions"]["model"],
-            "gemini-2.5-flash"
-        );
+        assert_eq!(details[1]["violations"][0]["quotaDimensions"]["model"], "gemini-2.5-flash");
         assert_eq!(details[2]["retryDelay"], "37s");
     }
 
     #[test]
     fn openai_errors_are_array_wrapped_and_details_omitted_when_empty() {
-        let v: Value =
-            serde_json::from_slice(&ApiError::overloaded().openai().body()).expect("json");
+        let v: Value = serde_json::from_slice(&ApiError::overloaded().openai().body()).expect("json");
         assert_eq!(v[0]["error"]["code"], 503);
         assert!(v[0]["error"].get("details").is_none());
     }

@@ -1,10 +1,7 @@
 //! Native model methods: `POST /V/models/{m}:{method}` (generate, stream, count, embed, batch, predict).
 
 use crate::auth::Caller;
-use crate::content::{
-    chunk_text, joined_text, native_text_bytes, referenced_cache, referenced_files, reply_text,
-    tokens_for_bytes, words,
-};
+use crate::content::{chunk_text, joined_text, native_text_bytes, referenced_cache, referenced_files, reply_text, tokens_for_bytes, words};
 use crate::error::ApiError;
 use crate::models::{resolve, Resolved};
 use crate::routes::ApiVersion;
@@ -45,9 +42,7 @@ pub(crate) async fn models_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (id, method) = target
-        .split_once(':')
-        .ok_or_else(|| ApiError::no_such_path(&target))?;
+    let (id, method) = target.split_once(':').ok_or_else(|| ApiError::no_such_path(&target))?;
     run(&shared, &caller, version, id, method, alt, &headers, &body)
 }
 
@@ -61,19 +56,8 @@ pub(crate) async fn tuned_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (id, method) = target
-        .split_once(':')
-        .ok_or_else(|| ApiError::no_such_path(&target))?;
-    run(
-        &shared,
-        &caller,
-        version,
-        &format!("tunedModels/{id}"),
-        method,
-        alt,
-        &headers,
-        &body,
-    )
+    let (id, method) = target.split_once(':').ok_or_else(|| ApiError::no_such_path(&target))?;
+    run(&shared, &caller, version, &format!("tunedModels/{id}"), method, alt, &headers, &body)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -87,50 +71,23 @@ fn run(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
-    const METHODS: &[&str] = &[
-        "generateContent",
-        "streamGenerateContent",
-        "countTokens",
-        "embedContent",
-        "batchEmbedContents",
-        "batchGenerateContent",
-        "predict",
-    ];
+    const METHODS: &[&str] =
+        &["generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent", "predict"];
     if !METHODS.contains(&method) {
         return Err(ApiError::no_such_path(&format!("{model}:{method}")));
     }
     caller.authenticate()?;
-    let full_name = if model.starts_with("tunedModels/") {
-        model.to_string()
-    } else {
-        format!("models/{model}")
-    };
-    let resolved = resolve(model)
-        .filter(|r| r.supports(method))
-        .ok_or_else(|| ApiError::model_not_found(&full_name, version.as_str(), method))?;
-    let body: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?
-    };
+    let full_name = if model.starts_with("tunedModels/") { model.to_string() } else { format!("models/{model}") };
+    let resolved = resolve(model).filter(|r| r.supports(method)).ok_or_else(|| ApiError::model_not_found(&full_name, version.as_str(), method))?;
+    let body: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))? };
     check_references(shared, &caller.project(), &body)?;
     caller.admit(model)?;
 
-    let call = Call {
-        model,
-        resolved,
-        body,
-        headers,
-        caller,
-    };
+    let call = Call { model, resolved, body, headers, caller };
     match method {
         "generateContent" => generate(&call),
         "streamGenerateContent" => {
-            let framing = if alt.alt.as_deref() == Some("sse") {
-                Framing::GoogleSse
-            } else {
-                Framing::JsonArray
-            };
+            let framing = if alt.alt.as_deref() == Some("sse") { Framing::GoogleSse } else { Framing::JsonArray };
             stream(&call, framing)
         }
         "countTokens" => Ok(count_tokens(&call)),
@@ -143,11 +100,7 @@ fn run(
 
 /// Refuses a request that names a file or cachedContent of another project, with the 403
 /// Google gives (it cannot tell "not yours" from "does not exist" either).
-pub(crate) fn check_references(
-    shared: &Shared,
-    project: &str,
-    body: &Value,
-) -> Result<(), ApiError> {
+pub(crate) fn check_references(shared: &Shared, project: &str, body: &Value) -> Result<(), ApiError> {
     let mut files = Vec::new();
     referenced_files(body, &mut files);
     let cache = referenced_cache(body);
@@ -178,16 +131,11 @@ fn usage(prompt: u32, candidates: u32) -> Value {
 }
 
 fn require_contents(body: &Value) -> Result<(), ApiError> {
-    let has_contents = body
-        .get("contents")
-        .and_then(Value::as_array)
-        .is_some_and(|c| !c.is_empty());
+    let has_contents = body.get("contents").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
     if has_contents || referenced_cache(body).is_some() {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "* GenerateContentRequest.contents: contents is not specified\n",
-        ))
+        Err(ApiError::bad_request("* GenerateContentRequest.contents: contents is not specified\n"))
     }
 }
 
@@ -217,35 +165,22 @@ fn stream(call: &Call, framing: Framing) -> Result<Response, ApiError> {
     let total = plan.chunks;
     let pad = plan.pad_bytes;
     let mut emitted = 0u32;
-    let body = event_body(
-        &plan,
-        framing,
-        Ending::for_mode(&call.caller.behaviour.mode),
-        move |i| {
-            let text = chunk_text(&model, i, total, pad);
-            emitted += words(&text);
-            let mut candidate =
-                json!({ "content": { "parts": [{ "text": text }], "role": "model" }, "index": 0 });
-            if i + 1 == total {
-                candidate["finishReason"] = json!("STOP");
-            }
-            serde_json::to_vec(&json!({
-                "candidates": [candidate],
-                "usageMetadata": usage(prompt, emitted),
-                "modelVersion": model,
-                "responseId": response_id,
-            }))
-            .unwrap_or_default()
-        },
-    );
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(framing.content_type()),
-        )],
-        body,
-    )
-        .into_response())
+    let body = event_body(&plan, framing, Ending::for_mode(&call.caller.behaviour.mode), move |i| {
+        let text = chunk_text(&model, i, total, pad);
+        emitted += words(&text);
+        let mut candidate = json!({ "content": { "parts": [{ "text": text }], "role": "model" }, "index": 0 });
+        if i + 1 == total {
+            candidate["finishReason"] = json!("STOP");
+        }
+        serde_json::to_vec(&json!({
+            "candidates": [candidate],
+            "usageMetadata": usage(prompt, emitted),
+            "modelVersion": model,
+            "responseId": response_id,
+        }))
+        .unwrap_or_default()
+    });
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(framing.content_type()))], body).into_response())
 }
 
 fn count_tokens(call: &Call) -> Response {
@@ -277,11 +212,7 @@ fn batch_embed(call: &Call) -> Result<Response, ApiError> {
         .get("requests")
         .and_then(Value::as_array)
         .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "* BatchEmbedContentsRequest.requests: requests is not specified\n",
-            )
-        })?;
+        .ok_or_else(|| ApiError::bad_request("* BatchEmbedContentsRequest.requests: requests is not specified\n"))?;
     let dims = call.resolved.embedding_dims();
     let embeddings: Vec<Value> = requests.iter().map(|r| embedding_of(r, dims)).collect();
     Ok(json_response(&json!({ "embeddings": embeddings })))
@@ -289,11 +220,7 @@ fn batch_embed(call: &Call) -> Result<Response, ApiError> {
 
 fn batch_generate(call: &Call) -> Response {
     let batch = call.body.get("batch").unwrap_or(&call.body);
-    let count = field(batch, "inputConfig")
-        .and_then(|c| c.get("requests"))
-        .and_then(|r| r.get("requests"))
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+    let count = field(batch, "inputConfig").and_then(|c| c.get("requests")).and_then(|r| r.get("requests")).and_then(Value::as_array).map_or(0, Vec::len);
     let name = format!("batches/{}", lower_id(24));
     let now = rfc3339(SystemTime::now());
     let mut metadata = json!({
@@ -315,15 +242,7 @@ fn batch_generate(call: &Call) -> Response {
 const TINY_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
 fn predict(call: &Call) -> Response {
-    let n = call
-        .body
-        .get("parameters")
-        .and_then(|p| field(p, "sampleCount"))
-        .and_then(Value::as_u64)
-        .unwrap_or(1)
-        .clamp(1, 8);
-    let predictions: Vec<Value> = (0..n)
-        .map(|_| json!({ "bytesBase64Encoded": TINY_PNG, "mimeType": "image/png" }))
-        .collect();
+    let n = call.body.get("parameters").and_then(|p| field(p, "sampleCount")).and_then(Value::as_u64).unwrap_or(1).clamp(1, 8);
+    let predictions: Vec<Value> = (0..n).map(|_| json!({ "bytesBase64Encoded": TINY_PNG, "mimeType": "image/png" })).collect();
     json_response(&json!({ "predictions": predictions }))
 }

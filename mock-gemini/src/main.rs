@@ -6,10 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 #[derive(Parser)]
-#[command(
-    name = "mock-gemini",
-    about = "Mock of Google's Gemini API for gemini-proxy's tests (control API under /__mock/)"
-)]
+#[command(name = "mock-gemini", about = "Mock of Google's Gemini API for gemini-proxy's tests (control API under /__mock/)")]
 struct Args {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -26,16 +23,8 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let upload_origin = if args.upload_origin == "self" {
-        String::new()
-    } else {
-        args.upload_origin
-    };
-    let cfg = MockConfig {
-        upload_origin,
-        default_mode: args.default_mode,
-        ..MockConfig::default()
-    };
+    let upload_origin = if args.upload_origin == "self" { String::new() } else { args.upload_origin };
+    let cfg = MockConfig { upload_origin, default_mode: args.default_mode, ..MockConfig::default() };
     let mock = match MockGemini::start_on(args.listen, cfg).await {
         Ok(m) => m,
         Err(e) => {

@@ -29,12 +29,7 @@ pub(crate) struct Sampling {
     pub thinking: bool,
 }
 
-const GENERATION_METHODS: &[&str] = &[
-    "generateContent",
-    "countTokens",
-    "createCachedContent",
-    "batchGenerateContent",
-];
+const GENERATION_METHODS: &[&str] = &["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"];
 
 pub(crate) const CATALOG: &[ModelInfo] = &[
     ModelInfo {
@@ -195,12 +190,7 @@ pub(crate) struct PageQuery {
 impl PageQuery {
     /// The slice bounds `[start, end)` of the requested page over `total` items and the token of
     /// the next page, if any. Page tokens are opaque to clients; here they encode an offset.
-    pub fn window(
-        &self,
-        total: usize,
-        default_size: usize,
-        max_size: usize,
-    ) -> Result<(usize, usize, Option<String>), ApiError> {
+    pub fn window(&self, total: usize, default_size: usize, max_size: usize) -> Result<(usize, usize, Option<String>), ApiError> {
         let size = match self.page_size {
             None | Some(0) => default_size,
             Some(n) => n.min(max_size),
@@ -220,26 +210,14 @@ impl PageQuery {
 
     /// One page of `items` as Google lists resources: `{"<field>": [...], "nextPageToken": ...}`,
     /// both omitted when empty (Google does not send empty lists).
-    pub fn page(
-        &self,
-        mut items: Vec<serde_json::Value>,
-        field: &str,
-        default_size: usize,
-        max_size: usize,
-    ) -> Result<serde_json::Value, ApiError> {
+    pub fn page(&self, mut items: Vec<serde_json::Value>, field: &str, default_size: usize, max_size: usize) -> Result<serde_json::Value, ApiError> {
         let (start, end, next) = self.window(items.len(), default_size, max_size)?;
         let mut out = serde_json::Map::new();
         if end > start {
-            out.insert(
-                field.to_string(),
-                serde_json::Value::Array(items.drain(start..end).collect()),
-            );
+            out.insert(field.to_string(), serde_json::Value::Array(items.drain(start..end).collect()));
         }
         if let Some(token) = next {
-            out.insert(
-                "nextPageToken".to_string(),
-                serde_json::Value::String(token),
-            );
+            out.insert("nextPageToken".to_string(), serde_json::Value::String(token));
         }
         Ok(serde_json::Value::Object(out))
     }
@@ -254,41 +232,24 @@ struct ModelList {
 }
 
 /// `GET /V/models`: no quota is charged, so rate-limited keys still get 200.
-pub(crate) async fn list(
-    Extension(caller): Extension<Caller>,
-    Query(page): Query<PageQuery>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn list(Extension(caller): Extension<Caller>, Query(page): Query<PageQuery>) -> Result<Response, ApiError> {
     caller.authenticate()?;
     let (start, end, next_page_token) = page.window(CATALOG.len(), 50, 1000)?;
     let models = CATALOG[start..end].iter().map(ModelJson::of).collect();
-    Ok(json_response(&ModelList {
-        models,
-        next_page_token,
-    }))
+    Ok(json_response(&ModelList { models, next_page_token }))
 }
 
 /// `GET /V/models/{m}`.
-pub(crate) async fn get(
-    Extension(caller): Extension<Caller>,
-    Extension(version): Extension<ApiVersion>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn get(Extension(caller): Extension<Caller>, Extension(version): Extension<ApiVersion>, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.authenticate()?;
     match CATALOG.iter().find(|m| m.id == id) {
         Some(info) => Ok(json_response(&ModelJson::of(info))),
-        None => Err(ApiError::model_not_found(
-            &format!("models/{id}"),
-            version.as_str(),
-            "getModel",
-        )),
+        None => Err(ApiError::model_not_found(&format!("models/{id}"), version.as_str(), "getModel")),
     }
 }
 
 /// `GET /V/tunedModels/{m}`: any tuned model exists.
-pub(crate) async fn get_tuned(
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn get_tuned(Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
     caller.authenticate()?;
     Ok(json_response(&serde_json::json!({
         "name": format!("tunedModels/{id}"),
@@ -307,10 +268,7 @@ mod tests {
         let mut token = None;
         let mut seen = 0;
         loop {
-            let q = PageQuery {
-                page_size: Some(4),
-                page_token: token.clone(),
-            };
+            let q = PageQuery { page_size: Some(4), page_token: token.clone() };
             let (start, end, next) = q.window(10, 50, 1000).expect("window");
             assert_eq!(start, seen);
             seen = end;
@@ -320,10 +278,7 @@ mod tests {
             }
         }
         assert_eq!(seen, 10);
-        let bad = PageQuery {
-            page_size: None,
-            page_token: Some("zzz".into()),
-        };
+        let bad = PageQuery { page_size: None, page_token: Some("zzz".into()) };
         assert!(bad.window(10, 50, 1000).is_err());
     }
 }

@@ -3,9 +3,7 @@
 //! Errors here are Google's envelope wrapped in a JSON array, as Gemini answers on this surface.
 
 use crate::auth::Caller;
-use crate::content::{
-    chunk_text, embedding, openai_text_bytes, reply_text, tokens_for_bytes, words,
-};
+use crate::content::{chunk_text, embedding, openai_text_bytes, reply_text, tokens_for_bytes, words};
 use crate::error::ApiError;
 use crate::models::{resolve, Resolved, CATALOG};
 use crate::stream::{event_body, Ending, Framing, StreamPlan};
@@ -42,18 +40,11 @@ fn parse(body: &Bytes) -> Result<Value, ApiError> {
 
 /// The model named in the body, checked to exist and to offer `method`; returns the bare id.
 fn model_for(body: &Value, method: &str) -> Result<(String, Resolved), ApiError> {
-    let name = body
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("model is not specified"))?;
+    let name = body.get("model").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("model is not specified"))?;
     let id = name.strip_prefix("models/").unwrap_or(name);
     match resolve(id).filter(|m| m.supports(method)) {
         Some(m) => Ok((id.to_string(), m)),
-        None => Err(ApiError::model_not_found(
-            &format!("models/{id}"),
-            OPENAI_API_VERSION,
-            method,
-        )),
+        None => Err(ApiError::model_not_found(&format!("models/{id}"), OPENAI_API_VERSION, method)),
     }
 }
 
@@ -62,18 +53,12 @@ fn usage(prompt: u32, completion: u32) -> Value {
 }
 
 /// `POST /v1beta/openai/chat/completions`, streamed when the body says `"stream": true`.
-pub(crate) async fn chat(
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OpenAiError> {
+pub(crate) async fn chat(Extension(caller): Extension<Caller>, headers: HeaderMap, body: Bytes) -> Result<Response, OpenAiError> {
     caller.authenticate()?;
     let body = parse(&body)?;
     let (model, _) = model_for(&body, "generateContent")?;
-    let messages = body
-        .get("messages")
-        .filter(|m| m.as_array().is_some_and(|a| !a.is_empty()))
-        .ok_or_else(|| ApiError::bad_request("messages is not specified"))?;
+    let messages =
+        body.get("messages").filter(|m| m.as_array().is_some_and(|a| !a.is_empty())).ok_or_else(|| ApiError::bad_request("messages is not specified"))?;
     caller.admit(&model)?;
 
     let prompt = tokens_for_bytes(openai_text_bytes(messages));
@@ -100,19 +85,11 @@ pub(crate) async fn chat(
     let plan = StreamPlan::from_headers(&headers);
     let (total, pad) = (plan.chunks, plan.pad_bytes);
     let mut emitted = 0u32;
-    let body = event_body(
-        &plan,
-        Framing::OpenAiSse,
-        Ending::for_mode(&caller.behaviour.mode),
-        move |i| {
-            let text = chunk_text(&model, i, total, pad);
-            emitted += words(&text);
-            let finish = if i + 1 == total {
-                json!("stop")
-            } else {
-                Value::Null
-            };
-            serde_json::to_vec(&json!({
+    let body = event_body(&plan, Framing::OpenAiSse, Ending::for_mode(&caller.behaviour.mode), move |i| {
+        let text = chunk_text(&model, i, total, pad);
+        emitted += words(&text);
+        let finish = if i + 1 == total { json!("stop") } else { Value::Null };
+        serde_json::to_vec(&json!({
             "id": id,
             "object": "chat.completion.chunk",
             "created": created,
@@ -121,24 +98,13 @@ pub(crate) async fn chat(
             "usage": usage(prompt, emitted),
         }))
         .unwrap_or_default()
-        },
-    );
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(Framing::OpenAiSse.content_type()),
-        )],
-        body,
-    )
-        .into_response())
+    });
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(Framing::OpenAiSse.content_type()))], body).into_response())
 }
 
 /// `POST /v1beta/openai/embeddings`: one vector per input. Vectors are always JSON floats
 /// (the OpenAI SDK asks for base64 by default but accepts floats).
-pub(crate) async fn embeddings(
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> Result<Response, OpenAiError> {
+pub(crate) async fn embeddings(Extension(caller): Extension<Caller>, body: Bytes) -> Result<Response, OpenAiError> {
     caller.authenticate()?;
     let body = parse(&body)?;
     let (model, resolved) = model_for(&body, "embedContent")?;
@@ -155,18 +121,11 @@ pub(crate) async fn embeddings(
     };
     caller.admit(&model)?;
     let default_dims = resolved.embedding_dims();
-    let dims = body
-        .get("dimensions")
-        .and_then(Value::as_u64)
-        .and_then(|d| usize::try_from(d).ok())
-        .filter(|d| (1..=default_dims).contains(d))
-        .unwrap_or(default_dims);
+    let dims =
+        body.get("dimensions").and_then(Value::as_u64).and_then(|d| usize::try_from(d).ok()).filter(|d| (1..=default_dims).contains(d)).unwrap_or(default_dims);
     let prompt: u32 = inputs.iter().map(|s| tokens_for_bytes(s.len())).sum();
-    let data: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .map(|(index, text)| json!({ "object": "embedding", "embedding": embedding(text, dims), "index": index }))
-        .collect();
+    let data: Vec<Value> =
+        inputs.iter().enumerate().map(|(index, text)| json!({ "object": "embedding", "embedding": embedding(text, dims), "index": index })).collect();
     Ok(Json(json!({
         "object": "list",
         "data": data,
@@ -181,28 +140,18 @@ fn model_object(id: &str) -> Value {
 }
 
 /// `GET /v1beta/openai/models`.
-pub(crate) async fn list_models(
-    Extension(caller): Extension<Caller>,
-) -> Result<Response, OpenAiError> {
+pub(crate) async fn list_models(Extension(caller): Extension<Caller>) -> Result<Response, OpenAiError> {
     caller.authenticate()?;
     let data: Vec<Value> = CATALOG.iter().map(|m| model_object(m.id)).collect();
     Ok(Json(json!({ "object": "list", "data": data })).into_response())
 }
 
 /// `GET /v1beta/openai/models/{model}` (the id may carry its `models/` prefix).
-pub(crate) async fn get_model(
-    Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-) -> Result<Response, OpenAiError> {
+pub(crate) async fn get_model(Extension(caller): Extension<Caller>, Path(name): Path<String>) -> Result<Response, OpenAiError> {
     caller.authenticate()?;
     let id = name.strip_prefix("models/").unwrap_or(&name);
     match CATALOG.iter().find(|m| m.id == id) {
         Some(m) => Ok(Json(model_object(m.id)).into_response()),
-        None => {
-            Err(
-                ApiError::model_not_found(&format!("models/{id}"), OPENAI_API_VERSION, "getModel")
-                    .into(),
-            )
-        }
+        None => Err(ApiError::model_not_found(&format!("models/{id}"), OPENAI_API_VERSION, "getModel").into()),
     }
 }

@@ -43,34 +43,21 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// A header's value by (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 }
 
 /// Middleware on every API route (not `/__mock/`): buffers the body, works out the caller
 /// and attaches it as a [`Caller`] extension, records the request, then applies the key's
 /// `slow` delay or `hang`s forever before handing over to the route.
-pub(crate) async fn intake(
-    State(shared): State<Arc<Shared>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn intake(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let flavor = Flavor::of_path(parts.uri.path());
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            let e = ApiError::bad_request(format!(
-                "Request payload size exceeds the limit: {MAX_BODY} bytes."
-            ));
-            return if flavor == Flavor::OpenAi {
-                e.openai()
-            } else {
-                e
-            }
-            .into_response();
+            let e = ApiError::bad_request(format!("Request payload size exceeds the limit: {MAX_BODY} bytes."));
+            return if flavor == Flavor::OpenAi { e.openai() } else { e }.into_response();
         }
     };
     let credential = Credential::from_parts(&parts, flavor);
@@ -107,17 +94,11 @@ pub(crate) async fn intake(
     });
 
     let mode = behaviour.mode.clone();
-    parts.extensions.insert(Caller {
-        credential,
-        behaviour,
-        flavor,
-    });
+    parts.extensions.insert(Caller { credential, behaviour, flavor });
     match mode {
         // Dropped with the connection when the client gives up.
         KeyMode::Hang => std::future::pending::<()>().await,
-        KeyMode::Slow { first_byte_ms } => {
-            tokio::time::sleep(Duration::from_millis(first_byte_ms)).await
-        }
+        KeyMode::Slow { first_byte_ms } => tokio::time::sleep(Duration::from_millis(first_byte_ms)).await,
         _ => {}
     }
     next.run(Request::from_parts(parts, Body::from(body))).await
@@ -158,26 +139,11 @@ mod tests {
 
     #[test]
     fn models_come_from_paths() {
-        assert_eq!(
-            model_from_path("/v1beta/models/gemini-2.5-flash:generateContent").as_deref(),
-            Some("gemini-2.5-flash")
-        );
-        assert_eq!(
-            model_from_path("/v1/models/gemini-2.5-pro").as_deref(),
-            Some("gemini-2.5-pro")
-        );
-        assert_eq!(
-            model_from_path("/v1/tunedModels/abc:streamGenerateContent").as_deref(),
-            Some("tunedModels/abc")
-        );
+        assert_eq!(model_from_path("/v1beta/models/gemini-2.5-flash:generateContent").as_deref(), Some("gemini-2.5-flash"));
+        assert_eq!(model_from_path("/v1/models/gemini-2.5-pro").as_deref(), Some("gemini-2.5-pro"));
+        assert_eq!(model_from_path("/v1/tunedModels/abc:streamGenerateContent").as_deref(), Some("tunedModels/abc"));
         assert_eq!(model_from_path("/v1beta/models"), None);
         assert_eq!(model_from_path("/v1beta/files/abc"), None);
-        assert_eq!(
-            model_from_body(&Bytes::from_static(
-                br#"{"model":"models/gemini-2.0-flash"}"#
-            ))
-            .as_deref(),
-            Some("gemini-2.0-flash")
-        );
+        assert_eq!(model_from_body(&Bytes::from_static(br#"{"model":"models/gemini-2.0-flash"}"#)).as_deref(), Some("gemini-2.0-flash"));
     }
 }

@@ -31,28 +31,17 @@ impl ApiVersion {
 fn native(version: ApiVersion) -> Router<Arc<Shared>> {
     Router::new()
         .route("/models", get(models::list))
-        .route(
-            "/models/{target}",
-            get(models::get).post(generate::models_call),
-        )
-        .route(
-            "/tunedModels/{target}",
-            get(models::get_tuned).post(generate::tuned_call),
-        )
+        .route("/models/{target}", get(models::get).post(generate::models_call))
+        .route("/tunedModels/{target}", get(models::get_tuned).post(generate::tuned_call))
         .route("/files", get(files::list))
         .route("/files/{id}", get(files::get).delete(files::delete))
         .route("/cachedContents", get(caches::list).post(caches::create))
-        .route(
-            "/cachedContents/{id}",
-            get(caches::get).patch(caches::patch).delete(caches::delete),
-        )
+        .route("/cachedContents/{id}", get(caches::get).patch(caches::patch).delete(caches::delete))
         .layer(Extension(version))
 }
 
 fn upload(version: ApiVersion) -> Router<Arc<Shared>> {
-    Router::new()
-        .route("/files", post(files::upload))
-        .layer(Extension(version))
+    Router::new().route("/files", post(files::upload)).layer(Extension(version))
 }
 
 fn openai() -> Router<Arc<Shared>> {
@@ -67,10 +56,7 @@ fn openai() -> Router<Arc<Shared>> {
 pub(crate) fn app(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .nest("/v1", native(ApiVersion::V1))
-        .nest(
-            "/v1beta",
-            native(ApiVersion::V1beta).nest("/openai", openai()),
-        )
+        .nest("/v1beta", native(ApiVersion::V1beta).nest("/openai", openai()))
         .nest("/upload/v1", upload(ApiVersion::V1))
         .nest("/upload/v1beta", upload(ApiVersion::V1beta))
         .fallback(not_found)
@@ -78,10 +64,7 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
         .layer(from_fn_with_state(shared.clone(), record::intake))
         // The intake middleware enforces its own limit before handlers see the body.
         .layer(DefaultBodyLimit::disable());
-    Router::new()
-        .nest("/__mock", control::routes())
-        .merge(api)
-        .with_state(shared)
+    Router::new().nest("/__mock", control::routes()).merge(api).with_state(shared)
 }
 
 /// Any path or method Google does not serve: 404 NOT_FOUND in the surface's envelope.

@@ -36,12 +36,7 @@ impl MockGemini {
         let shared = Arc::new(Shared::new(cfg, &format!("http://{addr}")));
         let (stop, stop_rx) = watch::channel(false);
         let accept_task = tokio::spawn(accept_loop(listener, app(shared.clone()), stop_rx));
-        Ok(MockGemini {
-            addr,
-            shared,
-            stop,
-            accept_task: Some(accept_task),
-        })
+        Ok(MockGemini { addr, shared, stop, accept_task: Some(accept_task) })
     }
 
     /// The bound address (with the real port when started on port 0).

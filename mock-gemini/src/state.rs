@@ -48,11 +48,7 @@ pub(crate) fn owned_by(map: &HashMap<String, Owned>, project: &str) -> Vec<Value
 
 impl Shared {
     pub fn new(cfg: MockConfig, own_base_url: &str) -> Shared {
-        let origin = if cfg.upload_origin.trim().is_empty() {
-            own_base_url
-        } else {
-            cfg.upload_origin.trim()
-        };
+        let origin = if cfg.upload_origin.trim().is_empty() { own_base_url } else { cfg.upload_origin.trim() };
         Shared {
             upload_origin: origin.trim_end_matches('/').to_string(),
             keys: RwLock::new(HashMap::new()),
@@ -77,17 +73,11 @@ impl Shared {
     }
 
     pub fn set_key(&self, key: &str, behaviour: KeyBehaviour) {
-        self.keys
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_string(), behaviour);
+        self.keys.write().unwrap_or_else(PoisonError::into_inner).insert(key.to_string(), behaviour);
     }
 
     pub fn forget_key(&self, key: &str) {
-        self.keys
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        self.keys.write().unwrap_or_else(PoisonError::into_inner).remove(key);
     }
 
     /// Appends to the bounded request log, stamping the sequence number.
@@ -114,10 +104,7 @@ impl Shared {
 
     /// Every key back to the default, resources and uploads forgotten, log cleared.
     pub fn reset(&self) {
-        self.keys
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.keys.write().unwrap_or_else(PoisonError::into_inner).clear();
         *self.store() = Store::default();
         self.clear_requests();
     }

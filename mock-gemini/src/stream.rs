@@ -21,13 +21,9 @@ pub(crate) struct StreamPlan {
 impl StreamPlan {
     pub fn from_headers(headers: &HeaderMap) -> StreamPlan {
         StreamPlan {
-            chunks: header_num::<u32>(headers, "x-mock-chunks")
-                .unwrap_or(3)
-                .clamp(1, 1_000_000),
+            chunks: header_num::<u32>(headers, "x-mock-chunks").unwrap_or(3).clamp(1, 1_000_000),
             delay: Duration::from_millis(header_num(headers, "x-mock-chunk-delay-ms").unwrap_or(0)),
-            pad_bytes: header_num::<usize>(headers, "x-mock-chunk-bytes")
-                .unwrap_or(0)
-                .min(16 * 1024 * 1024),
+            pad_bytes: header_num::<usize>(headers, "x-mock-chunk-bytes").unwrap_or(0).min(16 * 1024 * 1024),
         }
     }
 }
@@ -92,12 +88,8 @@ pub(crate) enum Ending {
 impl Ending {
     pub fn for_mode(mode: &KeyMode) -> Ending {
         match mode {
-            KeyMode::DieMidstream { after_events } => Ending::Die {
-                after: *after_events,
-            },
-            KeyMode::ErrorMidstream { after_events } => Ending::InBandError {
-                after: *after_events,
-            },
+            KeyMode::DieMidstream { after_events } => Ending::Die { after: *after_events },
+            KeyMode::ErrorMidstream { after_events } => Ending::InBandError { after: *after_events },
             _ => Ending::Complete,
         }
     }
@@ -129,24 +121,13 @@ where
         Ending::Complete => plan.chunks,
         Ending::Die { after } | Ending::InBandError { after } => after.min(plan.chunks),
     };
-    let gen = Gen {
-        next: 0,
-        limit,
-        plan_delay: plan.delay,
-        framing,
-        ending,
-        make,
-        done: false,
-    };
+    let gen = Gen { next: 0, limit, plan_delay: plan.delay, framing, ending, make, done: false };
     Body::from_stream(futures_util::stream::unfold(gen, |mut g| async move {
         if g.done {
             return None;
         }
         let is_tail = g.next >= g.limit;
-        if g.next > 0
-            && !g.plan_delay.is_zero()
-            && !(is_tail && matches!(g.ending, Ending::Complete))
-        {
+        if g.next > 0 && !g.plan_delay.is_zero() && !(is_tail && matches!(g.ending, Ending::Complete)) {
             tokio::time::sleep(g.plan_delay).await;
         }
         if !is_tail {
@@ -166,10 +147,7 @@ where
             }
             Ending::Die { .. } => {
                 tokio::time::sleep(FLUSH_BEFORE_DIE).await;
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "mock-gemini: die_midstream",
-                ))
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "mock-gemini: die_midstream"))
             }
             Ending::InBandError { .. } => {
                 let err = ApiError::overloaded().body();

@@ -2,9 +2,9 @@
 //! session obtained by logging in with the admin password (Argon2-hashed, never stored in the
 //! clear). Failed logins are rate limited per address and globally.
 
-use crate::admin::extract::{Body};
 use super::error::{ApiError, ApiResult};
 use super::AdminState;
+use crate::admin::extract::Body;
 use crate::secret::sha256;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -145,7 +145,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn cookie(headers: &HeaderMap) -> Option<&str> {
-    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix(SESSION_COOKIE).and_then(|r| r.strip_prefix('=')))
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE).and_then(|r| r.strip_prefix('=')))
 }
 
 /// Identifies the caller from its headers.
@@ -173,7 +178,8 @@ pub async fn require(State(state): State<AdminState>, ConnectInfo(peer): Connect
             req.extensions_mut().insert(actor);
             next.run(req).await
         }
-        None => ApiError::unauthorized("admin authentication required: send `Authorization: Bearer <admin token or session>` or log in at /api/v1/auth/login").into_response(),
+        None => ApiError::unauthorized("admin authentication required: send `Authorization: Bearer <admin token or session>` or log in at /api/v1/auth/login")
+            .into_response(),
     }
 }
 
@@ -215,9 +221,11 @@ pub async fn login(State(state): State<AdminState>, ConnectInfo(peer): ConnectIn
                 return Err(ApiError::unauthorized("password login is not set up: use the admin token"));
             };
             // Argon2 is deliberately slow: keep it off the async workers.
-            let ok = tokio::task::spawn_blocking(move || PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false))
-                .await
-                .unwrap_or(false);
+            let ok = tokio::task::spawn_blocking(move || {
+                PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
             (ok, "wrong password")
         }
         (None, Some(token)) => {

@@ -84,7 +84,8 @@ fn grpc_status(code: StatusCode) -> &'static str {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.as_u16(), status: grpc_status(self.code), message: self.message, problems: self.problems } };
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.as_u16(), status: grpc_status(self.code), message: self.message, problems: self.problems } };
         let mut res = (self.code, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {

@@ -19,7 +19,10 @@ impl Modify for CommonErrors {
             RefOr::T(
                 ResponseBuilder::new()
                     .description(what)
-                    .content("application/json", utoipa::openapi::ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))).build())
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))).build(),
+                    )
                     .build(),
             )
         };
@@ -45,7 +48,9 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("The admin token, or a session token from /api/v1/auth/login")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("The admin token, or a session token from /api/v1/auth/login")).build(),
+            ),
         );
     }
 }

@@ -170,7 +170,16 @@ mod tests {
         let c = reqwest::Client::new();
         assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().text().await.unwrap(), "ok");
         assert_eq!(c.get(format!("{base}/api/v1/keys")).send().await.unwrap().text().await.unwrap(), "keys");
-        for (method, path) in [("GET", "/api/v1/nope"), ("GET", "/api"), ("POST", "/api/v1/nope"), ("DELETE", "/api/v1/keys/x/y"), ("GET", "/metrics/x"), ("POST", "/keys"), ("GET", "/assets/missing-1234.js"), ("GET", "/favicon.ico")] {
+        for (method, path) in [
+            ("GET", "/api/v1/nope"),
+            ("GET", "/api"),
+            ("POST", "/api/v1/nope"),
+            ("DELETE", "/api/v1/keys/x/y"),
+            ("GET", "/metrics/x"),
+            ("POST", "/keys"),
+            ("GET", "/assets/missing-1234.js"),
+            ("GET", "/favicon.ico"),
+        ] {
             let r = c.request(method.parse().unwrap(), format!("{base}{path}")).send().await.unwrap();
             assert_eq!(r.status(), 404, "{method} {path}");
             assert!(header(&r, "content-type").starts_with("application/json"), "{method} {path}");
@@ -188,7 +197,11 @@ mod tests {
         let r = reqwest::get(format!("{base}/{asset}")).await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "cache-control"), IMMUTABLE);
-        assert_eq!(header(&r, "content-type"), mime_guess::from_path(asset.as_ref()).first_or_octet_stream().essence_str().to_owned() + if asset.ends_with(".js") || asset.ends_with(".css") { "; charset=utf-8" } else { "" });
+        assert_eq!(
+            header(&r, "content-type"),
+            mime_guess::from_path(asset.as_ref()).first_or_octet_stream().essence_str().to_owned()
+                + if asset.ends_with(".js") || asset.ends_with(".css") { "; charset=utf-8" } else { "" }
+        );
     }
 
     #[test]

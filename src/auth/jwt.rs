@@ -167,7 +167,8 @@ impl JwtVerifier {
             _ => JwtError::Malformed(e.to_string()),
         })?;
         // The key decides the algorithm; the token's header only selects among our keys.
-        let candidates: Vec<&Key> = self.keys.iter().filter(|k| k.alg == header.alg && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)).collect();
+        let candidates: Vec<&Key> =
+            self.keys.iter().filter(|k| k.alg == header.alg && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)).collect();
         if candidates.is_empty() {
             return Err(if self.keys.iter().any(|k| k.alg == header.alg) { JwtError::NoKey } else { JwtError::Algorithm(format!("{:?}", header.alg)) });
         }
@@ -208,7 +209,8 @@ impl JwtVerifier {
     }
 
     fn identity(&self, claims: Map<String, Value>) -> Result<JwtIdentity, JwtError> {
-        let client = claims.get(&self.client_claim).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| JwtError::NoClient(self.client_claim.clone()))?;
+        let client =
+            claims.get(&self.client_claim).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| JwtError::NoClient(self.client_claim.clone()))?;
         let policy = self.policy_claim.as_ref().and_then(|c| claims.get(c)).cloned();
         Ok(JwtIdentity { client: client.to_owned(), policy })
     }
@@ -264,7 +266,8 @@ mod tests {
 
     fn verifier() -> JwtVerifier {
         let src = JwtKeySources { hs256_secret: Some(SECRET.to_vec()), ..Default::default() };
-        JwtVerifier::new(&src, &[], Some("https://auth.test".into()), vec!["gemini-proxy".into()], "sub".into(), Some("gp".into()), Duration::from_secs(0)).unwrap()
+        JwtVerifier::new(&src, &[], Some("https://auth.test".into()), vec!["gemini-proxy".into()], "sub".into(), Some("gp".into()), Duration::from_secs(0))
+            .unwrap()
     }
 
     fn token(f: impl FnOnce(&mut MintRequest)) -> String {
@@ -304,7 +307,8 @@ mod tests {
         assert_eq!(v.verify(&token(|r| r.key = b"another-secret-another-secret-xx".to_vec())).unwrap_err(), JwtError::Signature);
         // alg none: header {"alg":"none"} and an empty signature.
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(r#"{"sub":"alice","exp":9999999999,"iss":"https://auth.test","aud":"gemini-proxy"}"#));
+        let none =
+            format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(r#"{"sub":"alice","exp":9999999999,"iss":"https://auth.test","aud":"gemini-proxy"}"#));
         assert!(v.verify(&none).is_err());
         assert!(v.verify("eyJ.not.ajwt").is_err());
     }

@@ -4,10 +4,10 @@
 pub mod jwt;
 
 use crate::config::{JwtSettings, Policy, Settings};
-use jwt::{JwtError, JwtIdentity, JwtVerifier};
 use crate::gemini::route::{percent_decode, query_param};
 use crate::http1::RequestHead;
 use crate::secret::sha256;
+use jwt::{JwtError, JwtIdentity, JwtVerifier};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -130,7 +130,9 @@ impl ClientTable {
 fn policy_from_claim(v: &serde_json::Value, pool_names: &[String]) -> Option<Policy> {
     let o = v.as_object()?;
     let num = |k: &str| o.get(k).and_then(serde_json::Value::as_u64).filter(|n| *n > 0);
-    let strings = |k: &str| -> Vec<String> { o.get(k).and_then(serde_json::Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default() };
+    let strings = |k: &str| -> Vec<String> {
+        o.get(k).and_then(serde_json::Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    };
     Some(Policy {
         models: strings("models"),
         pools: strings("pools").iter().filter_map(|p| pool_names.iter().position(|n| n == p)).collect(),
@@ -160,7 +162,12 @@ mod tests {
     use bytes::BytesMut;
 
     fn table() -> ClientTable {
-        let s = crate::config::parse_str("[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n[[clients]]\nname = \"alice\"\ntoken = \"gp-alice-token\"\n", "t", &crate::config::ProcessEnv).unwrap();
+        let s = crate::config::parse_str(
+            "[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n[[clients]]\nname = \"alice\"\ntoken = \"gp-alice-token\"\n",
+            "t",
+            &crate::config::ProcessEnv,
+        )
+        .unwrap();
         ClientTable::new(&s)
     }
 

@@ -185,7 +185,14 @@ mod tests {
     #[test]
     fn keys_are_added_and_removed_keeping_comments() {
         let mut d = ConfigDoc::parse(TEXT).unwrap();
-        d.add_keys(None, &[NewKey { secret: "AIzaTWO".into(), name: None, weight: None }, NewKey { secret: "AIzaTHREE".into(), name: Some("three".into()), weight: Some(2) }]).unwrap();
+        d.add_keys(
+            None,
+            &[
+                NewKey { secret: "AIzaTWO".into(), name: None, weight: None },
+                NewKey { secret: "AIzaTHREE".into(), name: Some("three".into()), weight: Some(2) },
+            ],
+        )
+        .unwrap();
         d.add_keys(Some("batch"), &[NewKey { secret: "AIzaB".into(), name: None, weight: None }]).unwrap();
         let text = d.text();
         assert!(text.contains("# operator notes") && text.contains("# first key"), "{text}");

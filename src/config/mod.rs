@@ -1,16 +1,16 @@
 //! Configuration: the TOML file format (`file`), its validation into the internal model
 //! (`validate`, `settings`), and the zero-config path from environment variables (`env`).
 
-mod env;
 pub mod edit;
-pub mod redact;
+mod env;
 pub mod file;
+pub mod redact;
 pub mod settings;
 pub mod units;
 pub mod validate;
 
 pub use settings::*;
-pub use validate::{EnvLookup, ProcessEnv, Problem};
+pub use validate::{EnvLookup, Problem, ProcessEnv};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -82,14 +82,10 @@ pub fn parse_str(text: &str, origin: &str, env: &dyn EnvLookup) -> Result<Settin
         };
         LocatedProblem { line, column, message }
     };
-    let file: file::ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        problems: vec![locate(e.span(), e.message().to_owned())],
-    })?;
-    validate::validate(file, env).map_err(|problems| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        problems: problems.into_iter().map(|p| locate(p.span, p.message)).collect(),
-    })
+    let file: file::ConfigFile =
+        toml::from_str(text).map_err(|e| ConfigError::Invalid { origin: origin.to_owned(), problems: vec![locate(e.span(), e.message().to_owned())] })?;
+    validate::validate(file, env)
+        .map_err(|problems| ConfigError::Invalid { origin: origin.to_owned(), problems: problems.into_iter().map(|p| locate(p.span, p.message)).collect() })
 }
 
 /// Loads the config file at `path`.
@@ -121,10 +117,9 @@ pub fn load(path: &Path, explicit: bool, env: &dyn EnvLookup) -> Result<Loaded, 
     })?;
     // Problems in generated text have no useful line numbers: report messages only.
     let settings = parse_str(&text, "the environment configuration", env).map_err(|e| match e {
-        ConfigError::Invalid { origin, problems } => ConfigError::Invalid {
-            origin,
-            problems: problems.into_iter().map(|p| LocatedProblem { line: None, column: None, ..p }).collect(),
-        },
+        ConfigError::Invalid { origin, problems } => {
+            ConfigError::Invalid { origin, problems: problems.into_iter().map(|p| LocatedProblem { line: None, column: None, ..p }).collect() }
+        }
         other => other,
     })?;
     Ok(Loaded { settings, source: ConfigSource::Environment, text })

@@ -303,8 +303,7 @@ pub const DEFAULT_STRIP_REQUEST: &[&str] = &[
 ];
 
 /// Response headers that describe the upstream's software rather than the answer.
-pub const DEFAULT_STRIP_RESPONSE: &[&str] =
-    &["server", "via", "x-powered-by", "alt-svc", "server-timing"];
+pub const DEFAULT_STRIP_RESPONSE: &[&str] = &["server", "via", "x-powered-by", "alt-svc", "server-timing"];
 
 impl Settings {
     /// True when every listener is on a loopback address.

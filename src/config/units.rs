@@ -17,19 +17,13 @@ impl<'de> serde::Deserialize<'de> for HumanDuration {
                 f.write_str("a duration such as \"30s\", \"5m\" or \"250ms\", or a number of seconds")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<HumanDuration, E> {
-                humantime::parse_duration(s.trim())
-                    .map(HumanDuration)
-                    .map_err(|e| E::custom(format!("invalid duration {s:?}: {e}")))
+                humantime::parse_duration(s.trim()).map(HumanDuration).map_err(|e| E::custom(format!("invalid duration {s:?}: {e}")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-                u64::try_from(v)
-                    .map(|s| HumanDuration(Duration::from_secs(s)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(v).map(|s| HumanDuration(Duration::from_secs(s))).map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<HumanDuration, E> {
-                Duration::try_from_secs_f64(v)
-                    .map(HumanDuration)
-                    .map_err(|_| E::custom("a duration must be a finite, non-negative number of seconds"))
+                Duration::try_from_secs_f64(v).map(HumanDuration).map_err(|_| E::custom("a duration must be a finite, non-negative number of seconds"))
             }
         }
         d.deserialize_any(V)
@@ -46,9 +40,7 @@ impl ByteSize {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let num: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid size {s:?}: expected a number followed by a unit such as MiB"))?;
+        let num: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected a number followed by a unit such as MiB"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1_000,

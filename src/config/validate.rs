@@ -247,7 +247,10 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         }
         let sources = [cl.token.is_some(), cl.token_env.is_some(), cl.token_sha256.is_some()].iter().filter(|b| **b).count();
         if sources > 1 || (sources == 0 && file.jwt.is_none()) {
-            c.at(&cl.name, format!("client {name:?} needs exactly one of token, token_env or token_sha256 (or none, with [jwt], for a client that only uses JWTs)"));
+            c.at(
+                &cl.name,
+                format!("client {name:?} needs exactly one of token, token_env or token_sha256 (or none, with [jwt], for a client that only uses JWTs)"),
+            );
             continue;
         }
         let digest = if let Some(t) = &cl.token {
@@ -322,11 +325,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
             true
         }
     };
-    let log = LogSettings {
-        access_log: file.log.access_log.unwrap_or(true),
-        level: file.log.level.clone().unwrap_or_else(|| "info".to_owned()),
-        json,
-    };
+    let log = LogSettings { access_log: file.log.access_log.unwrap_or(true), level: file.log.level.clone().unwrap_or_else(|| "info".to_owned()), json };
 
     // [admin]
     let a = &file.admin;
@@ -572,7 +571,12 @@ pub fn canonical_net(n: ipnet::IpNet) -> ipnet::IpNet {
 }
 
 fn access_settings(c: &mut Collector, a: &AccessSection) -> AccessSettings {
-    for (what, v) in [("per_ip_rpm", a.per_ip_rpm.map(|v| v as usize)), ("global_rpm", a.global_rpm.map(|v| v as usize)), ("max_connections", a.max_connections), ("max_streams", a.max_streams)] {
+    for (what, v) in [
+        ("per_ip_rpm", a.per_ip_rpm.map(|v| v as usize)),
+        ("global_rpm", a.global_rpm.map(|v| v as usize)),
+        ("max_connections", a.max_connections),
+        ("max_streams", a.max_streams),
+    ] {
         if v == Some(0) {
             c.global(format!("access.{what} = 0 would refuse everything; leave it out for no limit"));
         }
@@ -728,5 +732,12 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
     if !listen.is_empty() && t.certificates.is_empty() && self_signed.is_none() && t.acme.is_none() {
         c.global("TLS listeners need a certificate: [[tls.certificates]], [tls.self_signed] or [tls.acme]");
     }
-    TlsSettings { listen, http2: t.http2.unwrap_or(true), handshake_timeout: dur(t.handshake_timeout, Duration::from_secs(10)), certificates, self_signed, acme }
+    TlsSettings {
+        listen,
+        http2: t.http2.unwrap_or(true),
+        handshake_timeout: dur(t.handshake_timeout, Duration::from_secs(10)),
+        certificates,
+        self_signed,
+        acme,
+    }
 }

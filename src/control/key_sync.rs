@@ -25,7 +25,12 @@ pub fn to_persisted(fp: Fingerprint, name: &str, d: &Durable) -> PersistedKeySta
     PersistedKeyState {
         fingerprint: fp.to_hex(),
         name: name.to_owned(),
-        disabled: d.disabled.as_ref().map(|x| PersistedDisable { reason: x.reason.as_str().into(), message: x.message.clone(), since_ms: ms(x.since), manual: x.reason == DisableReason::Manual }),
+        disabled: d.disabled.as_ref().map(|x| PersistedDisable {
+            reason: x.reason.as_str().into(),
+            message: x.message.clone(),
+            since_ms: ms(x.since),
+            manual: x.reason == DisableReason::Manual,
+        }),
         cooldowns: d.cooldowns.iter().map(|(m, until, k)| PersistedCooldown { model: m.clone(), until_ms: ms(*until), kind: k.as_str().into() }).collect(),
         updated_ms: ms(SystemTime::now()),
     }
@@ -33,7 +38,11 @@ pub fn to_persisted(fp: Fingerprint, name: &str, d: &Durable) -> PersistedKeySta
 
 pub fn from_persisted(p: &PersistedKeyState) -> Durable {
     Durable {
-        disabled: p.disabled.as_ref().map(|d| Disabled { reason: DisableReason::parse(&d.reason).unwrap_or(DisableReason::Manual), since: from_ms(d.since_ms), message: d.message.clone() }),
+        disabled: p.disabled.as_ref().map(|d| Disabled {
+            reason: DisableReason::parse(&d.reason).unwrap_or(DisableReason::Manual),
+            since: from_ms(d.since_ms),
+            message: d.message.clone(),
+        }),
         cooldowns: p.cooldowns.iter().map(|c| (c.model.clone(), from_ms(c.until_ms), CooldownKind::parse(&c.kind).unwrap_or(CooldownKind::Quota))).collect(),
     }
 }

@@ -103,7 +103,13 @@ impl ConfigManager {
     }
 
     /// Applies an edit of the running document (add keys, add a client...).
-    pub async fn edit<T>(&self, actor: &str, action: &str, comment: &str, f: impl FnOnce(&mut ConfigDoc, &dyn EnvLookup) -> Result<T, EditError>) -> Result<(T, Applied), ApplyError> {
+    pub async fn edit<T>(
+        &self,
+        actor: &str,
+        action: &str,
+        comment: &str,
+        f: impl FnOnce(&mut ConfigDoc, &dyn EnvLookup) -> Result<T, EditError>,
+    ) -> Result<(T, Applied), ApplyError> {
         let mut guard = self.text.lock().await;
         let mut doc = ConfigDoc::parse(&guard)?;
         let out = f(&mut doc, self.env())?;
@@ -111,7 +117,15 @@ impl ConfigManager {
         Ok((out, applied))
     }
 
-    async fn apply_locked(&self, current: &mut String, text: String, actor: &str, action: &str, comment: &str, write_file: bool) -> Result<Applied, ApplyError> {
+    async fn apply_locked(
+        &self,
+        current: &mut String,
+        text: String,
+        actor: &str,
+        action: &str,
+        comment: &str,
+        write_file: bool,
+    ) -> Result<Applied, ApplyError> {
         let settings = match config::parse_str(&text, &self.origin(), self.env()) {
             Ok(s) => s,
             Err(e) => {
@@ -125,7 +139,9 @@ impl ConfigManager {
             match &self.source {
                 ConfigSource::File(path) => write_atomically(path, &text).map_err(|e| ApplyError::Io(format!("{}: {e}", path.display())))?,
                 ConfigSource::Environment => {
-                    return Err(ApplyError::ReadOnly("the proxy runs from environment variables, not a config file: start it with `-c FILE` to change its configuration over the API".into()))
+                    return Err(ApplyError::ReadOnly(
+                        "the proxy runs from environment variables, not a config file: start it with `-c FILE` to change its configuration over the API".into(),
+                    ))
                 }
             }
         }

@@ -7,14 +7,14 @@ use super::hygiene::finish_upstream_head;
 use super::relay::{self, Relay};
 use super::{respond, Runtime, Shared};
 use crate::auth::{self, Client};
+use crate::config::Policy;
 use crate::gemini::error::{ApiError, UpstreamError};
 use crate::gemini::route::{self, Action, Route, Surface};
 use crate::http1::{Framing, RequestHead, ResponseHead};
-use crate::pool::outcome::{classify, FailureKind, Outcome};
-use crate::pool::store::UploadSession;
-use crate::config::Policy;
 use crate::limits::{ip, Refusal};
 use crate::pool::health::secs_until;
+use crate::pool::outcome::{classify, FailureKind, Outcome};
+use crate::pool::store::UploadSession;
 use crate::pool::{Exhausted, Lease, Pool};
 use crate::telemetry::access_log::{AccessRecord, AttemptRecord};
 use crate::upstream::{UpstreamConn, UpstreamFailure};
@@ -78,7 +78,11 @@ fn logged_path(head: &RequestHead) -> String {
     match head.query() {
         Some(q) => {
             let q = route::without_key_param(q);
-            if q.is_empty() { head.path().to_owned() } else { format!("{}?{q}", head.path()) }
+            if q.is_empty() {
+                head.path().to_owned()
+            } else {
+                format!("{}?{q}", head.path())
+            }
         }
         None => head.path().to_owned(),
     }
@@ -121,7 +125,8 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         // Direct peers were checked when they connected; a forwarded client is checked here.
         if ip::is_trusted_proxy(access, p) && !ip::permitted(access, c) {
             shared.refusals.count("ip_denied");
-            return fail(ds, log, ApiError::new(403, "PERMISSION_DENIED", "ADDRESS_DENIED", "this address may not use the proxy"), openai, true, head_only).await;
+            return fail(ds, log, ApiError::new(403, "PERMISSION_DENIED", "ADDRESS_DENIED", "this address may not use the proxy"), openai, true, head_only)
+                .await;
         }
         if let Err(r) = shared.limits.check_address(c, access.per_ip_rpm, access.global_rpm, Instant::now()) {
             return refuse(shared, ds, log, r, openai, head, head_only).await;
@@ -214,7 +219,12 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         Ok(i) => i,
         Err(i) => {
             shared.refusals.count("pool_forbidden");
-            let err = ApiError::new(403, "PERMISSION_DENIED", "POOL_NOT_ALLOWED", format!("client {} may not use pool {}", client.name, rt.pools.get(i).map(|p| &*p.name).unwrap_or("?")));
+            let err = ApiError::new(
+                403,
+                "PERMISSION_DENIED",
+                "POOL_NOT_ALLOWED",
+                format!("client {} may not use pool {}", client.name, rt.pools.get(i).map(|p| &*p.name).unwrap_or("?")),
+            );
             return fail(ds, log, err, openai, false, head_only).await;
         }
     };
@@ -227,7 +237,11 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         match shared.streams.acquire(access.max_streams) {
             Some(slot) => Some(slot),
             None => {
-                let r = Refusal::rate("max_streams", format!("the proxy is serving its maximum of {} streams", access.max_streams.unwrap_or(0)), Duration::from_secs(1));
+                let r = Refusal::rate(
+                    "max_streams",
+                    format!("the proxy is serving its maximum of {} streams", access.max_streams.unwrap_or(0)),
+                    Duration::from_secs(1),
+                );
                 return refuse(shared, ds, log, r, openai, head, head_only).await;
             }
         }
@@ -460,7 +474,14 @@ fn backoff(base: Duration, attempt_no: u32) -> Duration {
 
 fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<u16>, started: Instant) -> AttemptRecord {
     let key = pool.key(lease.index);
-    AttemptRecord { key: key.name.clone(), fingerprint: key.health.fingerprint, fingerprint_label: key.fingerprint_label.clone(), outcome: outcome.label(), status, ms: ms(started.elapsed()) }
+    AttemptRecord {
+        key: key.name.clone(),
+        fingerprint: key.health.fingerprint,
+        fingerprint_label: key.fingerprint_label.clone(),
+        outcome: outcome.label(),
+        status,
+        ms: ms(started.elapsed()),
+    }
 }
 
 /// The model a request is for: from the path, or from the JSON body on the OpenAI surface.

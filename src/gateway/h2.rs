@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::http::ResponseHeader;
-use pingora::protocols::raw_connect::ProxyDigest;
-use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::SslDigest;
+use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest};
 use pingora::protocols::{Peek, Shutdown, Ssl, UniqueID, UniqueIDType};
 use pingora::server::ShutdownWatch;
 use std::pin::Pin;
@@ -107,7 +107,12 @@ impl HttpServerApp for H2Bridge {
         // The HTTP/1.1 request head.
         let req = session.req_header();
         let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
-        let authority = req.uri.authority().map(|a| a.as_str().to_owned()).or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()).map(str::to_owned)).unwrap_or_default();
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()).map(str::to_owned))
+            .unwrap_or_default();
         let mut head = Vec::with_capacity(1024);
         head.extend_from_slice(format!("{} {path} HTTP/1.1\r\nhost: {authority}\r\n", req.method.as_str()).as_bytes());
         for (name, value) in req.headers.iter() {

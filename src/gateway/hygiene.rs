@@ -46,7 +46,9 @@ impl Hygiene {
     pub fn new(settings: &HygieneSettings, upstream: &UpstreamSettings) -> Self {
         let accept_encoding = upstream.strip_accept_encoding.then_some("accept-encoding");
         Hygiene {
-            request_skip: names(HOP_BY_HOP.iter().chain(CREDENTIAL_AND_OURS).copied().chain(settings.strip_request.iter().map(String::as_str)).chain(accept_encoding)),
+            request_skip: names(
+                HOP_BY_HOP.iter().chain(CREDENTIAL_AND_OURS).copied().chain(settings.strip_request.iter().map(String::as_str)).chain(accept_encoding),
+            ),
             response_skip: names(HOP_BY_HOP.iter().copied().chain(settings.strip_response.iter().map(String::as_str))),
         }
     }

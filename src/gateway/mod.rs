@@ -5,21 +5,23 @@
 
 pub mod counters;
 mod downstream;
-pub mod h2;
 mod exchange;
+pub mod h2;
 pub mod hygiene;
+pub mod probe;
 mod relay;
 mod respond;
-pub mod probe;
 
 use crate::auth::ClientTable;
 use crate::config::Settings;
+use crate::limits::{Limits, MemoryLimits};
 use crate::pool::store::StateStore;
 use crate::pool::Pool;
 use crate::telemetry::access_log::AccessLog;
 use crate::upstream::{UpstreamClient, UpstreamTarget};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use counters::{Refusals, Slots};
 use downstream::{Downstream, NextHead};
 use hygiene::Hygiene;
 use pingora::apps::ServerApp;
@@ -28,8 +30,6 @@ use pingora::server::ShutdownWatch;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use crate::limits::{Limits, MemoryLimits};
-use counters::{Refusals, Slots};
 
 /// One immutable configuration snapshot with everything built from it. Requests hold the
 /// snapshot they started with; a reload swaps in a new one.

@@ -32,7 +32,9 @@ impl Plan {
     pub fn for_request(route: &Route<'_>, head: &RequestHead, res: &ResponseHead, settings: &Settings, tls: bool) -> Plan {
         let ok = (200..300).contains(&res.status);
         let usage = match route.action {
-            Action::Generate | Action::StreamGenerate | Action::Embed | Action::OpenAiChat | Action::OpenAiEmbeddings if ok => Some(route.surface == Surface::OpenAi),
+            Action::Generate | Action::StreamGenerate | Action::Embed | Action::OpenAiChat | Action::OpenAiEmbeddings if ok => {
+                Some(route.surface == Surface::OpenAi)
+            }
             _ => None,
         };
         let capture = ok && matches!(route.action, Action::CreateResource | Action::UploadStart | Action::UploadChunk);
@@ -415,7 +417,12 @@ mod tests {
 
     #[test]
     fn upload_urls_point_back_at_the_proxy() {
-        let (url, id) = rewrite_upload_url(b"https://generativelanguage.googleapis.com/upload/v1beta/files?upload_id=ABC-1&upload_protocol=resumable", "http://127.0.0.1:8080", "").unwrap();
+        let (url, id) = rewrite_upload_url(
+            b"https://generativelanguage.googleapis.com/upload/v1beta/files?upload_id=ABC-1&upload_protocol=resumable",
+            "http://127.0.0.1:8080",
+            "",
+        )
+        .unwrap();
         assert_eq!(url, "http://127.0.0.1:8080/upload/v1beta/files?upload_id=ABC-1&upload_protocol=resumable");
         assert_eq!(id.as_deref(), Some("ABC-1"));
         let (url, _) = rewrite_upload_url(b"https://gw.example/gemini/upload/v1/files?upload_id=Z", "https://proxy.example", "/gemini").unwrap();

@@ -41,12 +41,7 @@ impl ApiError {
     }
 
     pub fn body_too_large(limit: usize) -> Self {
-        Self::new(
-            413,
-            "INVALID_ARGUMENT",
-            "REQUEST_TOO_LARGE",
-            format!("request body is larger than this proxy's limit of {limit} bytes"),
-        )
+        Self::new(413, "INVALID_ARGUMENT", "REQUEST_TOO_LARGE", format!("request body is larger than this proxy's limit of {limit} bytes"))
     }
 
     pub fn bad_gateway(message: impl Into<String>) -> Self {
@@ -151,7 +146,13 @@ fn retry_hint_in_message(msg: &str) -> Option<Duration> {
     let num_len = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
     let n: f64 = rest[..num_len].parse().ok()?;
     let unit = &rest[num_len..];
-    let secs = if unit.starts_with("ms") { n / 1000.0 } else if unit.starts_with('s') { n } else { return None };
+    let secs = if unit.starts_with("ms") {
+        n / 1000.0
+    } else if unit.starts_with('s') {
+        n
+    } else {
+        return None;
+    };
     Duration::try_from_secs_f64(secs).ok()
 }
 

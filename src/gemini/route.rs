@@ -202,10 +202,7 @@ pub fn referenced_resources(body: &[u8]) -> Vec<String> {
                 continue;
             }
             let id_start = pos + prefix.len();
-            let id_len = body[id_start..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-' || **b == b'_')
-                .count();
+            let id_len = body[id_start..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-' || **b == b'_').count();
             if id_len > 0 {
                 let name = String::from_utf8_lossy(&body[pos..id_start + id_len]).into_owned();
                 if !found.contains(&name) {

@@ -121,10 +121,7 @@ pub fn created_resource_name(body_head: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body_head).ok()?;
     let obj = v.get("file").unwrap_or(&v);
     let name = obj.get("name")?.as_str()?;
-    crate::gemini::route::OWNED_COLLECTIONS
-        .iter()
-        .any(|c| name.starts_with(c) || name.contains("/operations/"))
-        .then(|| name.to_owned())
+    crate::gemini::route::OWNED_COLLECTIONS.iter().any(|c| name.starts_with(c) || name.contains("/operations/")).then(|| name.to_owned())
 }
 
 #[cfg(test)]
@@ -149,7 +146,8 @@ mod tests {
 
     #[test]
     fn a_truncated_final_report_falls_back_to_the_previous_one() {
-        let body: &[u8] = b"data: {\"usageMetadata\":{\"promptTokenCount\":2,\"candidatesTokenCount\":4,\"totalTokenCount\":6}}\n\ndata: {\"usageMetadata\":{\"promptTok";
+        let body: &[u8] =
+            b"data: {\"usageMetadata\":{\"promptTokenCount\":2,\"candidatesTokenCount\":4,\"totalTokenCount\":6}}\n\ndata: {\"usageMetadata\":{\"promptTok";
         assert_eq!(scan(false, &[body]).unwrap().output_tokens, 4);
     }
 

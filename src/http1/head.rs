@@ -87,9 +87,7 @@ impl Fields {
             let codings: Vec<&[u8]> = te.flat_map(|v| v.split(|b| *b == b',')).map(|c| c.trim_ascii()).filter(|c| !c.is_empty()).collect();
             return match codings.as_slice() {
                 [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(Some(Framing::Chunked)),
-                _ => Err(HeadError::UnsupportedTransferCoding(
-                    codings.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(", "),
-                )),
+                _ => Err(HeadError::UnsupportedTransferCoding(codings.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(", "))),
             };
         }
         let mut length: Option<u64> = None;
@@ -267,7 +265,9 @@ mod tests {
 
     #[test]
     fn parses_in_place_and_leaves_the_body() {
-        let mut b = BytesMut::from(&b"POST /v1beta/models/x:generateContent?alt=sse&key=k HTTP/1.1\r\nHost: a\r\nX-Goog-Api-Key: t\r\nContent-Length: 4\r\n\r\nbody"[..]);
+        let mut b = BytesMut::from(
+            &b"POST /v1beta/models/x:generateContent?alt=sse&key=k HTTP/1.1\r\nHost: a\r\nX-Goog-Api-Key: t\r\nContent-Length: 4\r\n\r\nbody"[..],
+        );
         let h = RequestHead::parse(&mut b, 1024).unwrap().unwrap();
         assert_eq!(h.method(), "POST");
         assert_eq!(h.path(), "/v1beta/models/x:generateContent");

@@ -136,7 +136,11 @@ impl Limits for MemoryLimits {
         if let Some(limit) = p.tpd {
             let used = c.day.lock().unwrap_or_else(|p| p.into_inner()).used(wall);
             if used >= limit {
-                return Err(Refusal::rate("client_tpd", format!("client {} has used its {limit} tokens for today (UTC)", client.name), Duration::from_secs(secs_to_next_day(wall))));
+                return Err(Refusal::rate(
+                    "client_tpd",
+                    format!("client {} has used its {limit} tokens for today (UTC)", client.name),
+                    Duration::from_secs(secs_to_next_day(wall)),
+                ));
             }
         }
         if let Some(limit) = p.tpm {
@@ -150,7 +154,11 @@ impl Limits for MemoryLimits {
             let now_in = c.inflight.fetch_add(1, Ordering::AcqRel);
             if now_in >= limit {
                 c.inflight.fetch_sub(1, Ordering::AcqRel);
-                return Err(Refusal::rate("client_concurrency", format!("client {} already has {limit} requests in flight", client.name), Duration::from_secs(1)));
+                return Err(Refusal::rate(
+                    "client_concurrency",
+                    format!("client {} already has {limit} requests in flight", client.name),
+                    Duration::from_secs(1),
+                ));
             }
         } else {
             c.inflight.fetch_add(1, Ordering::AcqRel);

@@ -137,11 +137,8 @@ impl KeyHealth {
     /// What should survive a restart.
     pub fn durable(&self, now: Instant) -> Durable {
         let inner = self.lock();
-        let cooldowns = inner
-            .models
-            .iter()
-            .filter_map(|(m, h)| h.cooldown.filter(|(u, _, _)| *u > now).map(|(_, wall, kind)| (m.clone(), wall, kind)))
-            .collect();
+        let cooldowns =
+            inner.models.iter().filter_map(|(m, h)| h.cooldown.filter(|(u, _, _)| *u > now).map(|(_, wall, kind)| (m.clone(), wall, kind))).collect();
         Durable { disabled: inner.disabled.clone(), cooldowns }
     }
 
@@ -329,9 +326,7 @@ impl KeyHealth {
         inner
             .models
             .iter()
-            .filter(|(_, m)| {
-                m.breaker_until.is_some_and(|(u, _)| u > now) || matches!(m.cooldown, Some((u, _, CooldownKind::Unspecified)) if u > now)
-            })
+            .filter(|(_, m)| m.breaker_until.is_some_and(|(u, _)| u > now) || matches!(m.cooldown, Some((u, _, CooldownKind::Unspecified)) if u > now))
             .map(|(model, _)| model.clone())
             .collect()
     }
@@ -457,7 +452,8 @@ mod durable_tests {
         let now = Instant::now();
         let a = KeyHealth::new(Fingerprint::of(b"k"));
         a.disable(DisableReason::Leaked, "leaked");
-        let out = Outcome::Cooldown { until: now + Duration::from_secs(30), until_wall: SystemTime::now() + Duration::from_secs(30), kind: CooldownKind::Quota };
+        let out =
+            Outcome::Cooldown { until: now + Duration::from_secs(30), until_wall: SystemTime::now() + Duration::from_secs(30), kind: CooldownKind::Quota };
         a.report("m", &out, Some(429), "", &KeyHealthSettings::default(), now);
         assert!(a.take_dirty());
         assert!(!a.take_dirty());

@@ -2,11 +2,11 @@
 //! selection strategies, the rules that turn upstream answers into key outcomes, and the prober.
 //! Testable without a network.
 
+mod egress;
 pub mod health;
 pub mod outcome;
 pub mod prober;
 pub mod store;
-mod egress;
 mod wheel;
 
 use crate::config::{KeyHealthSettings, PoolSettings, Strategy};
@@ -138,9 +138,7 @@ impl Pool {
         if let Some(until) = self.egress.paused(model, now) {
             return Err(Exhausted::EgressPaused { until });
         }
-        let usable = |i: usize| {
-            !tried.contains(&(i as u32)) && self.keys[i].health.availability(model, now) == Availability::Usable
-        };
+        let usable = |i: usize| !tried.contains(&(i as u32)) && self.keys[i].health.availability(model, now) == Availability::Usable;
         let scan = |start: usize| (0..n).map(|j| (start + j) % n).find(|&i| usable(i));
         let picked = match self.strategy {
             Strategy::RoundRobin => scan(self.cursor.fetch_add(1, Ordering::Relaxed) % n),
@@ -150,18 +148,12 @@ impl Pool {
                 let start = self.cursor.fetch_add(1, Ordering::Relaxed) % w.max(1);
                 // Walk the wheel a bounded distance, then fall back to a plain scan so that a
                 // mostly-unusable pool costs O(keys), not O(total weight).
-                (0..w.min(n.max(16)))
-                    .map(|j| self.wheel[(start + j) % w] as usize)
-                    .find(|&i| usable(i))
-                    .or_else(|| scan(start % n))
+                (0..w.min(n.max(16))).map(|j| self.wheel[(start + j) % w] as usize).find(|&i| usable(i)).or_else(|| scan(start % n))
             }
             Strategy::LeastInflight => {
                 if n <= EXACT_LEAST_INFLIGHT {
                     let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
-                    (0..n)
-                        .map(|j| (start + j) % n)
-                        .filter(|&i| usable(i))
-                        .min_by_key(|&i| self.keys[i].health.inflight())
+                    (0..n).map(|j| (start + j) % n).filter(|&i| usable(i)).min_by_key(|&i| self.keys[i].health.inflight())
                 } else {
                     // Power of two choices: nearly as good as the exact minimum, O(1).
                     let mut sample = (0..8).map(|_| fastrand::usize(..n)).filter(|&i| usable(i));
@@ -245,7 +237,8 @@ impl Exhausted {
     pub fn to_api_error(&self, model: &str, now: Instant, policy: &KeyHealthSettings) -> ApiError {
         let for_model = if model.is_empty() { String::new() } else { format!(" for model {model}") };
         match self {
-            Exhausted::Empty => ApiError::new(503, "UNAVAILABLE", "NO_KEYS", "the proxy's key pool is empty: add keys to the configuration").with_retry_after(policy.probe_interval.as_secs()),
+            Exhausted::Empty => ApiError::new(503, "UNAVAILABLE", "NO_KEYS", "the proxy's key pool is empty: add keys to the configuration")
+                .with_retry_after(policy.probe_interval.as_secs()),
             Exhausted::EgressPaused { until } => ApiError::new(
                 429,
                 "RESOURCE_EXHAUSTED",

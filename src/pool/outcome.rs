@@ -82,7 +82,11 @@ pub enum FailureKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Ok,
-    Cooldown { until: Instant, until_wall: SystemTime, kind: CooldownKind },
+    Cooldown {
+        until: Instant,
+        until_wall: SystemTime,
+        kind: CooldownKind,
+    },
     Disable(DisableReason),
     Failure(FailureKind),
     /// The client's own mistake (bad request, unknown model): says nothing about the key.
@@ -147,11 +151,7 @@ pub fn classify(status: u16, error: Option<&UpstreamError>, policy: &KeyHealthSe
         },
         403 => match error {
             Some(e) if e.message.contains("reported as leaked") => Outcome::Disable(DisableReason::Leaked),
-            Some(e) => KEY_LEVEL_403
-                .iter()
-                .find(|(r, _)| e.has_reason(r))
-                .map(|(_, why)| Outcome::Disable(*why))
-                .unwrap_or(Outcome::ClientError),
+            Some(e) => KEY_LEVEL_403.iter().find(|(r, _)| e.has_reason(r)).map(|(_, why)| Outcome::Disable(*why)).unwrap_or(Outcome::ClientError),
             None => Outcome::ClientError,
         },
         500 | 502 | 503 | 504 => Outcome::Failure(FailureKind::ServerError),
@@ -174,7 +174,9 @@ mod tests {
     #[test]
     fn rate_limits_cool_for_the_retry_delay() {
         let now = Instant::now();
-        let e = err(r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"x","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}"#);
+        let e = err(
+            r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"x","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}"#,
+        );
         match classify(429, Some(&e), &policy(), now) {
             Outcome::Cooldown { until, kind, .. } => {
                 assert_eq!(until - now, Duration::from_secs(37));
@@ -194,7 +196,9 @@ mod tests {
     #[test]
     fn daily_quota_cools_until_the_pacific_reset() {
         let now = Instant::now();
-        let e = err(r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"x","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"5s"}]}}"#);
+        let e = err(
+            r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"x","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"5s"}]}}"#,
+        );
         match classify(429, Some(&e), &policy(), now) {
             Outcome::Cooldown { until, until_wall, kind } => {
                 assert_eq!(kind, CooldownKind::DailyQuota);
@@ -210,15 +214,20 @@ mod tests {
     #[test]
     fn key_errors_disable_and_client_errors_pass() {
         let now = Instant::now();
-        let invalid = err(r#"{"error":{"code":400,"status":"INVALID_ARGUMENT","message":"API key not valid.","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#);
+        let invalid = err(
+            r#"{"error":{"code":400,"status":"INVALID_ARGUMENT","message":"API key not valid.","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#,
+        );
         assert_eq!(classify(400, Some(&invalid), &policy(), now), Outcome::Disable(DisableReason::InvalidKey));
         let bad = err(r#"{"error":{"code":400,"status":"INVALID_ARGUMENT","message":"Invalid JSON payload"}}"#);
         assert_eq!(classify(400, Some(&bad), &policy(), now), Outcome::ClientError);
         let leaked = err(r#"{"error":{"code":403,"status":"PERMISSION_DENIED","message":"Your API key was reported as leaked. Please use another API key."}}"#);
         assert_eq!(classify(403, Some(&leaked), &policy(), now), Outcome::Disable(DisableReason::Leaked));
-        let suspended = err(r#"{"error":{"code":403,"status":"PERMISSION_DENIED","message":"Permission denied: Consumer has been suspended.","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"CONSUMER_SUSPENDED"}]}}"#);
+        let suspended = err(
+            r#"{"error":{"code":403,"status":"PERMISSION_DENIED","message":"Permission denied: Consumer has been suspended.","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"CONSUMER_SUSPENDED"}]}}"#,
+        );
         assert_eq!(classify(403, Some(&suspended), &policy(), now), Outcome::Disable(DisableReason::Suspended));
-        let file = err(r#"{"error":{"code":403,"status":"PERMISSION_DENIED","message":"You do not have permission to access the File abc or it may not exist."}}"#);
+        let file =
+            err(r#"{"error":{"code":403,"status":"PERMISSION_DENIED","message":"You do not have permission to access the File abc or it may not exist."}}"#);
         assert_eq!(classify(403, Some(&file), &policy(), now), Outcome::ClientError);
         assert_eq!(classify(404, None, &policy(), now), Outcome::ClientError);
         assert_eq!(classify(503, None, &policy(), now), Outcome::Failure(FailureKind::ServerError));

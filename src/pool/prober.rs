@@ -85,7 +85,13 @@ mod tests {
 
     fn key(secret: &str) -> PoolKey {
         let s = Secret::new(secret);
-        PoolKey { name: "k".into(), fingerprint_label: s.fingerprint().to_string().into(), health: Arc::new(KeyHealth::new(s.fingerprint())), secret: s, weight: 1 }
+        PoolKey {
+            name: "k".into(),
+            fingerprint_label: s.fingerprint().to_string().into(),
+            health: Arc::new(KeyHealth::new(s.fingerprint())),
+            secret: s,
+            weight: 1,
+        }
     }
 
     fn policy() -> KeyHealthSettings {
@@ -122,7 +128,11 @@ mod tests {
     #[tokio::test]
     async fn explicit_quota_cooldowns_are_not_probed() {
         let cooling = key("q");
-        let out = Outcome::Cooldown { until: Instant::now() + Duration::from_secs(60), until_wall: std::time::SystemTime::now(), kind: crate::pool::outcome::CooldownKind::Quota };
+        let out = Outcome::Cooldown {
+            until: Instant::now() + Duration::from_secs(60),
+            until_wall: std::time::SystemTime::now(),
+            kind: crate::pool::outcome::CooldownKind::Quota,
+        };
         cooling.health.report("m", &out, Some(429), "quota", &policy(), Instant::now());
         let fake = Fake(ProbeResult::Works, AtomicUsize::new(0));
         assert_eq!(probe_round([&cooling].into_iter(), &fake, "m").await, 0);

@@ -11,11 +11,7 @@ fn policy() -> KeyHealthSettings {
 }
 
 fn pool(strategy: Strategy, weights: &[u32], store: &MemoryStore) -> Pool {
-    let keys = weights
-        .iter()
-        .enumerate()
-        .map(|(i, w)| KeySettings { name: format!("k{i}"), secret: Secret::new(format!("secret-{i}")), weight: *w })
-        .collect();
+    let keys = weights.iter().enumerate().map(|(i, w)| KeySettings { name: format!("k{i}"), secret: Secret::new(format!("secret-{i}")), weight: *w }).collect();
     Pool::build(&PoolSettings { name: "p".into(), strategy, keys }, store)
 }
 

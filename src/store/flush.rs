@@ -298,7 +298,8 @@ pub(crate) mod tests {
         st.disabled = Some(crate::store::PersistedDisable { reason: "invalid".into(), message: "API key not valid".into(), since_ms: 2, manual: false });
         keys.insert(st.fingerprint.clone(), st.clone());
         commit(&mut conn, &path, &[], &keys).expect("commit");
-        let (n, disabled): (i64, Option<String>) = conn.query_row("SELECT count(*), max(disabled) FROM key_state", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("row");
+        let (n, disabled): (i64, Option<String>) =
+            conn.query_row("SELECT count(*), max(disabled) FROM key_state", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("row");
         assert_eq!(n, 1);
         assert!(disabled.expect("disabled").contains("API key not valid"));
     }

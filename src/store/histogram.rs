@@ -191,7 +191,11 @@ mod tests {
         let mut all = Histogram::default();
         for i in 0..500 {
             let v = (i as f64) * 3.7;
-            if i % 3 == 0 { a.record(v) } else { b.record(v) }
+            if i % 3 == 0 {
+                a.record(v)
+            } else {
+                b.record(v)
+            }
             all.record(v);
         }
         a.merge(&b);

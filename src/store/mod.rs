@@ -26,8 +26,8 @@ mod crash_tests;
 
 pub use error::StoreError;
 pub use types::{
-    AuditQuery, AuditRow, ConfigVersion, ConfigVersionMeta, GroupTotal, MinutePoint, PersistedCooldown, PersistedDisable,
-    PersistedKeyState, RequestQuery, RequestRow, Retention, StatsQuery, StatusFilter, StoreHealth, Totals, UsageCounts,
+    AuditQuery, AuditRow, ConfigVersion, ConfigVersionMeta, GroupTotal, MinutePoint, PersistedCooldown, PersistedDisable, PersistedKeyState, RequestQuery,
+    RequestRow, Retention, StatsQuery, StatusFilter, StoreHealth, Totals, UsageCounts,
 };
 pub use writer::{StoreWriter, FLUSH_WAIT};
 

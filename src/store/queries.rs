@@ -44,10 +44,9 @@ impl Filter {
     fn key(&mut self, name_col: &str, fp_col: &str, key: &Option<String>) {
         let Some(key) = key else { return };
         match fingerprint_form(key) {
-            Some(fp) => self.and(
-                &format!("{name_col} = ? OR substr({fp_col}, 1, ?) = ?"),
-                [Value::Text(key.clone()), Value::Integer(fp.len() as i64), Value::Text(fp)],
-            ),
+            Some(fp) => {
+                self.and(&format!("{name_col} = ? OR substr({fp_col}, 1, ?) = ?"), [Value::Text(key.clone()), Value::Integer(fp.len() as i64), Value::Text(fp)])
+            }
             None => self.and(&format!("{name_col} = ?"), [Value::Text(key.clone())]),
         }
     }
@@ -175,13 +174,7 @@ fn timeseries(conn: &Connection, path: &Path, q: &StatsQuery) -> Result<Vec<Minu
 }
 
 fn point((minute_ms, counts, h): (i64, UsageCounts, Histogram)) -> MinutePoint {
-    MinutePoint {
-        minute_ms,
-        counts,
-        latency_p50_ms: h.quantile(0.50),
-        latency_p95_ms: h.quantile(0.95),
-        latency_p99_ms: h.quantile(0.99),
-    }
+    MinutePoint { minute_ms, counts, latency_p50_ms: h.quantile(0.50), latency_p95_ms: h.quantile(0.95), latency_p99_ms: h.quantile(0.99) }
 }
 
 fn totals(conn: &Connection, path: &Path, q: &StatsQuery) -> Result<Totals, StoreError> {
@@ -226,9 +219,7 @@ fn groups(conn: &Connection, path: &Path, f: &Filter, group_col: &str, name_col:
 fn load_key_states(conn: &Connection, path: &Path) -> Result<Vec<PersistedKeyState>, StoreError> {
     let mut stmt = conn.prepare("SELECT fingerprint, name, disabled, cooldowns, updated_ms FROM key_state").ctx("prepare the key-state load", path)?;
     let rows = stmt
-        .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?))
-        })
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?)))
         .ctx("load key states", path)?;
     let mut out = Vec::new();
     for row in rows {
@@ -316,7 +307,14 @@ mod tests {
         let mut retried = record(T0 + 62_000, 5, Some("k1"), Some("app"), flash, 200, 100.0);
         retried.attempts.insert(
             0,
-            AttemptRecord { key: Arc::from("k2"), fingerprint: Secret::new("AIza-k2").fingerprint(), fingerprint_label: Arc::from("x"), outcome: "rate_limited", status: Some(429), ms: 5.0 },
+            AttemptRecord {
+                key: Arc::from("k2"),
+                fingerprint: Secret::new("AIza-k2").fingerprint(),
+                fingerprint_label: Arc::from("x"),
+                outcome: "rate_limited",
+                status: Some(429),
+                ms: 5.0,
+            },
         );
         let batch: Vec<AccessRecord> = vec![
             record(T0 + 1000, 1, Some("k1"), Some("app"), flash, 200, 10.0),
@@ -368,7 +366,13 @@ mod tests {
         assert_eq!(q(&|q| q.key = Some(format!("{fp}0"))), Vec::<u64>::new(), "too long to be a fingerprint");
         assert_eq!(q(&|q| q.from_ms = Some(T0 + 61_000)), vec![5, 4]);
         assert_eq!(q(&|q| q.to_ms = Some(T0 + 61_000)), vec![3, 2, 1]);
-        assert_eq!(q(&|q| { q.client = Some("app".into()); q.status = Some(StatusFilter::Class(2)) }), vec![5, 1]);
+        assert_eq!(
+            q(&|q| {
+                q.client = Some("app".into());
+                q.status = Some(StatusFilter::Class(2))
+            }),
+            vec![5, 1]
+        );
         // Paging: the second page starts below the last id of the first.
         let page1 = s.requests(&RequestQuery { limit: 2, ..RequestQuery::default() }).expect("page 1");
         let page2 = s.requests(&RequestQuery { limit: 2, before_id: page1.last().map(|r| r.id), ..RequestQuery::default() }).expect("page 2");
@@ -411,7 +415,10 @@ mod tests {
         assert_eq!(points.len(), 2);
         let (a, b) = (&points[0], &points[1]);
         assert_eq!(a.minute_ms, T0);
-        assert_eq!((a.counts.requests, a.counts.ok, a.counts.client_errors, a.counts.rate_limited, a.counts.server_errors, a.counts.retries), (3, 1, 1, 1, 0, 0));
+        assert_eq!(
+            (a.counts.requests, a.counts.ok, a.counts.client_errors, a.counts.rate_limited, a.counts.server_errors, a.counts.retries),
+            (3, 1, 1, 1, 0, 0)
+        );
         assert_eq!((a.counts.input_tokens, a.counts.output_tokens), (30, 60));
         // Latencies 0.3, 10 and 20 ms: the median is 10.
         assert!(close(a.latency_p50_ms, 10.0), "{a:?}");
@@ -436,7 +443,10 @@ mod tests {
     fn totals_and_top_groups() {
         let (_dir, s) = store_with_requests();
         let t = s.totals(&StatsQuery { from_ms: T0, to_ms: T0 + 120_000, ..StatsQuery::default() }).expect("totals");
-        assert_eq!((t.counts.requests, t.counts.ok, t.counts.client_errors, t.counts.rate_limited, t.counts.server_errors, t.counts.retries), (5, 2, 1, 1, 1, 1));
+        assert_eq!(
+            (t.counts.requests, t.counts.ok, t.counts.client_errors, t.counts.rate_limited, t.counts.server_errors, t.counts.retries),
+            (5, 2, 1, 1, 1, 1)
+        );
         assert_eq!((t.counts.input_tokens, t.counts.output_tokens), (50, 100));
         let names = |g: &[GroupTotal]| g.iter().map(|g| (g.name.clone(), g.requests)).collect::<Vec<_>>();
         assert_eq!(names(&t.by_model), vec![("gemini-2.5-flash".into(), 3), (String::new(), 1), ("gemini-2.5-pro".into(), 1)]);

@@ -122,8 +122,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     for m in MIGRATIONS {
         let fail = |source| StoreError::Migration { path: path.to_path_buf(), version: m.version, name: m.name, source };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
-        let done: Option<i64> =
-            tx.query_row("SELECT version FROM schema_version WHERE version = ?1", [m.version], |r| r.get(0)).optional().map_err(fail)?;
+        let done: Option<i64> = tx.query_row("SELECT version FROM schema_version WHERE version = ?1", [m.version], |r| r.get(0)).optional().map_err(fail)?;
         if done.is_some() {
             continue;
         }
@@ -173,8 +172,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE audit_log (x)").expect("sabotage");
         let err = migrate(&mut conn, &path).expect_err("must fail");
         assert!(matches!(err, StoreError::Migration { version: 1, .. }), "{err}");
-        let tables: i64 =
-            conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'request_log'", [], |r| r.get(0)).expect("count");
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'request_log'", [], |r| r.get(0)).expect("count");
         assert_eq!(tables, 0);
         assert_eq!(current_version(&conn, &path).expect("version"), 0);
     }

@@ -149,7 +149,16 @@ pub struct UsageCounts {
 impl UsageCounts {
     /// Every counter, in the order of the stored columns.
     pub fn fields_mut(&mut self) -> [&mut u64; 8] {
-        [&mut self.requests, &mut self.ok, &mut self.client_errors, &mut self.rate_limited, &mut self.server_errors, &mut self.retries, &mut self.input_tokens, &mut self.output_tokens]
+        [
+            &mut self.requests,
+            &mut self.ok,
+            &mut self.client_errors,
+            &mut self.rate_limited,
+            &mut self.server_errors,
+            &mut self.retries,
+            &mut self.input_tokens,
+            &mut self.output_tokens,
+        ]
     }
 
     /// Every counter, in the order of the stored columns.

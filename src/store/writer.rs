@@ -347,8 +347,8 @@ fn drain(rx: &Receiver<Box<AccessRecord>>, batch: &mut Vec<AccessRecord>, cap: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::flush::tests::record;
     use crate::store::error::Context;
+    use crate::store::flush::tests::record;
     use crate::store::{PersistedDisable, RequestQuery, Store};
 
     fn store() -> (tempfile::TempDir, Store) {

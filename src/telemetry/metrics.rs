@@ -63,19 +63,40 @@ fn status_class(status: u16) -> &'static str {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("gemini_proxy".into()), None).expect("valid registry prefix");
-        let requests = IntCounterVec::new(Opts::new("requests_total", "Requests answered, by status class, model and client"), &["status_class", "model", "client"]).expect("valid metric");
-        let duration = HistogramVec::new(HistogramOpts::new("request_duration_seconds", "Total request latency").buckets(LATENCY_BUCKETS.to_vec()), &["model"]).expect("valid metric");
-        let first_byte = HistogramVec::new(HistogramOpts::new("first_byte_seconds", "Time until the response head reached the client").buckets(LATENCY_BUCKETS.to_vec()), &["model"]).expect("valid metric");
-        let attempts = IntCounterVec::new(Opts::new("upstream_attempts_total", "Upstream attempts by key name and outcome"), &["key", "outcome"]).expect("valid metric");
-        let tokens = IntCounterVec::new(Opts::new("tokens_total", "Tokens consumed, by direction (input, output), model and client"), &["direction", "model", "client"]).expect("valid metric");
+        let requests =
+            IntCounterVec::new(Opts::new("requests_total", "Requests answered, by status class, model and client"), &["status_class", "model", "client"])
+                .expect("valid metric");
+        let duration = HistogramVec::new(HistogramOpts::new("request_duration_seconds", "Total request latency").buckets(LATENCY_BUCKETS.to_vec()), &["model"])
+            .expect("valid metric");
+        let first_byte = HistogramVec::new(
+            HistogramOpts::new("first_byte_seconds", "Time until the response head reached the client").buckets(LATENCY_BUCKETS.to_vec()),
+            &["model"],
+        )
+        .expect("valid metric");
+        let attempts =
+            IntCounterVec::new(Opts::new("upstream_attempts_total", "Upstream attempts by key name and outcome"), &["key", "outcome"]).expect("valid metric");
+        let tokens =
+            IntCounterVec::new(Opts::new("tokens_total", "Tokens consumed, by direction (input, output), model and client"), &["direction", "model", "client"])
+                .expect("valid metric");
         let inflight = IntGaugeVec::new(Opts::new("inflight_requests", "Requests being handled"), &[]).expect("valid metric");
-        let key_state = IntGaugeVec::new(Opts::new("key_state", "1 for the current state of each key per model (model \"*\": all models)"), &["pool", "key", "model", "state"]).expect("valid metric");
+        let key_state = IntGaugeVec::new(
+            Opts::new("key_state", "1 for the current state of each key per model (model \"*\": all models)"),
+            &["pool", "key", "model", "state"],
+        )
+        .expect("valid metric");
         let keys = IntGaugeVec::new(Opts::new("keys", "Keys per pool and state"), &["pool", "state"]).expect("valid metric");
-        let dropped = IntCounterVec::new(Opts::new("dropped_records_total", "Records dropped because a writer (access log, state store) could not keep up"), &["sink"]).expect("valid metric");
-        let refusals = IntCounterVec::new(Opts::new("refusals_total", "Requests and connections refused by access rules and limits, by reason"), &["reason"]).expect("valid metric");
+        let dropped =
+            IntCounterVec::new(Opts::new("dropped_records_total", "Records dropped because a writer (access log, state store) could not keep up"), &["sink"])
+                .expect("valid metric");
+        let refusals = IntCounterVec::new(Opts::new("refusals_total", "Requests and connections refused by access rules and limits, by reason"), &["reason"])
+            .expect("valid metric");
         let connections = IntGaugeVec::new(Opts::new("open_connections", "Client connections open"), &[]).expect("valid metric");
         let streams = IntGaugeVec::new(Opts::new("open_streams", "Streamed responses in flight"), &[]).expect("valid metric");
-        let cert_expiry = prometheus::GaugeVec::new(Opts::new("certificate_expiry_seconds", "Seconds until each served certificate expires (negative once expired)"), &["name"]).expect("valid metric");
+        let cert_expiry = prometheus::GaugeVec::new(
+            Opts::new("certificate_expiry_seconds", "Seconds until each served certificate expires (negative once expired)"),
+            &["name"],
+        )
+        .expect("valid metric");
         registry.register(Box::new(cert_expiry.clone())).expect("unique metric");
         let reloads = IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads by result"), &["result"]).expect("valid metric");
         for c in [&requests, &attempts, &tokens, &reloads, &dropped, &refusals] {
@@ -90,7 +111,26 @@ impl Metrics {
         let build = IntGaugeVec::new(Opts::new("build_info", "Build information"), &["version"]).expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(build)).expect("unique metric");
-        Metrics { registry, requests, duration, first_byte, attempts, tokens, inflight, key_state, keys, dropped, dropped_seen: Mutex::new(Default::default()), refusals, refusals_seen: Mutex::new(Default::default()), connections, streams, cert_expiry, reloads, models: Mutex::new(HashSet::new()) }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            first_byte,
+            attempts,
+            tokens,
+            inflight,
+            key_state,
+            keys,
+            dropped,
+            dropped_seen: Mutex::new(Default::default()),
+            refusals,
+            refusals_seen: Mutex::new(Default::default()),
+            connections,
+            streams,
+            cert_expiry,
+            reloads,
+            models: Mutex::new(HashSet::new()),
+        }
     }
 
     fn model_label(&self, model: Option<&str>) -> String {

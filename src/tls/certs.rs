@@ -101,7 +101,8 @@ fn asn1_time(t: x509_parser::time::ASN1Time) -> SystemTime {
 /// Reads names, issuer and validity out of a DER certificate.
 pub fn describe(der: &CertificateDer<'_>, what: &str) -> Result<CertInfo, CertError> {
     use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Invalid { what: what.to_owned(), message: format!("not an X.509 certificate: {e}") })?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| CertError::Invalid { what: what.to_owned(), message: format!("not an X.509 certificate: {e}") })?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {

@@ -218,7 +218,13 @@ mod tests {
 
     fn entry(name: &str, names: &[&str], default: bool) -> Entry {
         let c = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        Entry { name: name.into(), source: Source::File, loaded: from_pem(c.cert.pem().as_bytes(), c.signing_key.serialize_pem().as_bytes(), name).unwrap(), last_renewal: None, default }
+        Entry {
+            name: name.into(),
+            source: Source::File,
+            loaded: from_pem(c.cert.pem().as_bytes(), c.signing_key.serialize_pem().as_bytes(), name).unwrap(),
+            last_renewal: None,
+            default,
+        }
     }
 
     fn same(a: &Option<Arc<CertifiedKey>>, b: &Entry) -> bool {

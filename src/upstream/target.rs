@@ -27,12 +27,7 @@ impl UpstreamTarget {
             Ok(ip) => vec![SocketAddr::new(ip, settings.port)],
             Err(_) => Vec::new(),
         };
-        UpstreamTarget {
-            settings,
-            addrs: ArcSwap::from_pointee(addrs),
-            next: AtomicUsize::new(0),
-            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
-        }
+        UpstreamTarget { settings, addrs: ArcSwap::from_pointee(addrs), next: AtomicUsize::new(0), generation: GENERATIONS.fetch_add(1, Ordering::Relaxed) }
     }
 
     /// Whether the same upstream is meant (same host, port and scheme).

@@ -125,13 +125,27 @@ async fn models_and_pools_are_restricted_per_client() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let with_pool = |pool: &'static str| client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).header("x-gemini-proxy-pool", pool).json(&generate_body("x")).send();
+    let with_pool = |pool: &'static str| {
+        client()
+            .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+            .header("x-goog-api-key", TOKEN)
+            .header("x-gemini-proxy-pool", pool)
+            .json(&generate_body("x"))
+            .send()
+    };
     assert_eq!(with_pool("default").await.unwrap().status(), 200);
     let (status, _, v) = error_of(with_pool("batch").await.unwrap()).await;
     assert_eq!((status, reason(&v)), (403, "POOL_NOT_ALLOWED"));
     assert_eq!(with_pool("nope").await.unwrap().status(), 400);
     // Bob has no pool restriction: he may pick the batch pool.
-    let r = client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN_BOB).header("x-gemini-proxy-pool", "batch").json(&generate_body("x")).send().await.unwrap();
+    let r = client()
+        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", TOKEN_BOB)
+        .header("x-gemini-proxy-pool", "batch")
+        .json(&generate_body("x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "without a pools list a client uses the first pool only");
     assert!(s.mock.requests().iter().all(|r| r.header("x-gemini-proxy-pool").is_none()), "the pool header is not forwarded");
 }
@@ -156,7 +170,8 @@ async fn per_address_and_global_rates() {
 #[tokio::test(flavor = "multi_thread")]
 async fn denied_addresses_are_dropped_at_accept() {
     let s = setup_with(&["AIzaA"], |t| t.replace("[admin]", "[access]\ndeny = [\"127.0.0.0/8\"]\n\n[admin]")).await;
-    let out = raw_exchange(s.proxy.addr, format!("GET /v1beta/models HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\n\r\n").as_bytes(), Duration::from_secs(3));
+    let out =
+        raw_exchange(s.proxy.addr, format!("GET /v1beta/models HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\n\r\n").as_bytes(), Duration::from_secs(3));
     assert!(out.is_empty(), "a denied peer gets no answer at all: {out:?}");
     assert!(s.mock.requests().is_empty());
     let access = client().get(s.proxy.admin_url("/api/v1/access")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json::<Value>().await.unwrap();
@@ -166,7 +181,14 @@ async fn denied_addresses_are_dropped_at_accept() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarded_clients_are_checked_behind_trusted_proxies_only() {
     let s = setup_with(&["AIzaA"], |t| t.replace("[admin]", "[access]\nallow = [\"198.51.100.0/24\"]\ntrusted_proxies = [\"127.0.0.1\"]\n\n[admin]")).await;
-    let with_xff = |xff: &'static str| client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).header("x-forwarded-for", xff).json(&generate_body("x")).send();
+    let with_xff = |xff: &'static str| {
+        client()
+            .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+            .header("x-goog-api-key", TOKEN)
+            .header("x-forwarded-for", xff)
+            .json(&generate_body("x"))
+            .send()
+    };
     assert_eq!(with_xff("198.51.100.7").await.unwrap().status(), 200);
     assert_eq!(with_xff("203.0.113.1, 198.51.100.7").await.unwrap().status(), 200, "the nearest untrusted hop is the client");
     let (status, _, v) = error_of(with_xff("203.0.113.1").await.unwrap()).await;
@@ -182,7 +204,15 @@ async fn connection_and_stream_limits() {
     let stream = tokio::spawn({
         let url = s.proxy.url("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
         async move {
-            let r = client().post(url).header("x-goog-api-key", TOKEN).header("x-mock-chunks", "5").header("x-mock-chunk-delay-ms", "200").json(&generate_body("s")).send().await.unwrap();
+            let r = client()
+                .post(url)
+                .header("x-goog-api-key", TOKEN)
+                .header("x-mock-chunks", "5")
+                .header("x-mock-chunk-delay-ms", "200")
+                .json(&generate_body("s"))
+                .send()
+                .await
+                .unwrap();
             r.text().await.unwrap()
         }
     });
@@ -367,14 +397,24 @@ async fn jwt_clients_and_every_bad_token() {
     // Static tokens still work beside JWTs.
     assert_eq!(generate(&p, "gemini-2.5-flash").await.status(), 200);
     let metrics = client().get(p.admin_url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("gemini_proxy_refusals_total{reason=\"invalid_jwt\"} 8"), "{}", metrics.lines().filter(|l| l.contains("refusals")).collect::<Vec<_>>().join("\n"));
+    assert!(
+        metrics.contains("gemini_proxy_refusals_total{reason=\"invalid_jwt\"} 8"),
+        "{}",
+        metrics.lines().filter(|l| l.contains("refusals")).collect::<Vec<_>>().join("\n")
+    );
     assert!(metrics.contains("gemini_proxy_refusals_total{reason=\"client_rpm\"}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_change_at_once_over_the_admin_api() {
     let s = setup(&["AIzaA"]).await;
-    let r = client().patch(s.proxy.admin_url("/api/v1/clients/alice")).bearer_auth(ADMIN_TOKEN).json(&json!({"rpm": 1, "models": ["gemini-*"]})).send().await.unwrap();
+    let r = client()
+        .patch(s.proxy.admin_url("/api/v1/clients/alice"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"rpm": 1, "models": ["gemini-*"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
     assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 429);

@@ -208,7 +208,8 @@ async fn config_routes_validate_replace_version_diff_and_roll_back() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let audit = get(&s.proxy, "/api/v1/audit").await;
-        let entries: Vec<(String, String)> = audit.as_array().unwrap().iter().map(|a| (a["action"].as_str().unwrap().to_owned(), a["actor"].as_str().unwrap().to_owned())).collect();
+        let entries: Vec<(String, String)> =
+            audit.as_array().unwrap().iter().map(|a| (a["action"].as_str().unwrap().to_owned(), a["actor"].as_str().unwrap().to_owned())).collect();
         let replaced = entries.iter().any(|(a, who)| a == "config.replace" && who.starts_with("token@"));
         let reloaded = entries.iter().any(|(a, who)| a == "config.reload" && who == "signal:SIGHUP");
         if replaced && reloaded {
@@ -281,7 +282,13 @@ async fn client_routes_create_use_update_revoke() {
     assert_eq!(st, 201, "{v}");
     let token = v["token"].as_str().unwrap().to_owned();
     assert!(!std::fs::read_to_string(&s.proxy.config_path).unwrap().contains(&token), "only the hash is stored");
-    let r = client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", &token).json(&generate_body("hi")).send().await.unwrap();
+    let r = client()
+        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", &token)
+        .json(&generate_body("hi"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "the new token works at once");
     let names: Vec<String> = get(&s.proxy, "/api/v1/clients").await.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, vec!["alice", "bob", "carol"]);
@@ -293,7 +300,13 @@ async fn client_routes_create_use_update_revoke() {
     assert_eq!(st, 200);
     let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
     assert_eq!(st, 200);
-    let r = client().post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", &token).json(&generate_body("hi")).send().await.unwrap();
+    let r = client()
+        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", &token)
+        .json(&generate_body("hi"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "a revoked token stops working at once");
     let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
     assert_eq!(st, 404);
@@ -308,7 +321,7 @@ async fn stats_request_log_and_readiness() {
     }
     assert_eq!(generate(&s.proxy, "no-such-model").await.status(), 404);
     client().get(s.proxy.url("/v1beta/models")).send().await.unwrap(); // 401
-    // Records reach SQLite within a flush interval.
+                                                                       // Records reach SQLite within a flush interval.
     let deadline = Instant::now() + Duration::from_secs(5);
     let rows = loop {
         let rows = get(&s.proxy, "/api/v1/requests").await;
@@ -334,7 +347,12 @@ async fn stats_request_log_and_readiness() {
     let id = rows[1]["id"].as_i64().unwrap();
     let one = get(&s.proxy, &format!("/api/v1/requests/{id}")).await;
     assert_eq!(one["id"], id);
-    let retried = rows.as_array().unwrap().iter().find(|r| r["attempts"].as_array().is_some_and(|a| a.len() == 2)).expect("the retried request is logged with its attempts");
+    let retried = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempts"].as_array().is_some_and(|a| a.len() == 2))
+        .expect("the retried request is logged with its attempts");
     assert_eq!(retried["attempts"][0]["outcome"], "rate_limited");
 
     let points = get(&s.proxy, "/api/v1/stats/timeseries").await;
@@ -424,7 +442,14 @@ async fn a_reload_under_streaming_load_fails_no_request_and_a_removed_key_stops_
         workers.push(tokio::spawn(async move {
             let (mut ok, mut failed) = (0u32, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = client().post(&url).header("x-goog-api-key", TOKEN).header("x-mock-chunks", "4").header("x-mock-chunk-delay-ms", "30").json(&generate_body("go")).send().await;
+                let r = client()
+                    .post(&url)
+                    .header("x-goog-api-key", TOKEN)
+                    .header("x-mock-chunks", "4")
+                    .header("x-mock-chunk-delay-ms", "30")
+                    .json(&generate_body("go"))
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status() == 200 => match r.text().await {
                         Ok(body) if body.matches("data: ").count() == 4 => ok += 1,

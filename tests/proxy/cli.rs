@@ -56,7 +56,12 @@ async fn zero_config_from_environment_serves_on_8080() {
     let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
     let addr = "127.0.0.1:8080".parse().unwrap();
     let upstream = mock.base_url();
-    let proxy = Proxy::start_cmd(addr, None, &[], &[("GEMINI_API_KEYS", "AIzaENV1,AIzaENV2"), ("GEMINI_PROXY_TOKENS", "gp-env-token"), ("GEMINI_PROXY_UPSTREAM", &upstream)]);
+    let proxy = Proxy::start_cmd(
+        addr,
+        None,
+        &[],
+        &[("GEMINI_API_KEYS", "AIzaENV1,AIzaENV2"), ("GEMINI_PROXY_TOKENS", "gp-env-token"), ("GEMINI_PROXY_UPSTREAM", &upstream)],
+    );
     let r = client()
         .post("http://127.0.0.1:8080/v1beta/models/gemini-2.5-flash:generateContent")
         .header("x-goog-api-key", "gp-env-token")

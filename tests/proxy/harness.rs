@@ -1,7 +1,6 @@
 //! Test harness: starts the real `gemini-proxy` binary on a free loopback port against an
 //! in-process mock Gemini, and gives tests its address, its access log and its diagnostics.
 
-
 use mock_gemini::{MockConfig, MockGemini};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

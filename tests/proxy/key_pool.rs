@@ -22,8 +22,10 @@ async fn round_robin_spreads_requests_over_keys() {
 async fn weighted_strategy_follows_weights() {
     let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
     let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let toml = config(addr, &mock.base_url(), &[])
-        .replace("keys = []", "strategy = \"weighted\"\nkeys = [{ key = \"AIzaLIGHT\", name = \"light\" }, { key = \"AIzaHEAVY\", name = \"heavy\", weight = 3 }]");
+    let toml = config(addr, &mock.base_url(), &[]).replace(
+        "keys = []",
+        "strategy = \"weighted\"\nkeys = [{ key = \"AIzaLIGHT\", name = \"light\" }, { key = \"AIzaHEAVY\", name = \"heavy\", weight = 3 }]",
+    );
     let proxy = Proxy::start_config(addr, &toml);
     for _ in 0..40 {
         assert_eq!(generate(&proxy, "gemini-2.5-flash").await.status(), 200);
@@ -218,7 +220,10 @@ async fn a_daily_quota_benches_the_key_until_the_pacific_reset() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_upstream_is_a_502_after_every_attempt() {
     let closed = free_port();
-    let s = setup_with(&["AIzaA", "AIzaB"], |t| t.replace("base_url = \"http://127.0.0.1:", &format!("base_url = \"http://127.0.0.1:{closed}\" # was ")).replace("#was", "")).await;
+    let s = setup_with(&["AIzaA", "AIzaB"], |t| {
+        t.replace("base_url = \"http://127.0.0.1:", &format!("base_url = \"http://127.0.0.1:{closed}\" # was ")).replace("#was", "")
+    })
+    .await;
     let started = std::time::Instant::now();
     let r = generate(&s.proxy, "gemini-2.5-flash").await;
     assert_eq!(r.status(), 502);

@@ -11,5 +11,5 @@ mod key_pool;
 mod lifecycle;
 mod streaming;
 mod tls;
-mod upstream_tls;
 mod uploads;
+mod upstream_tls;

@@ -33,7 +33,14 @@ fn provider() -> Arc<CryptoProvider> {
 struct AcceptAny(Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
@@ -72,7 +79,8 @@ async fn connect(addr: SocketAddr, sni: Option<&str>, config: Arc<ClientConfig>)
         Some(n) => ServerName::try_from(n.to_owned()).map_err(|e| e.to_string())?,
         None => ServerName::IpAddress(addr.ip().into()),
     };
-    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await.map_err(|_| "connect timed out".to_owned())?.map_err(|e| e.to_string())?;
+    let tcp =
+        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await.map_err(|_| "connect timed out".to_owned())?.map_err(|e| e.to_string())?;
     let handshake = TlsConnector::from(config).connect(name, tcp);
     tokio::time::timeout(Duration::from_secs(10), handshake).await.map_err(|_| "handshake timed out".to_owned())?.map_err(|e| e.to_string())
 }
@@ -119,7 +127,8 @@ async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, Vec<
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
-    let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().expect("content-length")).expect("a content-length response");
+    let len: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().expect("content-length")).expect("a content-length response");
     while buf.len() < head_end + len {
         let n = s.read(&mut chunk).await.expect("read body");
         assert!(n > 0, "connection closed mid-body");
@@ -198,8 +207,12 @@ async fn sni_selects_exact_wildcard_and_default_certificates() {
     let (b_crt, b_key) = write_cert(files.path(), "b", &["b.test"]);
     let (w_crt, w_key) = write_cert(files.path(), "wild", &["*.wild.test"]);
     let (d_crt, d_key) = write_cert(files.path(), "default", &["default.test"]);
-    let entry = |c: &Path, k: &Path, name: &str, default: bool| format!("[[tls.certificates]]\ncert_file = \"{}\"\nkey_file = \"{}\"\nname = \"{name}\"\ndefault = {default}\n", c.display(), k.display());
-    let body = [entry(&a_crt, &a_key, "a", false), entry(&b_crt, &b_key, "b", false), entry(&w_crt, &w_key, "wild", false), entry(&d_crt, &d_key, "fallback", true)].join("\n");
+    let entry = |c: &Path, k: &Path, name: &str, default: bool| {
+        format!("[[tls.certificates]]\ncert_file = \"{}\"\nkey_file = \"{}\"\nname = \"{name}\"\ndefault = {default}\n", c.display(), k.display())
+    };
+    let body =
+        [entry(&a_crt, &a_key, "a", false), entry(&b_crt, &b_key, "b", false), entry(&w_crt, &w_key, "wild", false), entry(&d_crt, &d_key, "fallback", true)]
+            .join("\n");
     let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
     let (plain, tls) = (loopback(free_port()), loopback(free_port()));
     let proxy = Proxy::start_config(plain, &tls_config(plain, &mock.base_url(), tls, &body));
@@ -491,7 +504,9 @@ impl Drop for Pebble {
 /// served chain for `name`, whose leaf covers `name` and is signed by the intermediate sent
 /// along with it.
 async fn check_chain(tls_addr: SocketAddr, name: &str, root: &str) -> (TlsStream<TcpStream>, CertInfo) {
-    let conn = connect(tls_addr, Some(name), tls_client(Some(roots_of(root)), &[b"http/1.1"])).await.unwrap_or_else(|e| panic!("a client trusting Pebble's root refused the chain for {name}: {e}"));
+    let conn = connect(tls_addr, Some(name), tls_client(Some(roots_of(root)), &[b"http/1.1"]))
+        .await
+        .unwrap_or_else(|e| panic!("a client trusting Pebble's root refused the chain for {name}: {e}"));
     let served = chain(&conn);
     assert_eq!(served.len(), 2, "leaf and intermediate");
     let leaf = describe(&served[0], "leaf").unwrap();
@@ -525,7 +540,8 @@ async fn acme_http01_issues_renews_on_demand_and_reuses_its_state() {
     let (mut open, first) = check_chain(tls, name, &root).await;
     assert_eq!(first.serial, issued["serial"]);
     assert!(ca.log().contains(&format!("Attempting to validate w/ HTTP: http://{name}:{}", plain.port())), "validated over HTTP-01");
-    let answered = proxy.access_log().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/.well-known/acme-challenge/")) && r["status"] == 200).count();
+    let answered =
+        proxy.access_log().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/.well-known/acme-challenge/")) && r["status"] == 200).count();
     assert!(answered > 0, "the plain listener answered the challenge");
     // The connection opened before the renewal is used before and after it.
     assert_eq!(generate_on(&mut open, name).await, 200);

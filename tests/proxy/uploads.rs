@@ -61,7 +61,8 @@ async fn the_upload_url_points_at_the_proxy_and_chunks_keep_their_key() {
         let r = c.post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 200, "a generate call naming the file must use its key");
     }
-    let later: Vec<String> = s.mock.requests().into_iter().filter(|r| r.path.contains(file_id) || r.path.contains("generateContent")).map(|r| r.key.unwrap_or_default()).collect();
+    let later: Vec<String> =
+        s.mock.requests().into_iter().filter(|r| r.path.contains(file_id) || r.path.contains("generateContent")).map(|r| r.key.unwrap_or_default()).collect();
     assert_eq!(later.len(), 7);
     assert!(later.iter().all(|k| *k == upload_keys[0]), "{later:?}");
 }

@@ -8,14 +8,19 @@ use std::net::SocketAddr;
 async fn a_private_upstream_is_trusted_only_with_its_ca_file() {
     // The private upstream: a proxy with a TLS listener and a self-signed certificate.
     let tls_port = free_port();
-    let inner = setup_with(&["AIzaINNER"], |t| t.replace("[admin]", &format!("[tls]\nlisten = \"127.0.0.1:{tls_port}\"\n[tls.self_signed]\nnames = [\"127.0.0.1\", \"localhost\"]\n\n[admin]"))).await;
+    let inner = setup_with(&["AIzaINNER"], |t| {
+        t.replace("[admin]", &format!("[tls]\nlisten = \"127.0.0.1:{tls_port}\"\n[tls.self_signed]\nnames = [\"127.0.0.1\", \"localhost\"]\n\n[admin]"))
+    })
+    .await;
     let ca = inner.proxy.dir.path().join("data/tls/self-signed.crt");
     assert!(ca.exists(), "the self-signed certificate is kept in the data directory");
 
     // The outer proxy uses the inner one's client token as its upstream key.
     let outer_toml = |with_ca: bool, addr: SocketAddr| {
         let ca_line = if with_ca { format!("ca_file = \"{}\"\n", ca.display()) } else { String::new() };
-        config(addr, &format!("https://127.0.0.1:{tls_port}"), &[TOKEN]).replace("retry_backoff = \"10ms\"\n", &format!("retry_backoff = \"10ms\"\n{ca_line}")).replace(&format!("token = \"{TOKEN}\""), "token = \"gp-outer-client\"")
+        config(addr, &format!("https://127.0.0.1:{tls_port}"), &[TOKEN])
+            .replace("retry_backoff = \"10ms\"\n", &format!("retry_backoff = \"10ms\"\n{ca_line}"))
+            .replace(&format!("token = \"{TOKEN}\""), "token = \"gp-outer-client\"")
     };
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let trusted = Proxy::start_config(addr, &outer_toml(true, addr));
@@ -32,5 +37,11 @@ async fn a_private_upstream_is_trusted_only_with_its_ca_file() {
 }
 
 async fn generate_as_token(p: &Proxy, token: &str) -> reqwest::Response {
-    client().post(p.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", token).json(&generate_body("over tls")).send().await.unwrap()
+    client()
+        .post(p.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", token)
+        .json(&generate_body("over tls"))
+        .send()
+        .await
+        .unwrap()
 }

@@ -21,19 +21,11 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -42,32 +34,14 @@ impl Resp {
 }
 
 /// Sends one request with `Connection: close` and reads until the server closes.
-pub async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
-    try_send(addr, method, path, headers, body, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|| panic!("{method} {path}: no answer within 10 s"))
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    try_send(addr, method, path, headers, body, Duration::from_secs(10)).await.unwrap_or_else(|| panic!("{method} {path}: no answer within 10 s"))
 }
 
 /// Like [`send`], but gives up after `timeout` and returns `None` if nothing complete came back.
-pub async fn try_send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout: Duration,
-) -> Option<Resp> {
+pub async fn try_send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Option<Resp> {
     let mut stream = TcpStream::connect(addr).await.expect("connect to mock");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -93,54 +67,28 @@ pub async fn try_send(
 }
 
 /// POSTs JSON.
-pub async fn post_json(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &Value,
-) -> Resp {
+pub async fn post_json(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &Value) -> Resp {
     let mut h = vec![("content-type", "application/json")];
     h.extend_from_slice(headers);
     send(addr, "POST", path, &h, body.to_string().as_bytes()).await
 }
 
 fn parse(raw: &[u8]) -> Resp {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
     let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
     let rest = &raw[head_end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
     let (body, complete) = if chunked {
         dechunk(rest)
     } else {
-        let len = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(rest.len());
+        let len = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok()).unwrap_or(rest.len());
         (rest[..len.min(rest.len())].to_vec(), rest.len() >= len)
     };
-    Resp {
-        status,
-        headers,
-        body,
-        complete,
-    }
+    Resp { status, headers, body, complete }
 }
 
 fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
@@ -150,8 +98,7 @@ fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
             return (out, false);
         };
         let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-        else {
+        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16) else {
             return (out, false);
         };
         data = &data[line_end + 2..];
@@ -170,17 +117,6 @@ fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
 /// The JSON payloads of the `data: ` events of an SSE body, checking Google's `\r\n\r\n` framing.
 pub fn sse_events(body: &str, separator: &str) -> Vec<String> {
     let mut events: Vec<String> = body.split(separator).map(str::to_string).collect();
-    assert_eq!(
-        events.pop().as_deref(),
-        Some(""),
-        "body must end with the event separator: {body:?}"
-    );
-    events
-        .into_iter()
-        .map(|e| {
-            e.strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("event without data: {e:?}"))
-                .to_string()
-        })
-        .collect()
+    assert_eq!(events.pop().as_deref(), Some(""), "body must end with the event separator: {body:?}");
+    events.into_iter().map(|e| e.strip_prefix("data: ").unwrap_or_else(|| panic!("event without data: {e:?}")).to_string()).collect()
 }

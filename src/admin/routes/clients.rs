@@ -1,9 +1,9 @@
 //! `/api/v1/clients`: who may use the proxy. A created client's token is generated here, shown
 //! once, and only its SHA-256 goes into the configuration.
 
-use crate::admin::extract::{Body, PathParam};
 use crate::admin::auth::{random_token, Actor};
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
+use crate::admin::extract::{Body, PathParam};
 use crate::admin::AdminState;
 use crate::config::edit::ClientChanges;
 use crate::limits::ClientUsage;
@@ -63,7 +63,13 @@ pub async fn list(State(s): State<AdminState>) -> Json<Vec<ClientView>> {
                 name: c.name.clone(),
                 auth: if c.token_sha256.is_some() { "token" } else { "jwt" },
                 pools: pool_names(&c.policy.pools),
-                limits: LimitsView { models: c.policy.models.clone(), rpm: c.policy.rpm, tpm: c.policy.tpm, tpd: c.policy.tpd, concurrency: c.policy.concurrency },
+                limits: LimitsView {
+                    models: c.policy.models.clone(),
+                    rpm: c.policy.rpm,
+                    tpm: c.policy.tpm,
+                    tpd: c.policy.tpd,
+                    concurrency: c.policy.concurrency,
+                },
                 usage: s.shared.limits.usage(&c.name),
             })
             .collect(),
@@ -124,7 +130,11 @@ fn audit(s: &AdminState, actor: &Actor, action: &str, target: &str) {
 /// Creates a client with a fresh token.
 #[utoipa::path(post, path = "/api/v1/clients", tag = "clients", security(("bearer" = [])), request_body = NewClient,
     responses((status = 201, body = CreatedClient), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create(State(s): State<AdminState>, Extension(actor): Extension<Actor>, Body(req): Body<NewClient>) -> ApiResult<(StatusCode, Json<CreatedClient>)> {
+pub async fn create(
+    State(s): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Body(req): Body<NewClient>,
+) -> ApiResult<(StatusCode, Json<CreatedClient>)> {
     if !valid_name(&req.name) {
         return Err(ApiError::bad_request("a client name is 1-64 characters of letters, digits, '-', '_', '.', '@'"));
     }
@@ -136,7 +146,8 @@ pub async fn create(State(s): State<AdminState>, Extension(actor): Extension<Act
         Some(Some(l.models.clone())),
         [("rpm", Some(l.rpm.map(u64::from))), ("tpm", Some(l.tpm)), ("tpd", Some(l.tpd)), ("concurrency", Some(l.concurrency.map(u64::from)))],
     );
-    let ((), applied) = s.manager.edit(&actor.label(), "clients.create", &format!("client {} created", req.name), |doc, _| doc.add_client(&req.name, &hash, &changes)).await?;
+    let ((), applied) =
+        s.manager.edit(&actor.label(), "clients.create", &format!("client {} created", req.name), |doc, _| doc.add_client(&req.name, &hash, &changes)).await?;
     audit(&s, &actor, "clients.create", &req.name);
     Ok((StatusCode::CREATED, Json(CreatedClient { name: req.name, token, version: applied.version })))
 }
@@ -184,9 +195,15 @@ pub struct ClientUpdate {
 /// Changes a client's pools and limits (applied at once, like any config change).
 #[utoipa::path(patch, path = "/api/v1/clients/{name}", tag = "clients", security(("bearer" = [])), params(("name" = String, Path, description = "client name")), request_body = ClientUpdate,
     responses((status = 200, body = Changed), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(name): PathParam<String>, Body(req): Body<ClientUpdate>) -> ApiResult<Json<Changed>> {
+pub async fn update(
+    State(s): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<ClientUpdate>,
+) -> ApiResult<Json<Changed>> {
     let changes = changes(req.pools, req.models, [("rpm", req.rpm), ("tpm", req.tpm), ("tpd", req.tpd), ("concurrency", req.concurrency)]);
-    let ((), applied) = s.manager.edit(&actor.label(), "clients.update", &format!("client {name} updated"), |doc, _| doc.update_client(&name, &changes)).await?;
+    let ((), applied) =
+        s.manager.edit(&actor.label(), "clients.update", &format!("client {name} updated"), |doc, _| doc.update_client(&name, &changes)).await?;
     audit(&s, &actor, "clients.update", &name);
     Ok(Json(Changed { version: applied.version }))
 }

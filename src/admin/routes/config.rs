@@ -1,10 +1,10 @@
 //! `/api/v1/config`: the running configuration (secrets shown as placeholders), validation with
 //! line and column, replacement with hot reload, versions, diffs and rollback.
 
-use crate::admin::extract::{Body, Params, PathParam};
 use super::blocking;
 use crate::admin::auth::Actor;
 use crate::admin::error::{ApiError, ApiResult, ErrorBody, ProblemView};
+use crate::admin::extract::{Body, Params, PathParam};
 use crate::admin::AdminState;
 use crate::config::redact;
 use crate::control::{Applied, ApplyError};

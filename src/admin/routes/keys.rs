@@ -2,9 +2,9 @@
 //! import from pasted text, live validation, enable, disable, delete, reset). Keys are named by
 //! their fingerprint; their secrets never leave the proxy.
 
-use crate::admin::extract::{Body, Params, PathParam};
 use crate::admin::auth::Actor;
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
+use crate::admin::extract::{Body, Params, PathParam};
 use crate::admin::AdminState;
 use crate::config::edit::NewKey;
 use crate::gateway::probe::{check_key, Verdict};
@@ -228,7 +228,13 @@ async fn add_keys(s: &AdminState, actor: &Actor, pool: Option<String>, keys: Vec
             doc.add_keys(target.as_deref(), &fresh)
         })
         .await?;
-    audit(s, actor, "keys.add", pool.as_deref().unwrap_or("(first pool)"), serde_json::json!({"added": added.iter().map(|k| &k.fingerprint).collect::<Vec<_>>()}));
+    audit(
+        s,
+        actor,
+        "keys.add",
+        pool.as_deref().unwrap_or("(first pool)"),
+        serde_json::json!({"added": added.iter().map(|k| &k.fingerprint).collect::<Vec<_>>()}),
+    );
     Ok(Added { added, skipped, version: applied.version })
 }
 
@@ -295,7 +301,8 @@ pub async fn import(State(s): State<AdminState>, Extension(actor): Extension<Act
     let keys = found.keys.into_iter().map(|k| NewKey { secret: k, name: None, weight: None }).collect();
     let mut out = add_keys(&s, &actor, req.pool, keys, req.dry_run).await?;
     // Shown by fingerprint and length only: a cut-short key is still most of a secret.
-    let malformed = found.malformed.iter().map(|w| Skipped { fingerprint: Fingerprint::of(w.as_bytes()).to_string(), reason: "malformed", length: Some(w.len()) });
+    let malformed =
+        found.malformed.iter().map(|w| Skipped { fingerprint: Fingerprint::of(w.as_bytes()).to_string(), reason: "malformed", length: Some(w.len()) });
     out.skipped.extend(malformed);
     Ok(Json(out))
 }

@@ -1,8 +1,8 @@
 //! What happened: usage statistics per minute and in total, the request log, the audit log.
 
-use crate::admin::extract::{Params, PathParam};
 use super::blocking;
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
+use crate::admin::extract::{Params, PathParam};
 use crate::admin::AdminState;
 use crate::store::{AuditQuery, AuditRow, MinutePoint, RequestQuery, RequestRow, StatsQuery, StatusFilter, Totals};
 use axum::extract::State;

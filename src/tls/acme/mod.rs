@@ -158,7 +158,9 @@ impl<'a> Renewer<'a> {
             return;
         }
         match placeholder_certificate(names) {
-            Ok(loaded) => self.m.store.set_issued(Entry { name: self.name().to_owned(), source: Source::SelfSigned, loaded, last_renewal: None, default: false }),
+            Ok(loaded) => {
+                self.m.store.set_issued(Entry { name: self.name().to_owned(), source: Source::SelfSigned, loaded, last_renewal: None, default: false })
+            }
             Err(e) => tracing::warn!(error = %e, "cannot make a temporary self-signed certificate for the ACME names"),
         }
     }
