@@ -56,7 +56,15 @@ pub fn router(state: AdminState) -> Router {
         .merge(protected)
         .merge(ui::routes())
         .fallback(|| async { error::ApiError::not_found("no such admin route") })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(handler_panicked))
         .with_state(state)
+}
+
+/// A handler panicked (a bug): the client gets a Gemini-style 500, the log gets the message.
+fn handler_panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("(no message)");
+    tracing::error!(panic = message, "an admin request handler panicked");
+    axum::response::IntoResponse::into_response(error::ApiError::internal("internal error (logged)"))
 }
 
 /// Runs the admin server until shutdown.

@@ -228,18 +228,24 @@ async fn connection_and_stream_limits() {
     assert_eq!(stream.await.unwrap().matches("data: ").count(), 5);
 
     // Two idle connections fill the connection limit: a third is turned away with a 503.
+    let open_connections = || async {
+        let access: Value = client().get(s.proxy.admin_url("/api/v1/access")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+        access["open_connections"].as_u64().unwrap()
+    };
+    // The streaming client's connection closes on its own time: wait for it, so that it does
+    // not take one of the two places.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_connections().await != 0 {
+        assert!(Instant::now() < deadline, "earlier connections are still open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut a = TcpStream::connect(s.proxy.addr).unwrap();
     let mut b = TcpStream::connect(s.proxy.addr).unwrap();
     a.write_all(b"G").unwrap();
     b.write_all(b"G").unwrap();
-    // Wait until the proxy holds exactly those two (earlier connections have closed).
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let access: Value = client().get(s.proxy.admin_url("/api/v1/access")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
-        if access["open_connections"] == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{access}");
+    while open_connections().await != 2 {
+        assert!(Instant::now() < deadline, "the proxy does not hold the two connections");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let out = raw_exchange(s.proxy.addr, b"GET /v1beta/models HTTP/1.1\r\nhost: x\r\n\r\n", Duration::from_secs(3));

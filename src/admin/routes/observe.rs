@@ -40,13 +40,26 @@ pub struct StatsParams {
     pub model: Option<String>,
 }
 
+/// The latest instant a time parameter may name: the end of year 9999, far enough for any
+/// real query and small enough that minute arithmetic on it cannot overflow.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// A time parameter: Unix milliseconds from 1970 to 9999.
+fn time_param(name: &str, v: Option<i64>) -> ApiResult<Option<i64>> {
+    match v {
+        Some(t) if !(0..=MAX_TIME_MS).contains(&t) => Err(ApiError::bad_request(format!("`{name}` is Unix milliseconds between 0 and {MAX_TIME_MS}"))),
+        _ => Ok(v),
+    }
+}
+
 fn stats_query(p: StatsParams, default_span_ms: Option<i64>) -> ApiResult<StatsQuery> {
+    let (from, to) = (time_param("from", p.from)?, time_param("to", p.to)?);
     let now = now_ms();
     let today = now - now.rem_euclid(86_400_000);
     let (from, to) = match p.range.as_deref() {
         Some("today") => (today, now + 1),
         Some(other) => return Err(ApiError::bad_request(format!("unknown range {other:?}: use `today` or from/to"))),
-        None => (p.from.unwrap_or_else(|| default_span_ms.map_or(today, |span| now - span)), p.to.unwrap_or(now + 1)),
+        None => (from.unwrap_or_else(|| default_span_ms.map_or(today, |span| now - span)), to.unwrap_or(now + 1)),
     };
     if to <= from {
         return Err(ApiError::bad_request("`to` must be after `from`"));
@@ -117,8 +130,8 @@ pub async fn requests(State(s): State<AdminState>, Params(p): Params<RequestPara
         client: p.client,
         key: p.key,
         model: p.model,
-        from_ms: p.from,
-        to_ms: p.to,
+        from_ms: time_param("from", p.from)?,
+        to_ms: time_param("to", p.to)?,
         before_id: p.before_id,
         limit: p.limit.unwrap_or(100).clamp(1, 1000),
     };
