@@ -1,0 +1,425 @@
+// End-to-end: the admin UI as embedded in the real gemini-proxy binary, in headless Chromium,
+// against the mock Gemini. The scenarios run in order and build on each other.
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { Page } from 'playwright-core'
+import { ADMIN_PASSWORD, ADMIN_TOKEN, CLIENT_TOKEN, INITIAL_KEYS, TLS_NAMES, fingerprint, geminiKey, shot, startWorld, stopWorld, type World } from './harness'
+
+let w: World
+let page: Page
+
+const NEW_KEYS = [geminiKey('IMPORTED1'), geminiKey('IMPORTED2')]
+
+beforeAll(async () => {
+  w = await startWorld()
+  page = w.page
+})
+
+afterEach(async (ctx) => {
+  // What the page looked like when a scenario failed.
+  if (ctx.task.result?.state === 'fail' && page) {
+    const name = `failed-${ctx.task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`
+    await shot(w, name).catch(() => {})
+  }
+})
+
+afterAll(async () => {
+  await stopWorld(w)
+})
+
+/** The text of the last success toast. */
+async function toast(kind: 'success' | 'error' | 'info', text: string | RegExp): Promise<void> {
+  const msg = page.locator(`.el-message--${kind}`).filter({ hasText: text })
+  await msg.first().waitFor({ state: 'visible', timeout: 15_000 })
+}
+
+async function closeToasts(): Promise<void> {
+  for (const btn of await page.locator('.el-message__closeBtn').all()) await btn.click({ timeout: 1000 }).catch(() => {})
+}
+
+async function nav(name: string): Promise<void> {
+  // A dialog left open by an earlier failure must not take the rest of the run with it.
+  if (await page.locator('.el-message-box').isVisible()) await page.locator('.el-message-box__btns .el-button--primary').click()
+  await page.click(`[data-test=nav-${name}]`)
+  const leaveConfirm = await page.locator('.el-message-box').waitFor({ timeout: 500 }).then(() => true, () => false)
+  if (leaveConfirm) await page.locator('.el-message-box__btns .el-button--primary').click()
+  await page.waitForURL(new RegExp(`/${name}`))
+}
+
+/** An Element Plus input, whichever element the data-test attribute landed on. */
+const field = (name: string) => `input[data-test=${name}], [data-test=${name}] input`
+
+async function login(p: Page, password = ADMIN_PASSWORD): Promise<void> {
+  await p.fill(field('password'), password)
+  await p.click('[data-test=login-submit]')
+}
+
+describe('admin UI, embedded in gemini-proxy', () => {
+  it('is served with the right caching, beside the API that keeps its own answers', async () => {
+    const base = w.proxy.admin
+    const index = await fetch(`${base}/`)
+    expect(index.status).toBe(200)
+    expect(index.headers.get('cache-control')).toBe('no-cache')
+    expect(index.headers.get('content-type')).toMatch(/^text\/html/)
+    expect(index.headers.get('content-security-policy')).toContain("script-src 'self'")
+    const html = await index.text()
+    expect(html).toContain('<div id="app">')
+    const asset = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1]!
+    const js = await fetch(`${base}${asset}`)
+    expect(js.status).toBe(200)
+    expect(js.headers.get('cache-control')).toBe('public, max-age=31536000, immutable')
+    expect(js.headers.get('content-type')).toMatch(/javascript/)
+    const again = await fetch(`${base}/`, { headers: { 'if-none-match': index.headers.get('etag')! } })
+    expect(again.status).toBe(304)
+
+    const deep = await fetch(`${base}/config`)
+    expect(deep.status).toBe(200)
+    expect(await deep.text()).toBe(html)
+
+    for (const [method, path] of [['GET', '/api/v1/nope'], ['POST', '/api/v1/nope'], ['GET', '/api'], ['GET', '/assets/nope-123.js']] as const) {
+      const r = await fetch(`${base}${path}`, { method })
+      expect(r.status, `${method} ${path}`).toBe(404)
+      expect(((await r.json()) as { error: { code: number } }).error.code).toBe(404)
+    }
+    expect(await (await fetch(`${base}/healthz`)).text()).toBe('ok')
+    expect((await fetch(`${base}/metrics`)).status).toBe(401)
+    expect((await fetch(`${base}/readyz`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).status).toBe(200)
+    expect((await fetch(`${base}/api/v1/keys`)).status).toBe(401)
+  })
+
+  it('logs in: a wrong password is refused with a message, the right one opens the dashboard', async () => {
+    await page.goto(`${w.proxy.admin}/keys`)
+    await page.waitForURL(/\/login\?redirect=/)
+    await shot(w, '01-login')
+    await login(page, 'not-the-password')
+    await expect.poll(() => page.textContent('[data-test=login-error]')).toContain('Wrong password.')
+    await shot(w, '02-login-wrong-password')
+    await login(page)
+    await page.waitForURL(/\/keys$/)
+    await nav('dashboard')
+    await page.locator('[data-test=stat-rps]').waitFor()
+    await shot(w, '03-dashboard-empty')
+  })
+
+  it('imports keys in bulk: the preview shows what is added and skipped, then the table has them', async () => {
+    await nav('keys')
+    await page.locator('[data-test=keys-table]').waitFor()
+    await page.click('[data-test=import-keys]')
+    const text = `# pasted from a spreadsheet\nnew one: ${NEW_KEYS[0]}\nnew two, "${NEW_KEYS[1]}";\nagain ${NEW_KEYS[0]}\nold: ${INITIAL_KEYS[0]}\nnot a key: AIzaTooShort\n`
+    await page.fill('textarea[data-test=import-text]', text)
+    await expect.poll(() => page.textContent('[data-test=import-add-count]'), { timeout: 10_000 }).toBe('2 to add')
+    expect(await page.textContent('[data-test=import-skip-count]')).toBe('3 skipped')
+    const skipped = await page.textContent('[data-test=import-skipped]')
+    expect(skipped).toContain('Appears twice in the text')
+    expect(skipped).toContain('Already in the pool')
+    expect(skipped).toContain('Starts like a key but has 12 characters')
+    expect(skipped).not.toContain('AIzaTooShort')
+    expect(await page.textContent('[data-test=import-added]')).toContain(fingerprint(NEW_KEYS[0]!))
+    await shot(w, '04-keys-import-preview')
+    await page.click('[data-test=import-submit]')
+    await toast('success', 'Imported 2 key(s), 3 skipped')
+    for (const k of NEW_KEYS) await page.locator(`[data-test=keys-table] [data-test=fp]`, { hasText: fingerprint(k) }).waitFor()
+    await expect.poll(() => page.textContent('[data-test=keys-counts]')).toContain('4 keys')
+    const list = await w.proxy.api<{ total: number }>('GET', '/api/v1/keys')
+    expect(list.total).toBe(4)
+    expect(w.proxy.configText()).toContain(NEW_KEYS[1])
+    await closeToasts()
+    await shot(w, '05-keys-imported')
+  })
+
+  it('shows a key cooling down, with a live countdown, after the upstream answers 429', async () => {
+    const limited = NEW_KEYS[0]!
+    const fp = fingerprint(limited)
+    await w.mock.setKey(limited, { mode: 'rate_limited', retry_delay: '60s' })
+    // Round robin over four keys: eight requests reach every key; the 429 moves a request on.
+    for (let i = 0; i < 8; i++) expect(await w.proxy.generate(CLIENT_TOKEN)).toBe(200)
+    const tag = page.locator(`[data-test=state-${fp}] [data-state=cooling]`)
+    await tag.waitFor({ timeout: 15_000 })
+    const countdown = page.locator(`[data-test="model-${fp}-gemini-2.5-flash"] [data-test=countdown]`)
+    const seconds = async () => {
+      const t = (await countdown.textContent())!.trim()
+      const m = /^(?:(\d+):)?(\d+)s?$/.exec(t)
+      if (!m) throw new Error(`unexpected countdown ${t}`)
+      return m[1] ? Number(m[1]) * 60 + Number(m[2]) : Number(m[2])
+    }
+    const first = await seconds()
+    expect(first).toBeGreaterThan(30)
+    expect(first).toBeLessThanOrEqual(60)
+    await expect.poll(seconds, { timeout: 5_000 }).toBeLessThan(first)
+    expect(await page.textContent(`[data-test="model-${fp}-gemini-2.5-flash"]`)).toContain('Cooling')
+    await shot(w, '06-keys-cooling')
+  })
+
+  it('validates the selected keys live, with progress and a result per key', async () => {
+    await page.locator('[data-test=keys-table] .el-table__header .el-checkbox').click()
+    await expect.poll(() => page.textContent('[data-test=validate-selected]')).toContain('Validate (4)')
+    await page.click('[data-test=validate-selected]')
+    const dialog = page.locator('[data-test=batch-dialog]')
+    await expect.poll(() => dialog.locator('[data-test=batch-summary]').textContent(), { timeout: 30_000 }).toContain('Done: 4 key(s), 0 failed.')
+    expect(await dialog.locator('[data-result=valid]').count()).toBe(4)
+    await shot(w, '07-keys-validated')
+    await page.click('[data-test=batch-close]')
+    await page.locator('[data-test=keys-table] .el-table__header .el-checkbox').click()
+  })
+
+  it('creates a client whose token, shown once, works through the proxy; revoking it stops it', async () => {
+    await nav('clients')
+    await page.locator('[data-test=client-row-alice]').waitFor()
+    await page.click('[data-test=create-client]')
+    await page.fill(field('client-name'), 'e2e-app')
+    await page.fill(field('client-rpm'), '100')
+    await page.click('[data-test=client-submit]')
+    const tokenInput = page.locator(field('client-token'))
+    await tokenInput.waitFor()
+    const token = await tokenInput.inputValue()
+    expect(token).toMatch(/^gp-/)
+    await shot(w, '08-client-token')
+    await page.click('[data-test=token-close]')
+    await toast('success', 'Client e2e-app created')
+
+    expect(await w.proxy.generate(token)).toBe(200)
+    expect(await w.proxy.generate(token)).toBe(200)
+    // Usage is counted at once; today's totals after the state store's next commit.
+    await expect
+      .poll(async () => {
+        await page.click('text=Refresh')
+        return page.textContent('[data-test=today-e2e-app]')
+      }, { timeout: 15_000, interval: 500 })
+      .toContain('2 requests')
+    expect(await page.textContent('[data-test=rpm-e2e-app]')).toContain('2 / 100')
+    await closeToasts()
+    await shot(w, '09-clients')
+
+    await page.click('[data-test=edit-e2e-app]')
+    await page.fill(field('client-rpm'), '')
+    await page.fill(field('client-concurrency'), '3')
+    await page.click('[data-test=client-submit]')
+    await toast('success', 'Client e2e-app updated')
+    const clients = await w.proxy.api<{ name: string; limits: { rpm: number | null; concurrency: number | null } }[]>('GET', '/api/v1/clients')
+    expect(clients.find((c) => c.name === 'e2e-app')!.limits).toMatchObject({ rpm: null, concurrency: 3 })
+
+    await page.click('[data-test=revoke-e2e-app]')
+    await page.locator('.el-message-box button', { hasText: 'Revoke' }).click()
+    await toast('success', 'Client e2e-app revoked')
+    await page.locator('[data-test=client-row-e2e-app]').waitFor({ state: 'detached' })
+    expect(await w.proxy.generate(token)).toBe(401)
+    await closeToasts()
+  })
+
+  it('edits the config: an error is refused and shown at its line; the fix is applied; then rolled back', async () => {
+    await nav('config')
+    const editor = page.locator('.cm-content')
+    await editor.waitFor()
+    await expect.poll(() => editor.textContent()).toContain('[server]')
+    const before = (await w.proxy.api<{ text: string; version: number }>('GET', '/api/v1/config'))
+    // Line 2 (just under the first line, "# gemini-proxy configuration ...") becomes the error.
+    await editor.click()
+    await page.keyboard.press('Control+Home')
+    await page.keyboard.press('End')
+    await page.keyboard.press('Enter')
+    await page.keyboard.type('[bogus]')
+    await page.click('[data-test=config-validate]')
+    await page.locator('[data-test=problem-2]').waitFor()
+    expect(await page.textContent('[data-test=problem-2]')).toMatch(/unknown field `bogus`/)
+    await page.locator('.cm-gutter-lint .cm-lint-marker-error').first().waitFor()
+    expect(await page.locator('.cm-lintRange-error').count()).toBeGreaterThan(0)
+    // The lint marker sits on line 2 of the gutter.
+    const markerTop = (await page.locator('.cm-gutter-lint .cm-lint-marker-error').first().boundingBox())!.y
+    const line2 = page.locator('.cm-lineNumbers .cm-gutterElement', { hasText: /^2$/ })
+    const line2Box = (await line2.boundingBox())!
+    expect(Math.abs(markerTop - line2Box.y)).toBeLessThan(line2Box.height)
+    await toast('error', 'The configuration is not valid')
+    await closeToasts()
+    await page.click('[data-test=config-review]')
+    await toast('error', 'The configuration is not valid')
+    expect(await page.locator('[data-test=review-dialog]').isVisible()).toBe(false)
+    await shot(w, '10-config-error')
+    await closeToasts()
+    expect((await w.proxy.api<{ text: string }>('GET', '/api/v1/config')).text).toBe(before.text)
+
+    // Fix it with a real change: replace line 2.
+    await page.locator('.cm-line').nth(1).click()
+    await page.keyboard.press('Home')
+    await page.keyboard.press('Shift+End')
+    await page.keyboard.type('[hygiene]\nstrip_response_headers = ["server", "via", "x-e2e-marker"]')
+    await page.click('[data-test=config-validate]')
+    await page.locator('[data-test=valid]').waitFor()
+    await closeToasts()
+    await page.click('[data-test=config-review]')
+    const review = page.locator('[data-test=review-dialog]')
+    await review.waitFor()
+    const added = await review.locator('[data-kind=add]').allTextContents()
+    expect(added.join('\n')).toContain('strip_response_headers = ["server", "via", "x-e2e-marker"]')
+    await page.fill(field('config-comment'), 'e2e: strip one more header')
+    await shot(w, '11-config-diff')
+    await page.click('[data-test=config-save]')
+    await toast('success', /Saved and applied \(version \d+\)/)
+    await review.waitFor({ state: 'hidden' })
+    const saved = await w.proxy.api<{ text: string; version: number }>('GET', '/api/v1/config')
+    expect(saved.text).toContain('x-e2e-marker')
+    expect(saved.version).toBeGreaterThan(before.version)
+    expect(w.proxy.configText()).toContain('x-e2e-marker')
+    await expect.poll(() => page.locator('[data-test=dirty]').count()).toBe(0)
+    await closeToasts()
+    await shot(w, '12-config-saved')
+
+    // A setting that needs a restart says so.
+    await editor.click()
+    // Line 5 is `listen = ...` under [server] (lines 2-3 hold the change just saved).
+    await page.keyboard.press('Control+Home')
+    await page.keyboard.press('ArrowDown')
+    await page.keyboard.press('ArrowDown')
+    await page.keyboard.press('ArrowDown')
+    await page.keyboard.press('ArrowDown')
+    await page.keyboard.press('End')
+    await page.keyboard.press('Enter')
+    await page.keyboard.type('threads = 1')
+    await page.click('[data-test=config-review]')
+    await review.waitFor()
+    await page.click('[data-test=config-save]')
+    await toast('success', /Saved and applied/)
+    await review.waitFor({ state: 'hidden' })
+    await expect.poll(() => page.textContent('[data-test=restart-needed]')).toContain('threads')
+    await shot(w, '13-config-restart-needed')
+    await closeToasts()
+
+    // Roll back to the version before the header change.
+    await page.click('.el-tabs__item:has-text("History")')
+    const versions = await w.proxy.api<{ id: number; comment: string }[]>('GET', '/api/v1/config/versions')
+    expect(versions[1]!.comment).toBe('e2e: strip one more header')
+    const target = versions[2]!.id
+    await page.locator(`[data-test=rollback-${target}]`).waitFor()
+    await shot(w, '14-config-history')
+    await page.click(`[data-test=rollback-${target}]`)
+    await page.locator('.el-message-box button', { hasText: 'Roll back' }).click()
+    await toast('success', new RegExp(`Rolled back to version ${target} \\(new version \\d+\\)`))
+    const rolled = await w.proxy.api<{ text: string }>('GET', '/api/v1/config')
+    expect(rolled.text).not.toContain('x-e2e-marker')
+    expect(rolled.text).not.toContain('threads = 1')
+    await page.click('.el-tabs__item:has-text("Editor")')
+    await expect.poll(() => editor.textContent()).not.toContain('x-e2e-marker')
+    await page.click('.el-tabs__item:has-text("History")')
+    await page.click(`[data-test=diff-${versions[1]!.id}]`)
+    await page.locator('[data-test=version-dialog] [data-kind=del]').first().waitFor()
+    expect((await page.locator('[data-test=version-dialog] [data-kind=del]').allTextContents()).join('\n')).toContain('x-e2e-marker')
+    await shot(w, '15-config-rolled-back')
+    await page.keyboard.press('Escape')
+    await closeToasts()
+  })
+
+  it('shows the request log with filters, and one request with its attempts', async () => {
+    const rows = await w.proxy.api<{ id: number; status: number; attempts: { outcome: string }[] }[]>('GET', '/api/v1/requests?limit=100')
+    const retried = rows.find((r) => r.attempts.length > 1 && r.attempts.some((a) => a.outcome === 'rate_limited'))
+    expect(retried, 'a request that moved on from the cooling key').toBeDefined()
+    await nav('requests')
+    await page.locator('[data-test=requests-table] .el-table__row').first().waitFor()
+    await page.fill(field('filter-key'), fingerprint(NEW_KEYS[1]!))
+    await page.click('[data-test=filter-apply]')
+    await expect.poll(async () => (await page.locator('[data-test=requests-table] .el-table__row').allTextContents()).every((t) => t.includes('key-' + fingerprint(NEW_KEYS[1]!)))).toBe(true)
+    await page.fill(field('filter-key'), '')
+    await page.fill(field('filter-model'), 'gemini-2.5-flash')
+    await page.click('[data-test=filter-apply]')
+    await shot(w, '16-requests')
+    // Deep link to one request (the SPA fallback serves /requests).
+    await page.goto(`${w.proxy.admin}/requests?id=${retried!.id}`)
+    const drawer = page.locator('[data-test=request-detail]')
+    await drawer.locator('[data-test=attempts-table]').waitFor()
+    await drawer.locator('[data-outcome=rate_limited]').waitFor()
+    await drawer.locator('[data-outcome=ok]').waitFor()
+    expect(await drawer.textContent()).toContain(`Request #${retried!.id}`)
+    await shot(w, '17-request-detail')
+    await page.keyboard.press('Escape')
+  })
+
+  it('shows traffic on the dashboard', async () => {
+    await nav('dashboard')
+    await page.locator('[data-test=top-clients]').getByText('alice').waitFor()
+    expect(await page.textContent('[data-test=top-models]')).toContain('gemini-2.5-flash')
+    const counts = await Promise.all(['healthy', 'cooling', 'broken', 'disabled'].map(async (s) => Number(await page.textContent(`[data-test=count-${s}] .value`))))
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(4)
+    await page.locator('[data-test=range] label', { hasText: '15 min' }).click()
+    await page.waitForTimeout(500)
+    await shot(w, '18-dashboard')
+  })
+
+  it('lists the certificates the TLS listener serves', async () => {
+    const certs = await w.proxy.api<{ name: string; source: string }[]>('GET', '/api/v1/certificates')
+    expect(certs).toHaveLength(1)
+    const name = certs[0]!.name
+    await nav('certificates')
+    const table = page.locator('[data-test=certs-table]')
+    await table.locator('.el-table__row').first().waitFor()
+    const text = await table.textContent()
+    for (const n of TLS_NAMES) expect(text).toContain(n)
+    expect(text).toContain('Self-signed')
+    expect(await page.textContent(`[data-test=expiry-${name}]`)).toMatch(/\d+ days left/)
+    // A self-signed certificate is regenerated by a restart, not renewed from here.
+    expect(await page.locator(`[data-test=renew-${name}]`).isDisabled()).toBe(true)
+    await shot(w, '19-certificates')
+  })
+
+  it('works on a phone-sized screen, in Chinese, in dark mode', async () => {
+    const ctx = await w.browser.newContext({ viewport: { width: 390, height: 844 }, locale: 'zh-CN', colorScheme: 'dark', isMobile: true, hasTouch: true })
+    const phone = await ctx.newPage()
+    phone.on('pageerror', (e) => w.problems.push(`phone pageerror: ${e.message}`))
+    await phone.goto(`${w.proxy.admin}/`)
+    await phone.waitForURL(/\/login/)
+    expect(await phone.textContent('.login-card')).toContain('管理员密码')
+    expect(await phone.evaluate(() => document.documentElement.classList.contains('dark'))).toBe(true)
+    await shot(w, '20-phone-login-zh-dark', phone)
+    await phone.click('.el-tabs__item:has-text("管理员令牌")')
+    await phone.fill(field('token'), ADMIN_TOKEN)
+    await phone.click('[data-test=login-submit]')
+    await phone.waitForURL(/\/dashboard/)
+    await phone.locator('[data-test=stat-rps]').waitFor()
+    await shot(w, '21-phone-dashboard', phone)
+    await phone.click('[data-test=menu-button]')
+    await phone.locator('.el-drawer [data-test=nav-keys]').click()
+    await phone.waitForURL(/\/keys/)
+    await phone.locator('[data-test=keys-table]').waitFor()
+    expect(await phone.textContent('h1')).toBe('密钥')
+    await phone.locator('.el-drawer').waitFor({ state: 'hidden' })
+    await shot(w, '22-phone-keys', phone)
+    // The page fits the screen: no sideways scrolling of the whole page.
+    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390)
+    // Switch to English and light from the header.
+    await phone.click('[data-test=lang-button]')
+    await phone.locator('[data-test=lang-en]').click()
+    await expect.poll(() => phone.textContent('h1')).toBe('Keys')
+    await phone.click('[data-test=dark-toggle]')
+    expect(await phone.evaluate(() => document.documentElement.classList.contains('dark'))).toBe(false)
+    await ctx.close()
+  })
+
+  it('logs out: the session ends on the server too', async () => {
+    const stored = await page.evaluate(() => sessionStorage.getItem('gp.token'))
+    const token = (JSON.parse(stored!) as { token: string }).token
+    expect((await fetch(`${w.proxy.admin}/api/v1/auth/session`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200)
+    await page.click('[data-test=logout]')
+    await page.waitForURL(/\/login/)
+    expect(await page.textContent('.login-card')).toContain('You are logged out.')
+    expect((await fetch(`${w.proxy.admin}/api/v1/auth/session`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401)
+    await page.goto(`${w.proxy.admin}/clients`)
+    await page.waitForURL(/\/login\?redirect=/)
+  })
+
+  it('says how long to wait when failed logins are rate limited (last: it locks this address out)', async () => {
+    for (let i = 0; i < 8; i++) {
+      const answered = page.waitForResponse((r) => r.url().endsWith('/api/v1/auth/login'))
+      await login(page, `wrong-${i}`)
+      const status = (await answered).status()
+      await page.locator('[data-test=login-error]').waitFor()
+      if (status === 429) break
+      await expect.poll(() => page.textContent('[data-test=login-error]')).toContain('Wrong password.')
+    }
+    await page.locator('[data-test=login-wait]').waitFor()
+    expect(await page.textContent('[data-test=login-error]')).toContain('Too many failed logins.')
+    expect(await page.textContent('[data-test=login-wait]')).toMatch(/Try again in \d+ s\./)
+    expect(await page.locator('[data-test=login-submit]').isDisabled()).toBe(true)
+    await shot(w, '23-login-rate-limited')
+  })
+
+  it('raised no page errors and no console errors (CSP violations included)', () => {
+    expect(w.problems).toEqual([])
+  })
+})

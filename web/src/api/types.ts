@@ -1,0 +1,289 @@
+// Shapes of the admin API (GET /api/v1/openapi.json), as the UI uses them.
+
+export interface ProblemView {
+  line?: number | null
+  column?: number | null
+  message: string
+}
+
+export interface ErrorBody {
+  error: { code: number; status: string; message: string; problems?: ProblemView[] }
+}
+
+export interface SessionView {
+  token?: string | null
+  kind: string
+  expires_at?: string | null
+}
+
+// ---- keys
+
+export type KeyState = 'healthy' | 'cooling' | 'broken' | 'disabled'
+
+export interface ModelView {
+  model: string
+  state: string
+  until?: string | null
+  cooldown_kind?: string | null
+  consecutive_failures: number
+}
+
+export interface LastError {
+  at: string
+  model: string
+  outcome: string
+  status?: number | null
+  message: string
+}
+
+export interface DisabledView {
+  reason: string
+  message: string
+  since: string
+}
+
+export interface KeyUsage {
+  attempts: number
+  successes: number
+  failures: number
+  input_tokens: number
+  output_tokens: number
+}
+
+export interface KeyView {
+  pool: string
+  name: string
+  fingerprint: string
+  weight: number
+  state: KeyState
+  disabled?: DisabledView | null
+  models: ModelView[]
+  last_error?: LastError | null
+  inflight: number
+  usage: KeyUsage
+}
+
+export interface KeyList {
+  /** Every configured pool, also those without keys. */
+  pools: string[]
+  keys: KeyView[]
+  total: number
+  healthy: number
+  cooling: number
+  broken: number
+  disabled: number
+}
+
+export interface KeyRef {
+  fingerprint: string
+  name: string
+}
+
+export interface Skipped {
+  fingerprint: string
+  /** `duplicate_in_text`, `already_in_pool` or `malformed`. */
+  reason: string
+  /** For `malformed`: how many characters the near-key has. */
+  length?: number
+}
+
+export interface Added {
+  added: KeyRef[]
+  skipped: Skipped[]
+  version?: number | null
+}
+
+export interface Validated {
+  fingerprint: string
+  name: string
+  result: string
+  message: string
+  status?: number | null
+}
+
+export interface KeyStateView {
+  fingerprint: string
+  state: string
+}
+
+export interface Deleted {
+  removed: number
+  version?: number | null
+}
+
+// ---- clients
+
+export interface Limits {
+  models: string[]
+  rpm?: number | null
+  tpm?: number | null
+  tpd?: number | null
+  concurrency?: number | null
+}
+
+export interface ClientUsage {
+  inflight: number
+  requests_last_minute: number
+  tokens_last_minute: number
+  tokens_today: number
+}
+
+export interface ClientView {
+  name: string
+  auth: string
+  pools: string[]
+  limits: Limits
+  usage: ClientUsage
+}
+
+export interface NewClient extends Partial<Limits> {
+  name: string
+  pools?: string[] | null
+}
+
+/** Absent: unchanged; null: removed (no limit). */
+export interface ClientUpdate {
+  pools?: string[] | null
+  models?: string[] | null
+  rpm?: number | null
+  tpm?: number | null
+  tpd?: number | null
+  concurrency?: number | null
+}
+
+export interface CreatedClient {
+  name: string
+  token: string
+  version?: number | null
+}
+
+export interface Changed {
+  version?: number | null
+}
+
+// ---- config
+
+export interface ConfigView {
+  source: string
+  writable: boolean
+  text: string
+  version?: number | null
+}
+
+export interface Validation {
+  valid: boolean
+  problems: ProblemView[]
+}
+
+export interface AppliedView {
+  changed: boolean
+  restart_needed: string[]
+  version?: number | null
+}
+
+export interface ConfigVersionMeta {
+  id: number
+  created_ms: number
+  actor: string
+  comment: string
+  sha256: string
+  bytes: number
+}
+
+export interface VersionView extends ConfigVersionMeta {
+  text: string
+}
+
+export interface DiffView {
+  from: number
+  to?: number | null
+  diff: string
+}
+
+// ---- observe
+
+export interface UsageCounts {
+  requests: number
+  ok: number
+  client_errors: number
+  rate_limited: number
+  server_errors: number
+  retries: number
+  input_tokens: number
+  output_tokens: number
+}
+
+export interface MinutePoint extends UsageCounts {
+  minute_ms: number
+  latency_p50_ms: number
+  latency_p95_ms: number
+  latency_p99_ms: number
+}
+
+export interface GroupTotal {
+  name: string
+  fingerprint?: string | null
+  requests: number
+  errors: number
+  input_tokens: number
+  output_tokens: number
+}
+
+export interface Totals extends UsageCounts {
+  by_model: GroupTotal[]
+  by_client: GroupTotal[]
+  by_key: GroupTotal[]
+}
+
+export interface Attempt {
+  key?: string
+  fingerprint?: string
+  outcome?: string
+  status?: number | null
+  ms?: number
+  [more: string]: unknown
+}
+
+export interface RequestRow {
+  id: number
+  time_ms: number
+  request_id: number
+  client?: string | null
+  method: string
+  path: string
+  model?: string | null
+  status: number
+  key?: string | null
+  key_fingerprint?: string | null
+  attempts: Attempt[] | null
+  total_ms: number
+  first_byte_ms?: number | null
+  bytes_in: number
+  bytes_out: number
+  tokens_in: number
+  tokens_out: number
+  stream: boolean
+  error?: string | null
+}
+
+// ---- certificates (TLS API: GET /api/v1/certificates, POST /api/v1/certificates/{name}/renew)
+
+export interface Renewal {
+  at: string
+  ok: boolean
+  message: string
+}
+
+export interface Certificate {
+  name: string
+  names: string[]
+  source: 'file' | 'self_signed' | 'acme' | string
+  issuer: string
+  /** Hex serial number (present since the TLS API landed). */
+  serial?: string
+  not_before: string
+  not_after: string
+  /** Served to clients without SNI, or with a name no certificate has. */
+  default?: boolean
+  last_renewal: Renewal | null
+}
