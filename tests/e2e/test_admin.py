@@ -54,7 +54,8 @@ def test_openapi_document_matches_the_running_server(proxy, tmp_path):
            # /readyz answers 503 by design once fuzzing has disabled the keys (tests/proxy/admin.rs
            # covers it); everywhere else a 5xx is a bug.
            "--exclude-path", "/readyz"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    # In the temp dir: schemathesis keeps a crash cache in the working directory.
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     report = tmp_path / "schemathesis.txt"
     report.write_text(run.stdout + run.stderr)
     assert run.returncode == 0, f"full report in {report}\n" + run.stdout[:12000] + run.stderr[-2000:]
