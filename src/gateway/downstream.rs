@@ -39,6 +39,9 @@ pub enum BodyError {
     Io(std::io::Error),
 }
 
+/// The first read of a request: most heads (and many small bodies) fit.
+const FIRST_READ: usize = 4096;
+
 /// Bodies smaller than this skip the memory budget: accounting would cost more than it saves.
 const BUDGET_FREE: usize = 64 * 1024;
 /// How long a request may wait for room in the body memory budget.
@@ -86,30 +89,25 @@ impl Downstream {
             if *shutdown.borrow() {
                 return NextHead::Idle;
             }
-            // An idle keep-alive connection holds no buffer (10,000 idle clients would otherwise
-            // pin 10,000 buffers): wait for the first byte with a peek, then allocate. Streams
-            // that cannot peek (TLS) answer at once and wait in the read below instead.
+            // An idle keep-alive connection holds no heap buffer (10,000 idle clients would
+            // otherwise pin 10,000 of them): the first read goes into a small array in the
+            // connection's task, whose memory is there anyway (the task is as large as its
+            // largest state, the exchange), and only a request that arrived is copied out.
+            // One read per request: waiting with a one-byte peek would cost a second one.
             if self.buf.capacity() > 0 {
                 self.buf = BytesMut::new();
             }
-            let mut probe = [0u8; 1];
-            let ready = tokio::select! {
-                r = tokio::time::timeout(idle, self.stream.try_peek(&mut probe)) => r,
+            let mut first = [0u8; FIRST_READ];
+            let got = tokio::select! {
+                r = tokio::time::timeout(idle, self.stream.read(&mut first)) => r,
                 _ = shutdown.changed() => return NextHead::Idle,
             };
-            match ready {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return NextHead::Closed,
-                Err(_) => return NextHead::Idle,
-            }
-            self.buf.reserve(4096);
-            let first = tokio::select! {
-                r = tokio::time::timeout(idle, self.stream.read_buf(&mut self.buf)) => r,
-                _ = shutdown.changed() => return NextHead::Idle,
-            };
-            match first {
+            match got {
                 Ok(Ok(0)) | Ok(Err(_)) => return NextHead::Closed,
-                Ok(Ok(_)) => {}
+                Ok(Ok(n)) => {
+                    self.buf.reserve(FIRST_READ.max(n));
+                    self.buf.extend_from_slice(&first[..n]);
+                }
                 Err(_) => return NextHead::Idle,
             }
         }
@@ -225,12 +223,19 @@ impl Downstream {
         }
     }
 
-    /// Writes two parts (head and body) and flushes.
+    /// Writes two parts (head and body) and flushes: in one system call where the stream
+    /// takes vectored writes (plain TCP does), so that the client gets them in one segment.
     pub async fn write_two(&mut self, a: &[u8], b: &[u8], timeout: Duration) -> std::io::Result<()> {
         let w = async {
-            self.stream.write_all(a).await?;
-            if !b.is_empty() {
-                self.stream.write_all(b).await?;
+            let mut parts = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
+            let mut left: &mut [std::io::IoSlice<'_>] = &mut parts;
+            std::io::IoSlice::advance_slices(&mut left, 0);
+            while !left.is_empty() {
+                let n = self.stream.write_vectored(left).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                std::io::IoSlice::advance_slices(&mut left, n);
             }
             self.stream.flush().await
         };
