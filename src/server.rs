@@ -49,13 +49,14 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
         request_log_rows: st.request_log_rows,
         usage_days: st.usage_days,
         config_versions: st.config_versions,
+        request_log_ok_per_second: st.request_log_ok_per_second,
     };
     let db = Arc::new(Store::open(data_dir, retention).with_context(|| format!("cannot open the state store in {}", data_dir.display()))?);
     let db_writer = db.start_writer(Duration::from_millis(250), 65_536).context("cannot start the state store's writer")?;
 
     let metrics = Arc::new(Metrics::new());
     let forward_to = db_writer.clone();
-    let access_log = AccessLog::start(settings.log.access_log, metrics.clone(), Some(Box::new(move |r| forward_to.request(r))));
+    let access_log = AccessLog::start(settings.log.access_log, metrics.clone(), Some(Box::new(move |r| forward_to.request_owned(r))));
     let key_states: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let runtime = Runtime::build(settings.clone(), &*key_states, None);
     let tls = match &settings.tls {

@@ -110,6 +110,8 @@ pub struct AdminSection {
 pub struct StateSection {
     pub request_log_days: Option<u32>,
     pub request_log_rows: Option<u64>,
+    /// Successful requests logged per second at most (errors and retries always are).
+    pub request_log_ok_per_second: Option<u32>,
     pub usage_days: Option<u32>,
     pub config_versions: Option<usize>,
 }

@@ -156,6 +156,7 @@ pub struct AdminSettings {
 pub struct StateSettings {
     pub request_log_days: u32,
     pub request_log_rows: u64,
+    pub request_log_ok_per_second: u32,
     pub usage_days: u32,
     pub config_versions: usize,
 }

@@ -388,6 +388,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     let state = StateSettings {
         request_log_days: st.request_log_days.unwrap_or(7),
         request_log_rows: st.request_log_rows.unwrap_or(1_000_000),
+        request_log_ok_per_second: st.request_log_ok_per_second.unwrap_or(1_000),
         usage_days: st.usage_days.unwrap_or(90),
         config_versions: st.config_versions.unwrap_or(50).max(1),
     };

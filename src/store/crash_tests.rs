@@ -14,13 +14,18 @@ const CHILD_DIR: &str = "GEMINI_PROXY_STORE_CRASH_CHILD";
 const CHILD_ROUND: &str = "GEMINI_PROXY_STORE_CRASH_ROUND";
 const ROUND_IDS: u64 = 1_000_000_000;
 
+/// Every request gets a log row (no sampling), so that rows and usage must agree exactly.
+fn every_row() -> Retention {
+    Retention { request_log_ok_per_second: u32::MAX, ..Retention::default() }
+}
+
 /// The child half: writes records and key states until killed. A no-op in normal test runs.
 #[test]
 fn crash_child() {
     let Some(dir) = std::env::var_os(CHILD_DIR) else { return };
     let round: u64 = std::env::var(CHILD_ROUND).ok().and_then(|r| r.parse().ok()).unwrap_or(0);
     let dir = Path::new(&dir);
-    let store = Store::open(dir, Retention::default()).expect("child: open");
+    let store = Store::open(dir, every_row()).expect("child: open");
     let writer = store.start_writer(DEFAULT_FLUSH_EVERY, DEFAULT_QUEUE).expect("child: writer");
     let keys = ["k0", "k1", "k2", "k3"];
     let mut id = round * ROUND_IDS;
@@ -75,7 +80,7 @@ fn kill_9_loses_at_most_the_last_tick_and_never_corrupts() {
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
 
-        let store = Store::open(dir.path(), Retention::default()).expect("reopen after kill -9");
+        let store = Store::open(dir.path(), every_row()).expect("reopen after kill -9");
         let (integrity, logged, last_ms, usage_requests, hist_total, key_updated) = store
             .read(|c, _| {
                 let q = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).expect(sql) };

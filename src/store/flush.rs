@@ -87,10 +87,23 @@ impl Usage<'_> {
     }
 }
 
+/// [`commit_with`] giving every request a row.
+#[cfg(test)]
+pub(crate) fn commit(conn: &mut Connection, path: &Path, requests: &[AccessRecord], keys: &HashMap<String, PersistedKeyState>) -> Result<(), StoreError> {
+    commit_with(conn, path, requests, keys, &mut |_| true)
+}
+
 /// Commits `requests` and `keys` in one IMMEDIATE transaction (the write lock is taken up
 /// front, so a concurrent admin write makes this wait through the busy timeout instead of
 /// failing half-way). On error nothing is written and the caller may retry the same input.
-pub(crate) fn commit(conn: &mut Connection, path: &Path, requests: &[AccessRecord], keys: &HashMap<String, PersistedKeyState>) -> Result<(), StoreError> {
+/// Only the requests `log_row` picks get a request-log row; all count in the usage aggregates.
+pub(crate) fn commit_with(
+    conn: &mut Connection,
+    path: &Path,
+    requests: &[AccessRecord],
+    keys: &HashMap<String, PersistedKeyState>,
+    log_row: &mut dyn FnMut(&AccessRecord) -> bool,
+) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin a flush", path)?;
     // A handful of keys serve thousands of requests: format each fingerprint once.
     let mut fps: HashMap<Fingerprint, String> = HashMap::new();
@@ -106,30 +119,32 @@ pub(crate) fn commit(conn: &mut Connection, path: &Path, requests: &[AccessRecor
             let last = r.attempts.last();
             let key_fp = last.and_then(|a| fps.get(&a.fingerprint)).map(String::as_str);
             let time_ms = unix_ms(r.time);
-            // Serialising cannot fail for these plain types; an empty array is the safe fallback.
-            let attempts = serde_json::to_string(&r.attempts).unwrap_or_else(|_| String::from("[]"));
-            insert
-                .execute(params![
-                    time_ms,
-                    r.request_id as i64,
-                    r.client.as_deref(),
-                    r.method,
-                    r.path,
-                    r.model,
-                    r.status,
-                    last.map(|a| &*a.key),
-                    key_fp,
-                    attempts,
-                    r.total_ms,
-                    r.first_byte_ms,
-                    sql_u64(r.bytes_in),
-                    sql_u64(r.bytes_out),
-                    sql_u64(r.tokens_in),
-                    sql_u64(r.tokens_out),
-                    r.stream,
-                    r.error,
-                ])
-                .ctx("insert a request-log row", path)?;
+            if log_row(r) {
+                // Serialising cannot fail for these plain types; an empty array is the safe fallback.
+                let attempts = serde_json::to_string(&r.attempts).unwrap_or_else(|_| String::from("[]"));
+                insert
+                    .execute(params![
+                        time_ms,
+                        r.request_id as i64,
+                        r.client.as_deref(),
+                        r.method,
+                        r.path,
+                        r.model,
+                        r.status,
+                        last.map(|a| &*a.key),
+                        key_fp,
+                        attempts,
+                        r.total_ms,
+                        r.first_byte_ms,
+                        sql_u64(r.bytes_in),
+                        sql_u64(r.bytes_out),
+                        sql_u64(r.tokens_in),
+                        sql_u64(r.tokens_out),
+                        r.stream,
+                        r.error,
+                    ])
+                    .ctx("insert a request-log row", path)?;
+            }
             let group = Group {
                 minute_ms: time_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
                 key_fp: key_fp.unwrap_or(""),

@@ -108,7 +108,7 @@ mod tests {
         commit(&mut conn, &path, &batch, &HashMap::new()).expect("commit");
         assert_eq!(count(&conn, "usage_minute"), 31);
 
-        let r = Retention { request_log_days: 7, request_log_rows: 40, usage_days: 7, config_versions: 50 };
+        let r = Retention { request_log_days: 7, request_log_rows: 40, usage_days: 7, config_versions: 50, ..Retention::default() };
         // Batches of 8: several calls, each reporting more work until everything is gone.
         let mut calls = 0;
         while prune_batch(&mut conn, &path, &r, now, 8).expect("prune") {
@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(count(&conn, "usage_minute"), 1, "only the recent minute stays");
 
         // Zero disables a rule.
-        let keep_all = Retention { request_log_days: 0, request_log_rows: 0, usage_days: 0, config_versions: 0 };
+        let keep_all = Retention { request_log_days: 0, request_log_rows: 0, usage_days: 0, config_versions: 0, ..Retention::default() };
         assert!(!prune_batch(&mut conn, &path, &keep_all, now + 100 * DAY_MS, 8).expect("prune"));
         assert_eq!(count(&conn, "request_log"), 40);
     }

@@ -17,11 +17,16 @@ pub struct Retention {
     pub usage_days: u32,
     /// Config versions kept (the newest ones), checked on every `add_config_version`.
     pub config_versions: usize,
+    /// Successful requests (one attempt, status below 400) given a request-log row per second
+    /// at most; the rest still count in the usage aggregates. Errors and retried requests
+    /// always get a row. Writing a row per request at tens of thousands per second would cost
+    /// more CPU than proxying them.
+    pub request_log_ok_per_second: u32,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { request_log_days: 7, request_log_rows: 1_000_000, usage_days: 90, config_versions: 50 }
+        Retention { request_log_days: 7, request_log_rows: 1_000_000, usage_days: 90, config_versions: 50, request_log_ok_per_second: 1_000 }
     }
 }
 
@@ -254,8 +259,10 @@ pub struct StoreHealth {
     pub last_error: Option<String>,
     /// Records lost: queue full, or writer stopped.
     pub dropped_records: u64,
-    /// Request records committed since the start.
+    /// Request records committed since the start (with or without a request-log row).
     pub written_records: u64,
+    /// Successful requests above `request_log_ok_per_second` that got no request-log row.
+    pub unlogged_requests: u64,
     #[serde(with = "crate::telemetry::time::rfc3339_opt")]
     pub last_flush: Option<SystemTime>,
 }

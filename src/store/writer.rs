@@ -28,6 +28,7 @@ pub(crate) struct WriterState {
     last_error: Mutex<Option<String>>,
     dropped: AtomicU64,
     written: AtomicU64,
+    unlogged: AtomicU64,
     /// Unix ms of the last successful commit; `i64::MIN` for never.
     last_flush_ms: AtomicI64,
 }
@@ -39,6 +40,7 @@ impl WriterState {
             last_error: Mutex::new(None),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            unlogged: AtomicU64::new(0),
             last_flush_ms: AtomicI64::new(i64::MIN),
         }
     }
@@ -50,6 +52,7 @@ impl WriterState {
             last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             dropped_records: self.dropped.load(Ordering::Relaxed),
             written_records: self.written.load(Ordering::Relaxed),
+            unlogged_requests: self.unlogged.load(Ordering::Relaxed),
             last_flush: u64::try_from(last).ok().map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         }
     }
@@ -142,8 +145,13 @@ impl StoreWriter {
     /// queue is full the record is dropped and counted in [`StoreWriter::dropped`]. Costs one
     /// clone of the record (a few small allocations); serialisation happens on the writer.
     pub fn request(&self, r: &AccessRecord) {
+        self.request_owned(Box::new(r.clone()));
+    }
+
+    /// [`StoreWriter::request`] for a record the caller is done with: no copy.
+    pub fn request_owned(&self, r: Box<AccessRecord>) {
         let Some(tx) = &self.inner.tx else { return };
-        if tx.try_send(Box::new(r.clone())).is_err() {
+        if tx.try_send(r).is_err() {
             self.inner.state.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -219,6 +227,7 @@ pub(crate) fn start(
         every: flush_every.max(Duration::from_millis(1)),
         // The backlog kept across failed commits is bounded like the queue.
         cap: queue,
+        rows: RowBudget::new(retention.request_log_ok_per_second),
         pruner: Pruner::new(retention),
     };
     let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || writer.run()).map_err(StoreError::Spawn)?;
@@ -246,7 +255,36 @@ struct Writer {
     state: Arc<WriterState>,
     every: Duration,
     cap: usize,
+    rows: RowBudget,
     pruner: Pruner,
+}
+
+/// Which requests get a request-log row: every error and retried request, and successful ones
+/// up to a number per second (of the requests' own time, so a backlog drained late is judged
+/// by when it happened).
+struct RowBudget {
+    per_second: u32,
+    second: i64,
+    used: u32,
+}
+
+impl RowBudget {
+    fn new(per_second: u32) -> Self {
+        RowBudget { per_second, second: i64::MIN, used: 0 }
+    }
+
+    fn take(&mut self, r: &AccessRecord) -> bool {
+        if r.status >= 400 || r.attempts.len() > 1 || r.error.is_some() {
+            return true;
+        }
+        let second = super::unix_ms(r.time).div_euclid(1000);
+        if second != self.second {
+            self.second = second;
+            self.used = 0;
+        }
+        self.used = self.used.saturating_add(1);
+        self.used <= self.per_second
+    }
 }
 
 impl Writer {
@@ -297,9 +335,17 @@ impl Writer {
         if batch.is_empty() && keys.is_empty() {
             return true;
         }
-        match flush::commit(&mut self.conn, &self.path, batch, keys) {
+        let mut unlogged = 0u64;
+        let rows = &mut self.rows;
+        let mut log_row = |r: &AccessRecord| {
+            let take = rows.take(r);
+            unlogged += u64::from(!take);
+            take
+        };
+        match flush::commit_with(&mut self.conn, &self.path, batch, keys, &mut log_row) {
             Ok(()) => {
                 self.state.committed(batch.len());
+                self.state.unlogged.fetch_add(unlogged, Ordering::Relaxed);
                 batch.clear();
                 keys.clear();
                 if last_logged.take().is_some() {
@@ -363,6 +409,32 @@ mod tests {
 
     fn now() -> i64 {
         super::super::now_ms()
+    }
+
+    #[test]
+    fn successful_requests_get_rows_up_to_the_budget_and_errors_always_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path(), Retention { request_log_ok_per_second: 3, ..Retention::default() }).expect("open");
+        let w = s.start_writer(Duration::from_secs(3600), 1024).expect("writer");
+        // Ten successes and two errors in one second, then two successes in the next.
+        let t = (now() / 1000 - 10) * 1000;
+        for i in 0..10 {
+            w.request(&record(t + i, i as u64, Some("k"), Some("app"), Some("m"), 200, 5.0));
+        }
+        w.request(&record(t + 20, 100, Some("k"), Some("app"), Some("m"), 429, 5.0));
+        w.request(&record(t + 21, 101, Some("k"), Some("app"), Some("m"), 500, 5.0));
+        w.request(&record(t + 1000, 200, Some("k"), Some("app"), Some("m"), 200, 5.0));
+        w.request(&record(t + 1001, 201, Some("k"), Some("app"), Some("m"), 200, 5.0));
+        w.flush().expect("flush");
+        let rows = s.requests(&RequestQuery { limit: 1000, ..RequestQuery::default() }).expect("query");
+        let mut ids: Vec<u64> = rows.iter().map(|r| r.request_id).collect();
+        ids.sort();
+        assert_eq!(ids, vec![0, 1, 2, 100, 101, 200, 201], "three successes a second, every error");
+        let h = s.health();
+        assert_eq!((h.written_records, h.unlogged_requests), (14, 7));
+        // Usage still counts every request.
+        let totals = s.totals(&crate::store::StatsQuery { from_ms: t - 60_000, to_ms: t + 60_000, ..Default::default() }).expect("totals");
+        assert_eq!(totals.counts.requests, 14);
     }
 
     #[test]

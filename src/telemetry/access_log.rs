@@ -78,8 +78,9 @@ enum Msg {
     Flush(SyncSender<()>),
 }
 
-/// Where records go besides the access log and the metrics (the state store's writer).
-pub type Forward = Box<dyn Fn(&AccessRecord) + Send>;
+/// Where records go after the access log and the metrics (the state store's writer): handed
+/// over, not copied.
+pub type Forward = Box<dyn Fn(Box<AccessRecord>) + Send>;
 
 /// Sender side of the pipeline; cheap to clone.
 #[derive(Clone)]
@@ -162,9 +163,6 @@ fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
             match rx.try_recv() {
                 Ok(Msg::Record(r)) => {
                     sinks.metrics.observe(&r);
-                    if let Some(f) = &sinks.forward {
-                        f(&r);
-                    }
                     if sinks.log_lines {
                         line.clear();
                         if serde_json::to_writer(&mut line, &*r).is_ok() {
@@ -172,6 +170,9 @@ fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
                             let _ = out.write_all(&line);
                             wrote = true;
                         }
+                    }
+                    if let Some(f) = &sinks.forward {
+                        f(r);
                     }
                 }
                 Ok(Msg::Flush(ack)) => {

@@ -1,6 +1,8 @@
 //! Prometheus metrics. Per-request metrics are updated by the telemetry thread from access
-//! records (never on the data plane's threads); state gauges (keys, in-flight) are read at
-//! scrape time. Names follow Prometheus conventions; labels name keys, never their secrets.
+//! records (never on the data plane's threads); state gauges (keys, in-flight) and per-key
+//! counters are read at scrape time. Names follow Prometheus conventions; labels name keys,
+//! never their secrets. Per-key series exist only for pools of a size Prometheus handles
+//! well ([`PER_KEY_SERIES_MAX`]); beyond that the per-pool aggregates and the admin API remain.
 
 use super::access_log::AccessRecord;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -9,6 +11,11 @@ use std::sync::Mutex;
 
 /// Distinct model label values kept; more become "other" (model names come from clients).
 const MAX_MODELS: usize = 200;
+
+/// Above this many keys in all pools, no per-key series are exported: 100,000 keys would be
+/// several hundred thousand series per scrape, more than a Prometheus server wants from one
+/// target, and a per-request label lookup in a map that large.
+pub const PER_KEY_SERIES_MAX: usize = 1_000;
 
 const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
@@ -21,8 +28,10 @@ pub struct Metrics {
     tokens: IntCounterVec,
     pub(crate) inflight: IntGaugeVec,
     pub(crate) key_state: IntGaugeVec,
+    key_attempts: IntCounterVec,
     pub(crate) keys: IntGaugeVec,
     dropped: IntCounterVec,
+    unlogged: prometheus::IntCounter,
     refusals: IntCounterVec,
     refusals_seen: Mutex<std::collections::HashMap<&'static str, u64>>,
     connections: IntGaugeVec,
@@ -31,15 +40,31 @@ pub struct Metrics {
     dropped_seen: Mutex<std::collections::HashMap<&'static str, u64>>,
     pub(crate) reloads: IntCounterVec,
     models: Mutex<HashSet<String>>,
+    /// Scrape-time series are reset and refilled: one render at a time.
+    render: Mutex<()>,
+}
+
+/// One key, as a scrape sees it.
+pub struct KeySample {
+    pub pool: String,
+    pub key: String,
+    /// ("*" for the whole key, or a model; state): healthy or disabled key-wide, cooling or
+    /// broken per model.
+    pub states: Vec<(String, &'static str)>,
+    /// Attempts since start that succeeded and that failed.
+    pub successes: u64,
+    pub failures: u64,
 }
 
 /// Point-in-time values read at scrape time.
 pub struct ScrapeState {
     pub inflight: i64,
-    /// (pool, key name, model or "*", state) for every key; state is healthy, cooling, broken or disabled.
-    pub key_states: Vec<(String, String, String, &'static str)>,
+    /// Every key of every pool.
+    pub keys: Vec<KeySample>,
     /// (sink, dropped records)
     pub dropped: Vec<(&'static str, u64)>,
+    /// Successful requests that got no request-log row (above `request_log_ok_per_second`).
+    pub unlogged_requests: u64,
     /// (reason, refusals since start)
     pub refusals: Vec<(&'static str, u64)>,
     pub connections: i64,
@@ -73,8 +98,12 @@ impl Metrics {
             &["model"],
         )
         .expect("valid metric");
-        let attempts =
-            IntCounterVec::new(Opts::new("upstream_attempts_total", "Upstream attempts by key name and outcome"), &["key", "outcome"]).expect("valid metric");
+        let attempts = IntCounterVec::new(Opts::new("upstream_attempts_total", "Upstream attempts by outcome"), &["outcome"]).expect("valid metric");
+        let key_attempts = IntCounterVec::new(
+            Opts::new("key_attempts_total", "Upstream attempts per key since start, by result (success, failure); only for pools of up to 1,000 keys"),
+            &["pool", "key", "result"],
+        )
+        .expect("valid metric");
         let tokens =
             IntCounterVec::new(Opts::new("tokens_total", "Tokens consumed, by direction (input, output), model and client"), &["direction", "model", "client"])
                 .expect("valid metric");
@@ -88,6 +117,13 @@ impl Metrics {
         let dropped =
             IntCounterVec::new(Opts::new("dropped_records_total", "Records dropped because a writer (access log, state store) could not keep up"), &["sink"])
                 .expect("valid metric");
+        // Kept by the store's writer; brought up to its value at every scrape.
+        let unlogged = prometheus::IntCounter::with_opts(Opts::new(
+            "request_log_unlogged_total",
+            "Successful requests counted in usage but given no request-log row (over [state] request_log_ok_per_second)",
+        ))
+        .expect("valid metric");
+        registry.register(Box::new(unlogged.clone())).expect("unique metric");
         let refusals = IntCounterVec::new(Opts::new("refusals_total", "Requests and connections refused by access rules and limits, by reason"), &["reason"])
             .expect("valid metric");
         let connections = IntGaugeVec::new(Opts::new("open_connections", "Client connections open"), &[]).expect("valid metric");
@@ -99,7 +135,7 @@ impl Metrics {
         .expect("valid metric");
         registry.register(Box::new(cert_expiry.clone())).expect("unique metric");
         let reloads = IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads by result"), &["result"]).expect("valid metric");
-        for c in [&requests, &attempts, &tokens, &reloads, &dropped, &refusals] {
+        for c in [&requests, &attempts, &key_attempts, &tokens, &reloads, &dropped, &refusals] {
             registry.register(Box::new((*c).clone())).expect("unique metric");
         }
         for h in [&duration, &first_byte] {
@@ -120,8 +156,10 @@ impl Metrics {
             tokens,
             inflight,
             key_state,
+            key_attempts,
             keys,
             dropped,
+            unlogged,
             dropped_seen: Mutex::new(Default::default()),
             refusals,
             refusals_seen: Mutex::new(Default::default()),
@@ -130,6 +168,7 @@ impl Metrics {
             cert_expiry,
             reloads,
             models: Mutex::new(HashSet::new()),
+            render: Mutex::new(()),
         }
     }
 
@@ -156,7 +195,7 @@ impl Metrics {
             self.first_byte.with_label_values(&[&model]).observe(fb / 1000.0);
         }
         for a in &r.attempts {
-            self.attempts.with_label_values(&[&a.key, a.outcome]).inc();
+            self.attempts.with_label_values(&[a.outcome]).inc();
         }
         if r.tokens_in > 0 {
             self.tokens.with_label_values(&["input", &model, client]).inc_by(r.tokens_in);
@@ -172,23 +211,37 @@ impl Metrics {
 
     /// The text exposition, with scrape-time gauges refreshed from `state`.
     pub fn render(&self, state: &ScrapeState) -> String {
+        let _one_at_a_time = self.render.lock().unwrap_or_else(|p| p.into_inner());
         self.inflight.with_label_values(&[] as &[&str]).set(state.inflight);
         self.key_state.reset();
+        self.key_attempts.reset();
         self.keys.reset();
-        for (pool, key, model, st) in &state.key_states {
-            self.key_state.with_label_values(&[pool.as_str(), key.as_str(), model.as_str(), st]).set(1);
-        }
-        // Each key counts once per pool and state: healthy or disabled key-wide, and cooling or
-        // broken when at least one model restricts it.
-        let distinct: HashSet<(&str, &str, &str)> = state.key_states.iter().map(|(p, k, _, st)| (p.as_str(), k.as_str(), *st)).collect();
+        let per_key = state.keys.len() <= PER_KEY_SERIES_MAX;
         let mut per_pool: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
-        for (pool, _, st) in distinct {
-            *per_pool.entry((pool, st)).or_default() += 1;
+        for k in &state.keys {
+            if per_key {
+                for (model, st) in &k.states {
+                    self.key_state.with_label_values(&[k.pool.as_str(), k.key.as_str(), model.as_str(), st]).set(1);
+                }
+                // Absolute values, refilled on every scrape: they only ever grow.
+                self.key_attempts.with_label_values(&[k.pool.as_str(), k.key.as_str(), "success"]).inc_by(k.successes);
+                self.key_attempts.with_label_values(&[k.pool.as_str(), k.key.as_str(), "failure"]).inc_by(k.failures);
+            }
+            // Each key counts once per state: healthy or disabled key-wide, and cooling or
+            // broken when at least one model restricts it.
+            let mut counted: Vec<&str> = Vec::with_capacity(2);
+            for (_, st) in &k.states {
+                if !counted.contains(st) {
+                    counted.push(st);
+                    *per_pool.entry((k.pool.as_str(), st)).or_default() += 1;
+                }
+            }
         }
         for ((pool, st), n) in per_pool {
             self.keys.with_label_values(&[pool, st]).set(n);
         }
         advance(&self.dropped, &self.dropped_seen, &state.dropped);
+        self.unlogged.inc_by(state.unlogged_requests.saturating_sub(self.unlogged.get()));
         advance(&self.refusals, &self.refusals_seen, &state.refusals);
         self.connections.with_label_values(&[] as &[&str]).set(state.connections);
         self.streams.with_label_values(&[] as &[&str]).set(state.streams);
@@ -217,5 +270,39 @@ fn advance(counter: &IntCounterVec, seen: &Mutex<std::collections::HashMap<&'sta
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(keys: usize) -> String {
+        let keys = (0..keys)
+            .map(|i| KeySample {
+                pool: "p".into(),
+                key: format!("k{i}"),
+                states: if i == 0 { vec![("*".into(), "healthy"), ("m".into(), "cooling")] } else { vec![("*".into(), "healthy")] },
+                successes: 5,
+                failures: 1,
+            })
+            .collect();
+        let state =
+            ScrapeState { inflight: 0, keys, dropped: vec![], unlogged_requests: 7, refusals: vec![], connections: 0, streams: 0, certificates: vec![] };
+        Metrics::new().render(&state)
+    }
+
+    #[test]
+    fn per_key_series_only_for_pools_prometheus_handles_well() {
+        let small = scrape(3);
+        assert!(small.contains(r#"gemini_proxy_key_attempts_total{key="k2",pool="p",result="success"} 5"#), "{small}");
+        assert!(small.contains(r#"gemini_proxy_key_state{key="k0",model="m",pool="p",state="cooling"} 1"#));
+        assert!(small.contains(r#"gemini_proxy_keys{pool="p",state="healthy"} 3"#));
+        assert!(small.contains(r#"gemini_proxy_keys{pool="p",state="cooling"} 1"#));
+        assert!(small.contains("gemini_proxy_request_log_unlogged_total 7"));
+
+        let big = scrape(PER_KEY_SERIES_MAX + 1);
+        assert!(!big.contains("gemini_proxy_key_attempts_total{") && !big.contains("gemini_proxy_key_state{"));
+        assert!(big.contains(&format!(r#"gemini_proxy_keys{{pool="p",state="healthy"}} {}"#, PER_KEY_SERIES_MAX + 1)), "the aggregates stay");
     }
 }

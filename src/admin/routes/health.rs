@@ -4,7 +4,7 @@
 use crate::admin::error::ErrorBody;
 use crate::admin::AdminState;
 use crate::pool::health::Availability;
-use crate::telemetry::metrics::ScrapeState;
+use crate::telemetry::metrics::{KeySample, ScrapeState};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -48,27 +48,35 @@ pub async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 pub async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let rt = s.shared.runtime.load_full();
     let now = Instant::now();
-    let mut key_states = Vec::new();
+    let mut keys = Vec::new();
     for p in &rt.pools {
         for k in &p.keys {
             let h = &k.health;
-            if h.is_disabled() {
-                key_states.push((p.name.to_string(), k.name.to_string(), "*".to_owned(), "disabled"));
-                continue;
-            }
-            key_states.push((p.name.to_string(), k.name.to_string(), "*".to_owned(), "healthy"));
-            for m in h.model_views(now) {
-                if m.state != "healthy" {
-                    let state = if m.state == "cooling" { "cooling" } else { "broken" };
-                    key_states.push((p.name.to_string(), k.name.to_string(), m.model, state));
-                }
-            }
+            let states = if h.is_disabled() {
+                vec![("*".to_owned(), "disabled")]
+            } else {
+                let restricted = h.model_views(now).into_iter().filter(|m| m.state != "healthy");
+                std::iter::once(("*".to_owned(), "healthy"))
+                    .chain(restricted.map(|m| {
+                        let state = if m.state == "cooling" { "cooling" } else { "broken" };
+                        (m.model, state)
+                    }))
+                    .collect()
+            };
+            keys.push(KeySample {
+                pool: p.name.to_string(),
+                key: k.name.to_string(),
+                states,
+                successes: h.counters.successes.load(Ordering::Relaxed),
+                failures: h.counters.failures.load(Ordering::Relaxed),
+            });
         }
     }
     let state = ScrapeState {
         inflight: s.shared.inflight.load(Ordering::Relaxed) as i64,
-        key_states,
+        keys,
         dropped: vec![("access_log", s.access_log.dropped()), ("state_store", s.db_writer.dropped())],
+        unlogged_requests: s.db.health().unlogged_requests,
         refusals: s.shared.refusals.snapshot(),
         connections: s.shared.connections.current() as i64,
         streams: s.shared.streams.current() as i64,
