@@ -1,6 +1,7 @@
 //! The client's connection: reading request heads and bodies with the timeouts and limits that
 //! keep slow or oversized clients from holding resources, and writing responses.
 
+use crate::deadline::{self, Deadline};
 use crate::http1::{ChunkError, ChunkedDecoder, Framing, HeadError, RequestHead};
 use bytes::{Bytes, BytesMut};
 use pingora::protocols::Stream;
@@ -8,7 +9,7 @@ use pingora::server::ShutdownWatch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Outcome of waiting for the next request head.
@@ -97,21 +98,26 @@ impl Downstream {
             if self.buf.capacity() > 0 {
                 self.buf = BytesMut::new();
             }
-            let mut first = [0u8; FIRST_READ];
+            // Uninitialised: zeroing 4 KiB per request would be wasted work.
+            let mut first = [std::mem::MaybeUninit::<u8>::uninit(); FIRST_READ];
+            let mut first = tokio::io::ReadBuf::uninit(&mut first);
+            let stream = &mut self.stream;
             let got = tokio::select! {
-                r = tokio::time::timeout(idle, self.stream.read(&mut first)) => r,
+                biased;
+                r = deadline::timeout(idle, std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_read(cx, &mut first))) => r,
                 _ = shutdown.changed() => return NextHead::Idle,
             };
             match got {
-                Ok(Ok(0)) | Ok(Err(_)) => return NextHead::Closed,
-                Ok(Ok(n)) => {
-                    self.buf.reserve(FIRST_READ.max(n));
-                    self.buf.extend_from_slice(&first[..n]);
+                Ok(Err(_)) => return NextHead::Closed,
+                Ok(Ok(())) if first.filled().is_empty() => return NextHead::Closed,
+                Ok(Ok(())) => {
+                    self.buf.reserve(FIRST_READ);
+                    self.buf.extend_from_slice(first.filled());
                 }
                 Err(_) => return NextHead::Idle,
             }
         }
-        let deadline = tokio::time::Instant::now() + head_timeout;
+        let mut deadline = Deadline::after(head_timeout);
         loop {
             match RequestHead::parse(&mut self.buf, max_bytes) {
                 Ok(Some(h)) => return NextHead::Head(h),
@@ -119,7 +125,7 @@ impl Downstream {
                 Err(e) => return NextHead::Invalid(e),
             }
             self.buf.reserve(4096);
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+            match deadline.run(self.stream.read_buf(&mut self.buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return NextHead::Closed,
                 Ok(Ok(_)) => {}
                 Err(_) => return NextHead::TimedOut,
@@ -142,7 +148,7 @@ impl Downstream {
     /// Reads the whole request body, which must arrive within `timeout` (slow clients are cut
     /// off, however they pace their bytes). Chunked bodies are decoded.
     pub async fn read_body(&mut self, framing: Framing, limit: usize, timeout: Duration, budget: &Arc<Semaphore>) -> Result<(Bytes, BodyPermit), BodyError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let mut deadline = Deadline::after(timeout);
         match framing {
             Framing::None | Framing::UntilClose => Ok((Bytes::new(), BodyPermit::default())),
             Framing::Length(n) => {
@@ -157,7 +163,7 @@ impl Downstream {
                 let mut body = BytesMut::with_capacity(n);
                 body.extend_from_slice(&self.buf.split());
                 while body.len() < n {
-                    match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut body)).await {
+                    match deadline.run(self.stream.read_buf(&mut body)).await {
                         Ok(Ok(0)) => return Err(BodyError::Closed),
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Err(BodyError::Io(e)),
@@ -200,7 +206,7 @@ impl Downstream {
                         None => self.buf.clear(),
                     }
                     self.buf.reserve(16 * 1024);
-                    match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                    match deadline.run(self.stream.read_buf(&mut self.buf)).await {
                         Ok(Ok(0)) => return Err(BodyError::Closed),
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Err(BodyError::Io(e)),
@@ -217,7 +223,7 @@ impl Downstream {
             self.stream.write_all(data).await?;
             self.stream.flush().await
         };
-        match tokio::time::timeout(timeout, w).await {
+        match deadline::timeout(timeout, w).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")),
         }
@@ -239,7 +245,7 @@ impl Downstream {
             }
             self.stream.flush().await
         };
-        match tokio::time::timeout(timeout, w).await {
+        match deadline::timeout(timeout, w).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")),
         }

@@ -128,7 +128,9 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
             return fail(ds, log, ApiError::new(403, "PERMISSION_DENIED", "ADDRESS_DENIED", "this address may not use the proxy"), openai, true, head_only)
                 .await;
         }
-        if let Err(r) = shared.limits.check_address(c, access.per_ip_rpm, access.global_rpm, Instant::now()) {
+        // The request's start stands for "now" in the checks before the body (one clock read
+        // less per request; they count in seconds and minutes).
+        if let Err(r) = shared.limits.check_address(c, access.per_ip_rpm, access.global_rpm, started) {
             return refuse(shared, ds, log, r, openai, head, head_only).await;
         }
     }
@@ -160,7 +162,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     let _client_permit = if upload.is_some() && route.action == Action::UploadChunk {
         None
     } else {
-        match shared.limits.admit(&client, Instant::now()) {
+        match shared.limits.admit(&client, started) {
             Ok(p) => Some(p),
             Err(r) => return refuse(shared, ds, log, r, openai, head, head_only).await,
         }
@@ -268,9 +270,10 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     let mut held: Option<Held> = None;
 
     for attempt_no in 0..max_attempts {
+        let attempt_started = Instant::now();
         let lease = match pinned {
             Some(i) => pool.lease(i),
-            None => match pool.select(model_key, &tried, Instant::now()) {
+            None => match pool.select(model_key, &tried, attempt_started) {
                 Ok(l) => l,
                 Err(ex) => {
                     if let Some(h) = held.take() {
@@ -287,7 +290,6 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         };
         tried.push(lease.index);
         let key = pool.key(lease.index);
-        let attempt_started = Instant::now();
         let mut upstream_head = Vec::with_capacity(prefix.len() + 128 + body.len().min(16 * 1024));
         upstream_head.extend_from_slice(&prefix);
         finish_upstream_head(&mut upstream_head, route.surface, key.secret.expose(), body.len(), head.method());
@@ -303,7 +305,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                 };
                 let outcome = Outcome::Failure(kind);
                 pool.report(lease.index, model_key, &outcome, None, &failure.to_string(), policy, now);
-                log.attempts.push(attempt_record(pool, &lease, &outcome, None, attempt_started));
+                log.attempts.push(attempt_record(pool, &lease, &outcome, None, attempt_started, now));
                 tracing::debug!(request_id = log.request_id, key = %key.name, error = %failure, "upstream attempt failed");
                 held = None;
                 last_failure = Some((failure, lease));
@@ -329,7 +331,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                 let (outcome, message) = classified;
                 if outcome.retry_elsewhere() {
                     pool.report(lease.index, model_key, &outcome, Some(status), &message, policy, now);
-                    log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started));
+                    log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started, now));
                     tracing::debug!(request_id = log.request_id, key = %key.name, status, outcome = outcome.label(), "retrying on another key");
                     let is_failure = matches!(outcome, Outcome::Failure(_));
                     // Keep this answer in case no other key can do better.
@@ -472,7 +474,7 @@ fn backoff(base: Duration, attempt_no: u32) -> Duration {
     (base * (1u32 << attempt_no.min(5))).min(Duration::from_secs(2))
 }
 
-fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<u16>, started: Instant) -> AttemptRecord {
+fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<u16>, started: Instant, ended: Instant) -> AttemptRecord {
     let key = pool.key(lease.index);
     AttemptRecord {
         key: key.name.clone(),
@@ -480,7 +482,7 @@ fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<
         fingerprint_label: key.fingerprint_label.clone(),
         outcome: outcome.label(),
         status,
-        ms: ms(started.elapsed()),
+        ms: ms(ended.saturating_duration_since(started)),
     }
 }
 
@@ -575,15 +577,17 @@ async fn deliver(
     }
     // Tell clients when to come back, which Gemini itself never does in a header.
     let key = pool.key(lease.index);
-    let now = Instant::now();
     let retry_after = match (status, exhausted) {
-        (429 | 503, Some(ex)) => ex.to_api_error(&model, now, policy).retry_after,
+        (429 | 503, Some(ex)) => ex.to_api_error(&model, Instant::now(), policy).retry_after,
         // A pinned request: the owner key's own recovery.
-        (429 | 503, None) => key.health.recovers_at(&model, now).map(|t| secs_until(t, now)),
+        (429 | 503, None) => {
+            let now = Instant::now();
+            key.health.recovers_at(&model, now).map(|t| secs_until(t, now))
+        }
         _ => None,
     };
-    let plan = relay::Plan::for_request(route, head, &res, settings, ds.tls);
-    let upload_origin = plan.origin.clone();
+    let plan = relay::Plan::for_request(route, head, &res);
+    let tls = ds.tls;
     let mut upload_binding: Option<String> = None;
     let result: Relay = relay::relay(
         shared,
@@ -595,7 +599,8 @@ async fn deliver(
         plan,
         retry_after,
         |upload_url| {
-            let (rewritten, upload_id) = relay::rewrite_upload_url(upload_url, &upload_origin, &settings.upstream.path_prefix)?;
+            let origin = relay::public_origin(head, settings, tls);
+            let (rewritten, upload_id) = relay::rewrite_upload_url(upload_url, &origin, &settings.upstream.path_prefix)?;
             upload_binding = upload_id;
             Some(rewritten)
         },
@@ -621,8 +626,9 @@ async fn deliver(
     if !already_reported {
         // A stream that broke midway counts against the key like any transient failure.
         let outcome = if result.upstream_broke { Outcome::Failure(FailureKind::Broken) } else { outcome };
-        pool.report(lease.index, &model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, Instant::now());
-        log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started));
+        let end = Instant::now();
+        pool.report(lease.index, &model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, end);
+        log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started, end));
     }
     // Remember which key owns what was just created.
     let fp = key.health.fingerprint;

@@ -18,8 +18,6 @@ const CAPTURE: usize = 64 * 1024;
 
 /// What to do with the answer besides relaying it.
 pub struct Plan {
-    /// Origin (`http://host:port`) upload URLs are rewritten to.
-    pub origin: String,
     /// Read token usage (`Some(openai_surface)`).
     usage: Option<bool>,
     capture: bool,
@@ -28,8 +26,20 @@ pub struct Plan {
     head_only: bool,
 }
 
+/// The proxy's own origin as the client sees it (where rewritten upload URLs must point).
+pub fn public_origin(head: &RequestHead, settings: &Settings, tls: bool) -> String {
+    match &settings.server.public_url {
+        Some(u) => u.clone(),
+        None => {
+            let scheme = if tls { "https" } else { "http" };
+            let host = head.header_str("host").map(str::to_owned).unwrap_or_else(|| settings.server.listen[0].to_string());
+            format!("{scheme}://{host}")
+        }
+    }
+}
+
 impl Plan {
-    pub fn for_request(route: &Route<'_>, head: &RequestHead, res: &ResponseHead, settings: &Settings, tls: bool) -> Plan {
+    pub fn for_request(route: &Route<'_>, head: &RequestHead, res: &ResponseHead) -> Plan {
         let ok = (200..300).contains(&res.status);
         let usage = match route.action {
             Action::Generate | Action::StreamGenerate | Action::Embed | Action::OpenAiChat | Action::OpenAiEmbeddings if ok => {
@@ -39,15 +49,7 @@ impl Plan {
         };
         let capture = ok && matches!(route.action, Action::CreateResource | Action::UploadStart | Action::UploadChunk);
         let sse = res.header("content-type").is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
-        let origin = match &settings.server.public_url {
-            Some(u) => u.clone(),
-            None => {
-                let scheme = if tls { "https" } else { "http" };
-                let host = head.header_str("host").map(str::to_owned).unwrap_or_else(|| settings.server.listen[0].to_string());
-                format!("{scheme}://{host}")
-            }
-        };
-        Plan { origin, usage, capture, sse, client_http10: head.minor_version == 0, head_only: head.method() == "HEAD" }
+        Plan { usage, capture, sse, client_http10: head.minor_version == 0, head_only: head.method() == "HEAD" }
     }
 }
 
@@ -147,7 +149,7 @@ impl Pump {
             (Framing::UntilClose, ClientFraming::ChunkedEncode) => {
                 observe(scanner, capture, tail, raw);
                 out.clear();
-                out.extend_from_slice(format!("{:x}\r\n", raw.len()).as_bytes());
+                crate::http1::write_chunk_size(out, raw.len());
                 out.extend_from_slice(raw);
                 out.extend_from_slice(b"\r\n");
                 Ok((raw.len(), false, Emit::Out))

@@ -80,9 +80,11 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Appends `HTTP/1.1 {status} {reason}\r\n`.
 pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    use std::io::Write;
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `name: value\r\n`.
@@ -95,6 +97,14 @@ pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Appends `content-length: n\r\n`.
 pub fn write_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a chunk-size line (`1a2b\r\n`) of chunked transfer coding.
+pub fn write_chunk_size(out: &mut Vec<u8>, n: usize) {
     use std::io::Write;
-    let _ = write!(out, "content-length: {n}\r\n");
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{n:x}\r\n");
 }

@@ -3,6 +3,7 @@
 //! first-byte timeout, and checkin for reuse once a response has been read to its end.
 
 use super::target::UpstreamTarget;
+use crate::deadline::Deadline;
 use crate::http1::{HeadError, ResponseHead};
 use bytes::BytesMut;
 use futures::FutureExt;
@@ -145,7 +146,7 @@ impl UpstreamConn {
             }
             self.stream.flush().await
         };
-        match tokio::time::timeout(timeout, write).await {
+        match crate::deadline::timeout(timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(UpstreamFailure::Broken(format!("while sending the request: {e}"))),
             Err(_) => Err(UpstreamFailure::Timeout(timeout)),
@@ -154,10 +155,15 @@ impl UpstreamConn {
 
     /// Reads more bytes into `buf`. Returns 0 at end of stream.
     pub async fn read_more(&mut self, timeout: Duration) -> Result<usize, UpstreamFailure> {
+        self.read_within(&mut Deadline::after(timeout), timeout).await
+    }
+
+    /// Reads more bytes into `buf` before `deadline` (which stands for `timeout`, for errors).
+    async fn read_within(&mut self, deadline: &mut Deadline, timeout: Duration) -> Result<usize, UpstreamFailure> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
             self.buf.reserve(READ_CHUNK);
         }
-        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+        match deadline.run(self.stream.read_buf(&mut self.buf)).await {
             Ok(Ok(0)) => {
                 self.eof = true;
                 Ok(0)
@@ -170,7 +176,7 @@ impl UpstreamConn {
 
     /// Reads the final (non-1xx) response head, waiting at most `timeout` in all.
     pub async fn read_head(&mut self, timeout: Duration) -> Result<ResponseHead, UpstreamFailure> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let mut deadline = Deadline::after(timeout);
         loop {
             match ResponseHead::parse(&mut self.buf, MAX_RESPONSE_HEAD) {
                 Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => continue,
@@ -179,11 +185,7 @@ impl UpstreamConn {
                 Err(HeadError::TooLarge(n)) => return Err(UpstreamFailure::Protocol(format!("response head larger than {n} bytes"))),
                 Err(e) => return Err(UpstreamFailure::Protocol(e.to_string())),
             }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return Err(UpstreamFailure::Timeout(timeout));
-            }
-            match self.read_more(left).await {
+            match self.read_within(&mut deadline, timeout).await {
                 Ok(0) if self.buf.is_empty() => return Err(UpstreamFailure::Broken("closed before answering".into())),
                 Ok(0) => return Err(UpstreamFailure::Broken("closed in the middle of the response head".into())),
                 Ok(_) => {}
