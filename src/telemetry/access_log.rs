@@ -157,6 +157,7 @@ fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut line = Vec::with_capacity(1024);
+    let mut lines = super::json_line::LineWriter::default();
     loop {
         let mut wrote = false;
         loop {
@@ -165,11 +166,9 @@ fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
                     sinks.metrics.observe(&r);
                     if sinks.log_lines {
                         line.clear();
-                        if serde_json::to_writer(&mut line, &*r).is_ok() {
-                            line.push(b'\n');
-                            let _ = out.write_all(&line);
-                            wrote = true;
-                        }
+                        lines.write(&r, &mut line);
+                        let _ = out.write_all(&line);
+                        wrote = true;
                     }
                     if let Some(f) = &sinks.forward {
                         f(r);

@@ -40,6 +40,7 @@ pub struct Metrics {
     dropped_seen: Mutex<std::collections::HashMap<&'static str, u64>>,
     pub(crate) reloads: IntCounterVec,
     models: Mutex<HashSet<String>>,
+    series: Mutex<SeriesCache>,
     /// Scrape-time series are reset and refilled: one render at a time.
     render: Mutex<()>,
 }
@@ -73,17 +74,44 @@ pub struct ScrapeState {
     pub certificates: Vec<(String, f64)>,
 }
 
-fn status_class(status: u16) -> &'static str {
+const STATUS_CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "429", "4xx", "client_closed", "5xx"];
+
+fn status_class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        429 => "429",
-        400..=498 => "4xx",
-        499 => "client_closed",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        429 => 3,
+        400..=498 => 4,
+        499 => 5,
+        _ => 6,
     }
 }
+
+/// The series that one (client, model) pair's requests update. Looking them up by label
+/// values costs a hash of every label and a lock per series and request; the telemetry thread
+/// sees the same few pairs over and over, so it keeps them. (Per-request series are never
+/// removed from the registry, so a kept handle always counts.)
+struct PairSeries {
+    /// By [`STATUS_CLASSES`] index.
+    requests: [prometheus::IntCounter; 7],
+    duration: prometheus::Histogram,
+    first_byte: prometheus::Histogram,
+    tokens_in: prometheus::IntCounter,
+    tokens_out: prometheus::IntCounter,
+}
+
+/// Series handles kept by [`Metrics::observe`].
+#[derive(Default)]
+struct SeriesCache {
+    /// client -> model (as the client named it) -> series
+    pairs: hashbrown::HashMap<String, hashbrown::HashMap<String, PairSeries>>,
+    attempts: std::collections::HashMap<&'static str, prometheus::IntCounter>,
+}
+
+/// Clients kept in the cache before it starts over (client names come from the config, but
+/// reloads can rename them without end).
+const SERIES_CACHE_MAX: usize = 10_000;
 
 impl Metrics {
     pub fn new() -> Self {
@@ -168,6 +196,7 @@ impl Metrics {
             cert_expiry,
             reloads,
             models: Mutex::new(HashSet::new()),
+            series: Mutex::new(SeriesCache::default()),
             render: Mutex::new(()),
         }
     }
@@ -187,21 +216,46 @@ impl Metrics {
 
     /// Accounts one finished request.
     pub fn observe(&self, r: &AccessRecord) {
-        let model = self.model_label(r.model.as_deref());
         let client = r.client.as_deref().unwrap_or("none");
-        self.requests.with_label_values(&[status_class(r.status), &model, client]).inc();
-        self.duration.with_label_values(&[&model]).observe(r.total_ms / 1000.0);
-        if let Some(fb) = r.first_byte_ms {
-            self.first_byte.with_label_values(&[&model]).observe(fb / 1000.0);
+        let model = r.model.as_deref().unwrap_or("");
+        let mut cache = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.pairs.len() >= SERIES_CACHE_MAX {
+            cache.pairs.clear();
         }
-        for a in &r.attempts {
-            self.attempts.with_label_values(&[a.outcome]).inc();
+        let by_model = cache.pairs.entry_ref(client).or_default();
+        let series = match by_model.get_mut(model) {
+            Some(s) => s,
+            None => {
+                let label = self.model_label(r.model.as_deref());
+                by_model.entry_ref(model).or_insert_with(|| PairSeries {
+                    requests: std::array::from_fn(|i| self.requests.with_label_values(&[STATUS_CLASSES[i], &label, client])),
+                    duration: self.duration.with_label_values(&[&label]),
+                    first_byte: self.first_byte.with_label_values(&[&label]),
+                    tokens_in: self.tokens.with_label_values(&["input", &label, client]),
+                    tokens_out: self.tokens.with_label_values(&["output", &label, client]),
+                })
+            }
+        };
+        series.requests[status_class_index(r.status)].inc();
+        series.duration.observe(r.total_ms / 1000.0);
+        if let Some(fb) = r.first_byte_ms {
+            series.first_byte.observe(fb / 1000.0);
         }
         if r.tokens_in > 0 {
-            self.tokens.with_label_values(&["input", &model, client]).inc_by(r.tokens_in);
+            series.tokens_in.inc_by(r.tokens_in);
         }
         if r.tokens_out > 0 {
-            self.tokens.with_label_values(&["output", &model, client]).inc_by(r.tokens_out);
+            series.tokens_out.inc_by(r.tokens_out);
+        }
+        for a in &r.attempts {
+            match cache.attempts.get(a.outcome) {
+                Some(c) => c.inc(),
+                None => {
+                    let c = self.attempts.with_label_values(&[a.outcome]);
+                    c.inc();
+                    cache.attempts.insert(a.outcome, c);
+                }
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! log (one JSON line per request on stdout, written off the request path).
 
 pub mod access_log;
+mod json_line;
 pub mod metrics;
 pub mod time;
 
