@@ -83,6 +83,10 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
 
     let conf = ServerConf {
         threads: settings.server.threads,
+        // By default one single-threaded runtime per thread instead of tokio's work-stealing
+        // scheduler: a connection's task stays on its thread, and polls skip the cross-thread
+        // bookkeeping (see bench/results/profile.md for what it saves).
+        work_stealing: settings.server.work_stealing,
         // Pingora sleeps this long after SIGTERM before stopping its runtimes; `Drain` exits
         // earlier, once in-flight requests are done.
         grace_period_seconds: Some(settings.server.grace_period.as_secs() + 1),

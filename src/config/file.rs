@@ -150,6 +150,9 @@ pub struct ServerSection {
     pub listen: Option<Spanned<OneOrMany>>,
     /// Worker threads for the data plane; 0 or absent means one per CPU core.
     pub threads: Option<usize>,
+    /// Whether idle worker threads take tasks from busy ones (tokio's work-stealing scheduler)
+    /// or each thread keeps the connections it was given (the default).
+    pub work_stealing: Option<bool>,
     /// The origin clients use to reach the proxy (`https://gemini.example.com`); used when
     /// rewriting upload URLs. Absent: taken from the request's Host header.
     pub public_url: Option<Spanned<String>>,

@@ -168,6 +168,7 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     /// Data-plane worker threads (already resolved: never 0).
     pub threads: usize,
+    pub work_stealing: bool,
     /// `scheme://host[:port]` clients use to reach us, without a trailing slash.
     pub public_url: Option<String>,
     pub body_limit: usize,

@@ -106,6 +106,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     let server = ServerSettings {
         listen,
         threads,
+        work_stealing: s.work_stealing.unwrap_or(false),
         public_url,
         body_limit: size(&mut c, &s.body_limit, 20 << 20, 1024, 1 << 30, "server.body_limit"),
         buffered_bytes_limit: size(&mut c, &s.buffered_bytes_limit, 1 << 30, 1 << 20, 1 << 40, "server.buffered_bytes_limit"),

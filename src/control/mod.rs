@@ -181,6 +181,9 @@ fn restart_needed(boot: &Settings, new: &Settings) -> Vec<String> {
     if boot.server.threads != new.server.threads {
         out.push("server.threads".into());
     }
+    if boot.server.work_stealing != new.server.work_stealing {
+        out.push("server.work_stealing".into());
+    }
     if boot.server.buffered_bytes_limit != new.server.buffered_bytes_limit {
         out.push("server.buffered_bytes_limit".into());
     }
