@@ -34,7 +34,10 @@ pub(crate) fn open(path: &Path, role: Role) -> Result<Connection, StoreError> {
         Role::Read => conn.pragma_update(None, "query_only", true).ctx("set query_only", path)?,
         // Truncate the WAL file back to this size after checkpoints, so a burst does not
         // leave a huge file behind.
-        Role::Write => conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).ctx("set journal_size_limit", path)?,
+        Role::Write => {
+            conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).ctx("set journal_size_limit", path)?;
+            super::flush::register_functions(&conn).ctx("register SQL functions", path)?;
+        }
     }
     Ok(conn)
 }

@@ -7,7 +7,7 @@ use super::types::{PersistedKeyState, UsageCounts};
 use super::{fingerprint_hex, sql_u64, unix_ms};
 use crate::secret::Fingerprint;
 use crate::telemetry::access_log::AccessRecord;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -15,10 +15,9 @@ const INSERT_REQUEST: &str = "INSERT INTO request_log (time_ms, request_id, clie
      attempts, total_ms, first_byte_ms, bytes_in, bytes_out, tokens_in, tokens_out, stream, error) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
-const READ_HISTOGRAM: &str = "SELECT latency_hist FROM usage_minute WHERE minute_ms = ?1 AND key_fp = ?2 AND client = ?3 AND model = ?4";
-
-/// Counters add up; the histogram is merged by the caller (read-add-write, safe because this
-/// thread is the only writer of usage rows).
+/// Counters add up; histograms are merged by [`HIST_MERGE`], in the same statement (a large
+/// pool makes almost every request its own usage row, so a read before each write would
+/// double the writer's work).
 const UPSERT_USAGE: &str = "INSERT INTO usage_minute (minute_ms, key_fp, client, model, key_name, requests, ok, client_errors, \
      rate_limited, server_errors, retries, input_tokens, output_tokens, latency_hist) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
@@ -27,7 +26,26 @@ const UPSERT_USAGE: &str = "INSERT INTO usage_minute (minute_ms, key_fp, client,
      client_errors = client_errors + excluded.client_errors, rate_limited = rate_limited + excluded.rate_limited, \
      server_errors = server_errors + excluded.server_errors, retries = retries + excluded.retries, \
      input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens, \
-     latency_hist = excluded.latency_hist";
+     latency_hist = gp_hist_merge(latency_hist, excluded.latency_hist)";
+
+/// The SQL function that merges two encoded latency histograms.
+const HIST_MERGE: &str = "gp_hist_merge";
+
+/// Registers the functions the flush's SQL uses on a connection that will run it.
+pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(HIST_MERGE, 2, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        let blob = |i: usize| -> rusqlite::Result<Histogram> {
+            Ok(match ctx.get_raw(i) {
+                rusqlite::types::ValueRef::Blob(b) => Histogram::decode(b),
+                _ => Histogram::default(),
+            })
+        };
+        let mut merged = blob(0)?;
+        merged.merge(&blob(1)?);
+        Ok(merged.encode())
+    })
+}
 
 const UPSERT_KEY: &str = "INSERT INTO key_state (fingerprint, name, disabled, cooldowns, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
      ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, disabled = excluded.disabled, \
@@ -159,14 +177,8 @@ pub(crate) fn commit_with(
         }
     }
     {
-        let mut read = tx.prepare_cached(READ_HISTOGRAM).ctx("prepare the histogram read", path)?;
         let mut upsert = tx.prepare_cached(UPSERT_USAGE).ctx("prepare the usage upsert", path)?;
-        for (g, mut u) in usage {
-            let old: Option<Vec<u8>> =
-                read.query_row(params![g.minute_ms, g.key_fp, g.client, g.model], |r| r.get(0)).optional().ctx("read a usage histogram", path)?;
-            if let Some(old) = old {
-                u.latency.merge(&Histogram::decode(&old));
-            }
+        for (g, u) in usage {
             upsert
                 .execute(params![
                     g.minute_ms,
@@ -250,6 +262,7 @@ pub(crate) mod tests {
         let path = dir.path().join("t.db");
         let mut conn = Connection::open(&path).expect("open");
         crate::store::schema::migrate(&mut conn, &path).expect("migrate");
+        register_functions(&conn).expect("functions");
         (dir, conn, path)
     }
 

@@ -100,6 +100,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = Connection::open(&path).expect("open");
         crate::store::schema::migrate(&mut conn, &path).expect("migrate");
+        crate::store::flush::register_functions(&conn).expect("functions");
         let now = 1_700_000_000_000i64;
         let old = now - 10 * DAY_MS;
         // 30 old rows (each its own minute, so 30 old usage rows), then 50 recent ones.
