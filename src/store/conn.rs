@@ -36,6 +36,10 @@ pub(crate) fn open(path: &Path, role: Role) -> Result<Connection, StoreError> {
         // leave a huge file behind.
         Role::Write => {
             conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).ctx("set journal_size_limit", path)?;
+            // A large pool spreads each minute's usage rows over thousands of pages, and every
+            // commit touches most of them: with SQLite's default 2 MB cache they are read back
+            // from the file again and again. Pages are allocated as they are used.
+            conn.pragma_update(None, "cache_size", -32 * 1024).ctx("set cache_size", path)?;
             super::flush::register_functions(&conn).ctx("register SQL functions", path)?;
         }
     }
