@@ -40,8 +40,9 @@ pub enum BodyError {
     Io(std::io::Error),
 }
 
-/// The first read of a request: most heads (and many small bodies) fit.
-const FIRST_READ: usize = 4096;
+/// The first read of a request: most heads (and many small bodies) fit. It sits in every idle
+/// connection's task, so it is kept small (bigger requests take a second read).
+const FIRST_READ: usize = 2048;
 
 /// Bodies smaller than this skip the memory budget: accounting would cost more than it saves.
 const BUDGET_FREE: usize = 64 * 1024;
@@ -92,9 +93,8 @@ impl Downstream {
             }
             // An idle keep-alive connection holds no heap buffer (10,000 idle clients would
             // otherwise pin 10,000 of them): the first read goes into a small array in the
-            // connection's task, whose memory is there anyway (the task is as large as its
-            // largest state, the exchange), and only a request that arrived is copied out.
-            // One read per request: waiting with a one-byte peek would cost a second one.
+            // connection's task, and only a request that arrived is copied out. One read per
+            // request: waiting with a one-byte peek would cost a second system call.
             if self.buf.capacity() > 0 {
                 self.buf = BytesMut::new();
             }
