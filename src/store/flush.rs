@@ -53,6 +53,12 @@ const UPSERT_KEY: &str = "INSERT INTO key_state (fingerprint, name, disabled, co
 
 const MINUTE_MS: i64 = 60_000;
 
+/// Rows written between two offers of the CPU to other threads: a commit at full load is
+/// milliseconds of work, and a data-plane thread sharing the core should not wait for all of it
+/// (measured: p99 at 16 connections on one core went from about 2 ms to 1.2 ms, together with
+/// the telemetry thread doing the same).
+const YIELD_EVERY: usize = 64;
+
 /// The outcome classes of the usage counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -133,7 +139,10 @@ pub(crate) fn commit_with(
     let mut usage: HashMap<Group<'_>, Usage<'_>> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(INSERT_REQUEST).ctx("prepare the request insert", path)?;
-        for r in requests {
+        for (i, r) in requests.iter().enumerate() {
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                std::thread::yield_now();
+            }
             let last = r.attempts.last();
             let key_fp = last.and_then(|a| fps.get(&a.fingerprint)).map(String::as_str);
             let time_ms = unix_ms(r.time);
@@ -178,7 +187,10 @@ pub(crate) fn commit_with(
     }
     {
         let mut upsert = tx.prepare_cached(UPSERT_USAGE).ctx("prepare the usage upsert", path)?;
-        for (g, u) in usage {
+        for (i, (g, u)) in usage.into_iter().enumerate() {
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                std::thread::yield_now();
+            }
             upsert
                 .execute(params![
                     g.minute_ms,
