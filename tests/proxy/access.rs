@@ -16,16 +16,6 @@ fn alice(t: String, fields: &str) -> String {
     t.replacen(&format!("token = \"{TOKEN}\"\n"), &format!("token = \"{TOKEN}\"\n{fields}\n"), 1)
 }
 
-async fn generate_as(proxy: &Proxy, token: &str, model: &str) -> reqwest::Response {
-    client()
-        .post(proxy.url(&format!("/v1beta/models/{model}:generateContent")))
-        .header("x-goog-api-key", token)
-        .json(&generate_body("hello"))
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn error_of(r: reqwest::Response) -> (u16, Option<u64>, Value) {
     let status = r.status().as_u16();
     let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());

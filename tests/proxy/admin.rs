@@ -282,13 +282,7 @@ async fn client_routes_create_use_update_revoke() {
     assert_eq!(st, 201, "{v}");
     let token = v["token"].as_str().unwrap().to_owned();
     assert!(!std::fs::read_to_string(&s.proxy.config_path).unwrap().contains(&token), "only the hash is stored");
-    let r = client()
-        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
-        .header("x-goog-api-key", &token)
-        .json(&generate_body("hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = generate_as(&s.proxy, &token, "gemini-2.5-flash").await;
     assert_eq!(r.status(), 200, "the new token works at once");
     let names: Vec<String> = get(&s.proxy, "/api/v1/clients").await.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, vec!["alice", "bob", "carol"]);
@@ -300,13 +294,7 @@ async fn client_routes_create_use_update_revoke() {
     assert_eq!(st, 200);
     let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
     assert_eq!(st, 200);
-    let r = client()
-        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
-        .header("x-goog-api-key", &token)
-        .json(&generate_body("hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = generate_as(&s.proxy, &token, "gemini-2.5-flash").await;
     assert_eq!(r.status(), 401, "a revoked token stops working at once");
     let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
     assert_eq!(st, 404);

@@ -263,9 +263,14 @@ pub fn generate_body(text: &str) -> serde_json::Value {
 
 /// POSTs a generateContent call with the alice token.
 pub async fn generate(proxy: &Proxy, model: &str) -> reqwest::Response {
+    generate_as(proxy, TOKEN, model).await
+}
+
+/// POSTs a generateContent call with `token` as the client's key.
+pub async fn generate_as(proxy: &Proxy, token: &str, model: &str) -> reqwest::Response {
     client()
         .post(proxy.url(&format!("/v1beta/models/{model}:generateContent")))
-        .header("x-goog-api-key", TOKEN)
+        .header("x-goog-api-key", token)
         .json(&generate_body("hello"))
         .send()
         .await

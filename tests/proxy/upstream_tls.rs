@@ -24,24 +24,14 @@ async fn a_private_upstream_is_trusted_only_with_its_ca_file() {
     };
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let trusted = Proxy::start_config(addr, &outer_toml(true, addr));
-    let r = generate_as_token(&trusted, "gp-outer-client").await;
+    let r = generate_as(&trusted, "gp-outer-client", "gemini-2.5-flash").await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     assert_eq!(inner.mock.requests().len(), 1, "the request went through both proxies");
     assert_eq!(inner.mock.requests()[0].key.as_deref(), Some("AIzaINNER"));
 
     let addr2: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let untrusted = Proxy::start_config(addr2, &outer_toml(false, addr2));
-    let r = generate_as_token(&untrusted, "gp-outer-client").await;
+    let r = generate_as(&untrusted, "gp-outer-client", "gemini-2.5-flash").await;
     assert_eq!(r.status(), 502, "an unknown certificate is refused");
     assert_eq!(inner.mock.requests().len(), 1);
-}
-
-async fn generate_as_token(p: &Proxy, token: &str) -> reqwest::Response {
-    client()
-        .post(p.url("/v1beta/models/gemini-2.5-flash:generateContent"))
-        .header("x-goog-api-key", token)
-        .json(&generate_body("over tls"))
-        .send()
-        .await
-        .unwrap()
 }
