@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
-use std::time::SystemTime;
 use utoipa::ToSchema;
 
 pub fn routes() -> Router<AdminState> {
@@ -21,16 +20,10 @@ pub fn routes() -> Router<AdminState> {
 #[derive(Serialize, ToSchema)]
 pub struct CertificateView {
     pub name: String,
-    pub names: Vec<String>,
+    /// Names, issuer, serial and validity, as the certificate states them.
+    #[serde(flatten)]
+    pub info: crate::tls::certs::CertInfo,
     pub source: Source,
-    pub issuer: String,
-    pub serial: String,
-    #[serde(with = "crate::telemetry::time::rfc3339")]
-    #[schema(value_type = String)]
-    pub not_before: SystemTime,
-    #[serde(with = "crate::telemetry::time::rfc3339")]
-    #[schema(value_type = String)]
-    pub not_after: SystemTime,
     /// Serves clients without SNI or with names nothing else matches.
     pub default: bool,
     pub last_renewal: Option<Renewal>,
@@ -48,17 +41,7 @@ pub async fn list(State(s): State<AdminState>) -> ApiResult<Json<Vec<Certificate
     Ok(Json(
         entries
             .into_iter()
-            .map(|e| CertificateView {
-                name: e.name,
-                names: e.loaded.info.names,
-                source: e.source,
-                issuer: e.loaded.info.issuer,
-                serial: e.loaded.info.serial,
-                not_before: e.loaded.info.not_before,
-                not_after: e.loaded.info.not_after,
-                default: e.default,
-                last_renewal: e.last_renewal,
-            })
+            .map(|e| CertificateView { name: e.name, info: e.loaded.info, source: e.source, default: e.default, last_renewal: e.last_renewal })
             .collect(),
     ))
 }
