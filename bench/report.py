@@ -80,7 +80,10 @@ def evaluate(res):
                     "measured": (f"{int(most):,} keys: {r:.3f}x of 10 keys (rounds: {', '.join(f'{x:.2f}' for x in pr)}); "
                                  f"by CPU per request {cpu:.3f}x" if cpu else f"{int(most):,} keys: {r:.3f}x of 10 keys") if r else "n/a",
                     "detail": {k: v["median"] for k, v in keys["ratio_to_fewest"].items()},
-                    "met": None if int(most) < 100000 or r is None else r >= 0.95})
+                    "met": None if int(most) < 100000 or r is None else r >= 0.95 and not dropped_records(keys, most)})
+        lost = dropped_records(keys, most)
+        if lost:
+            out[-1]["measured"] += f"; but the state store dropped {lost:,} records"
     idle = res.get("idle_rss", {}).get("gemini-proxy")
     if idle:
         extra = ""
@@ -98,6 +101,12 @@ def evaluate(res):
                     "measured": f"{ic['holding']['hwm_mb']} MB with {held:,} of {req:,} held (nginx: {ng.get('hwm_mb', 'n/a')} MB)",
                     "met": ic["holding"]["hwm_mb"] <= 200 and held == req})
     return out
+
+
+def dropped_records(keys, n):
+    """Records the state store dropped in the keys phase's instance with `n` keys (0 if unknown)."""
+    counts = (keys.get("records") or {}).get(n) or {}
+    return (counts.get("dropped") or {}).get("state_store", 0)
 
 
 def functional_problems(res):
@@ -241,14 +250,16 @@ def markdown(res):
     if keys:
         L.append(f"## Key pool size (gemini-proxy, {keys['conns']} connections)")
         L.append("")
-        L.append("| keys | req/s | × fewest | p99 | CPU s/10k | start-up s | idle RSS MB | peak RSS MB |")
-        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| keys | req/s | × fewest | p99 | CPU s/10k | start-up s | idle RSS MB | peak RSS MB | records dropped (state store) |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n, mm in keys["median"].items():
             r = keys["ratio_to_fewest"].get(n, {}).get("median")
             idle = keys["idle"].get(n) or {}
+            counts = (keys.get("records") or {}).get(n)
+            dropped = f"{dropped_records(keys, n):,} of {counts['requests']:,}" if counts else "n/a"
             L.append(f"| {int(n):,} | {_f(mm['rps'], 0)} | {_f(r, 3) if r else '1'} | {_lat(mm, 'p99')} | "
                      f"{_f(mm.get('proxy_cpu_per_10k_s'), 3)} | {_f(idle.get('startup_s'), 2) if idle else 'see above'} | "
-                     f"{idle.get('hwm_mb', res['idle_rss']['gemini-proxy']['hwm_mb'])} | {keys['peak_rss'][n]['hwm_mb']} |")
+                     f"{idle.get('hwm_mb', res['idle_rss']['gemini-proxy']['hwm_mb'])} | {keys['peak_rss'][n]['hwm_mb']} | {dropped} |")
         L.append("")
 
     tc = res.get("two_cores")

@@ -1,8 +1,8 @@
-//! One writer commit: the drained request records, the latest key states and the per-minute
-//! usage they add up to, in a single transaction (so usage always agrees with the log).
+//! One writer commit: request-log rows, the latest key states and the per-minute usage that
+//! requests add up to (folded in memory first, see [`UsageFold`]), in a single transaction.
 
 use super::error::{Context, StoreError};
-use super::histogram::Histogram;
+use super::histogram::{Histogram, SparseHistogram};
 use super::types::{PersistedKeyState, UsageCounts};
 use super::{fingerprint_hex, sql_u64, unix_ms};
 use crate::secret::Fingerprint;
@@ -10,6 +10,7 @@ use crate::telemetry::access_log::AccessRecord;
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 const INSERT_REQUEST: &str = "INSERT INTO request_log (time_ms, request_id, client, method, path, model, status, key_name, key_fp, \
      attempts, total_ms, first_byte_ms, bytes_in, bytes_out, tokens_in, tokens_out, stream, error) \
@@ -78,23 +79,46 @@ fn classify(status: u16) -> Class {
     }
 }
 
-/// A usage row's identity.
+/// A usage row's identity, owned: the fold outlives the records it was built from.
 #[derive(Hash, PartialEq, Eq)]
-struct Group<'a> {
+struct Group {
     minute_ms: i64,
-    key_fp: &'a str,
-    client: &'a str,
-    model: &'a str,
+    key: Option<Fingerprint>,
+    client: Option<Arc<str>>,
+    model: Option<Box<str>>,
+}
+
+impl Group {
+    /// The order of `usage_minute`'s primary key (no key, stored as '', sorts first).
+    fn row_order(&self) -> (i64, Option<Fingerprint>, &str, &str) {
+        (self.minute_ms, self.key, self.client.as_deref().unwrap_or(""), self.model.as_deref().unwrap_or(""))
+    }
+}
+
+/// A usage row's identity borrowed from a record, to find its group without allocating. Its
+/// derived `Hash` equals [`Group`]'s: `Arc<str>`, `Box<str>` and `&str` all hash as `str`.
+#[derive(Hash)]
+struct GroupRef<'a> {
+    minute_ms: i64,
+    key: Option<Fingerprint>,
+    client: Option<&'a str>,
+    model: Option<&'a str>,
+}
+
+impl hashbrown::Equivalent<Group> for GroupRef<'_> {
+    fn equivalent(&self, g: &Group) -> bool {
+        self.minute_ms == g.minute_ms && self.key == g.key && self.client == g.client.as_deref() && self.model == g.model.as_deref()
+    }
 }
 
 #[derive(Default)]
-struct Usage<'a> {
-    key_name: &'a str,
+struct Usage {
+    key_name: Option<Arc<str>>,
     counts: UsageCounts,
-    latency: Histogram,
+    latency: SparseHistogram,
 }
 
-impl Usage<'_> {
+impl Usage {
     fn add(&mut self, r: &AccessRecord) {
         let c = &mut self.counts;
         c.requests += 1;
@@ -111,105 +135,78 @@ impl Usage<'_> {
     }
 }
 
-/// [`commit_with`] giving every request a row.
-#[cfg(test)]
-pub(crate) fn commit(conn: &mut Connection, path: &Path, requests: &[AccessRecord], keys: &HashMap<String, PersistedKeyState>) -> Result<(), StoreError> {
-    commit_with(conn, path, requests, keys, &mut |_| true)
+/// The usage of requests not yet committed, added up per usage row. Folding in memory is what
+/// keeps a large pool affordable: with 100,000 keys nearly every request of a tick is its own
+/// row, and an upsert per request (about 13 µs each in a table that size) is more than the
+/// writer can do beside the data plane; folded over several seconds, each row is written once.
+#[derive(Default)]
+pub(crate) struct UsageFold {
+    groups: hashbrown::HashMap<Group, Usage>,
+    requests: u64,
 }
 
-/// Commits `requests` and `keys` in one IMMEDIATE transaction (the write lock is taken up
-/// front, so a concurrent admin write makes this wait through the busy timeout instead of
-/// failing half-way). On error nothing is written and the caller may retry the same input.
-/// Only the requests `log_row` picks get a request-log row; all count in the usage aggregates.
-pub(crate) fn commit_with(
+impl UsageFold {
+    pub(crate) fn add(&mut self, r: &AccessRecord) {
+        let last = r.attempts.last();
+        let at = GroupRef {
+            minute_ms: unix_ms(r.time).div_euclid(MINUTE_MS) * MINUTE_MS,
+            key: last.map(|a| a.fingerprint),
+            client: r.client.as_deref(),
+            model: r.model.as_deref(),
+        };
+        let usage = match self.groups.get_mut(&at) {
+            Some(u) => u,
+            None => {
+                let group = Group { minute_ms: at.minute_ms, key: at.key, client: r.client.clone(), model: r.model.as_deref().map(Box::from) };
+                self.groups.entry(group).or_default()
+            }
+        };
+        if let Some(a) = last {
+            if usage.key_name.as_deref() != Some(&*a.key) {
+                usage.key_name = Some(a.key.clone());
+            }
+        }
+        usage.add(r);
+        self.requests += 1;
+    }
+
+    /// Distinct usage rows: what committing the fold costs.
+    pub(crate) fn rows(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Requests added since the fold was last committed.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.requests == 0
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.groups.clear();
+        self.requests = 0;
+    }
+}
+
+/// Commits, in one IMMEDIATE transaction (the write lock is taken up front, so a concurrent
+/// admin write makes this wait through the busy timeout instead of failing half-way): request-log
+/// rows for `rows`, the usage `usage` adds up to when given, and `keys`. On error nothing is
+/// written and the caller may retry the same input.
+pub(crate) fn commit(
     conn: &mut Connection,
     path: &Path,
-    requests: &[AccessRecord],
+    rows: &[AccessRecord],
+    usage: Option<&UsageFold>,
     keys: &HashMap<String, PersistedKeyState>,
-    log_row: &mut dyn FnMut(&AccessRecord) -> bool,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin a flush", path)?;
-    // A handful of keys serve thousands of requests: format each fingerprint once.
-    let mut fps: HashMap<Fingerprint, String> = HashMap::new();
-    for r in requests {
-        if let Some(a) = r.attempts.last() {
-            fps.entry(a.fingerprint).or_insert_with(|| fingerprint_hex(&a.fingerprint));
-        }
+    if !rows.is_empty() {
+        insert_rows(&tx, path, rows)?;
     }
-    let mut usage: HashMap<Group<'_>, Usage<'_>> = HashMap::new();
-    {
-        let mut insert = tx.prepare_cached(INSERT_REQUEST).ctx("prepare the request insert", path)?;
-        for (i, r) in requests.iter().enumerate() {
-            if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                std::thread::yield_now();
-            }
-            let last = r.attempts.last();
-            let key_fp = last.and_then(|a| fps.get(&a.fingerprint)).map(String::as_str);
-            let time_ms = unix_ms(r.time);
-            if log_row(r) {
-                // Serialising cannot fail for these plain types; an empty array is the safe fallback.
-                let attempts = serde_json::to_string(&r.attempts).unwrap_or_else(|_| String::from("[]"));
-                insert
-                    .execute(params![
-                        time_ms,
-                        r.request_id as i64,
-                        r.client.as_deref(),
-                        r.method,
-                        r.path,
-                        r.model,
-                        r.status,
-                        last.map(|a| &*a.key),
-                        key_fp,
-                        attempts,
-                        r.total_ms,
-                        r.first_byte_ms,
-                        sql_u64(r.bytes_in),
-                        sql_u64(r.bytes_out),
-                        sql_u64(r.tokens_in),
-                        sql_u64(r.tokens_out),
-                        r.stream,
-                        r.error,
-                    ])
-                    .ctx("insert a request-log row", path)?;
-            }
-            let group = Group {
-                minute_ms: time_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
-                key_fp: key_fp.unwrap_or(""),
-                client: r.client.as_deref().unwrap_or(""),
-                model: r.model.as_deref().unwrap_or(""),
-            };
-            let u = usage.entry(group).or_default();
-            if let Some(a) = last {
-                u.key_name = &*a.key;
-            }
-            u.add(r);
-        }
-    }
-    {
-        let mut upsert = tx.prepare_cached(UPSERT_USAGE).ctx("prepare the usage upsert", path)?;
-        for (i, (g, u)) in usage.into_iter().enumerate() {
-            if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                std::thread::yield_now();
-            }
-            upsert
-                .execute(params![
-                    g.minute_ms,
-                    g.key_fp,
-                    g.client,
-                    g.model,
-                    u.key_name,
-                    sql_u64(u.counts.requests),
-                    sql_u64(u.counts.ok),
-                    sql_u64(u.counts.client_errors),
-                    sql_u64(u.counts.rate_limited),
-                    sql_u64(u.counts.server_errors),
-                    sql_u64(u.counts.retries),
-                    sql_u64(u.counts.input_tokens),
-                    sql_u64(u.counts.output_tokens),
-                    u.latency.encode(),
-                ])
-                .ctx("upsert a usage row", path)?;
-        }
+    if let Some(usage) = usage.filter(|u| !u.is_empty()) {
+        upsert_usage(&tx, path, usage)?;
     }
     if !keys.is_empty() {
         let mut upsert = tx.prepare_cached(UPSERT_KEY).ctx("prepare the key-state upsert", path)?;
@@ -222,13 +219,94 @@ pub(crate) fn commit_with(
     tx.commit().ctx("commit a flush", path)
 }
 
+fn insert_rows(tx: &Connection, path: &Path, rows: &[AccessRecord]) -> Result<(), StoreError> {
+    // A handful of keys serve thousands of requests: format each fingerprint once.
+    let mut fps: HashMap<Fingerprint, String> = HashMap::new();
+    let mut insert = tx.prepare_cached(INSERT_REQUEST).ctx("prepare the request insert", path)?;
+    for (i, r) in rows.iter().enumerate() {
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            std::thread::yield_now();
+        }
+        let last = r.attempts.last();
+        let key_fp = last.map(|a| fps.entry(a.fingerprint).or_insert_with(|| fingerprint_hex(&a.fingerprint)).clone());
+        // Serialising cannot fail for these plain types; an empty array is the safe fallback.
+        let attempts = serde_json::to_string(&r.attempts).unwrap_or_else(|_| String::from("[]"));
+        insert
+            .execute(params![
+                unix_ms(r.time),
+                r.request_id as i64,
+                r.client.as_deref(),
+                r.method,
+                r.path,
+                r.model,
+                r.status,
+                last.map(|a| &*a.key),
+                key_fp,
+                attempts,
+                r.total_ms,
+                r.first_byte_ms,
+                sql_u64(r.bytes_in),
+                sql_u64(r.bytes_out),
+                sql_u64(r.tokens_in),
+                sql_u64(r.tokens_out),
+                r.stream,
+                r.error,
+            ])
+            .ctx("insert a request-log row", path)?;
+    }
+    Ok(())
+}
+
+fn upsert_usage(tx: &Connection, path: &Path, usage: &UsageFold) -> Result<(), StoreError> {
+    let mut upsert = tx.prepare_cached(UPSERT_USAGE).ctx("prepare the usage upsert", path)?;
+    // In primary-key order (a fingerprint's hex sorts as its bytes do): each upsert then lands
+    // on or next to the page of the one before, instead of all over a large table.
+    let mut groups: Vec<(&Group, &Usage)> = usage.groups.iter().collect();
+    groups.sort_unstable_by(|(a, _), (b, _)| a.row_order().cmp(&b.row_order()));
+    for (i, (g, u)) in groups.into_iter().enumerate() {
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            std::thread::yield_now();
+        }
+        upsert
+            .execute(params![
+                g.minute_ms,
+                g.key.as_ref().map(fingerprint_hex).unwrap_or_default(),
+                g.client.as_deref().unwrap_or(""),
+                g.model.as_deref().unwrap_or(""),
+                u.key_name.as_deref().unwrap_or(""),
+                sql_u64(u.counts.requests),
+                sql_u64(u.counts.ok),
+                sql_u64(u.counts.client_errors),
+                sql_u64(u.counts.rate_limited),
+                sql_u64(u.counts.server_errors),
+                sql_u64(u.counts.retries),
+                sql_u64(u.counts.input_tokens),
+                sql_u64(u.counts.output_tokens),
+                u.latency.to_histogram().encode(),
+            ])
+            .ctx("upsert a usage row", path)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::secret::Secret;
     use crate::telemetry::access_log::AttemptRecord;
-    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
+
+    /// Commits every request as a log row and with its usage, as a small pool's writer does.
+    pub(crate) fn commit_all(
+        conn: &mut Connection,
+        path: &Path,
+        requests: &[AccessRecord],
+        keys: &HashMap<String, PersistedKeyState>,
+    ) -> Result<(), StoreError> {
+        let mut usage = UsageFold::default();
+        requests.iter().for_each(|r| usage.add(r));
+        commit(conn, path, requests, Some(&usage), keys)
+    }
 
     /// A request record as the gateway makes them, for tests and measurements.
     pub(crate) fn record(time_ms: i64, id: u64, key: Option<&str>, client: Option<&str>, model: Option<&str>, status: u16, total_ms: f64) -> AccessRecord {
@@ -298,13 +376,13 @@ pub(crate) mod tests {
             record(t + 1000, 2, Some("k1"), Some("app"), Some("gemini-2.5-flash"), 429, 20.0),
             record(t + 2000, 3, None, None, None, 401, 0.2),
         ];
-        commit(&mut conn, &path, &batch1, &HashMap::new()).expect("commit 1");
+        commit_all(&mut conn, &path, &batch1, &HashMap::new()).expect("commit 1");
         let batch2: Vec<AccessRecord> = vec![
             record(t + 3000, 4, Some("k1"), Some("app"), Some("gemini-2.5-flash"), 500, 30.0),
             // Next minute.
             record(t + 30_000, 5, Some("k1"), Some("app"), Some("gemini-2.5-flash"), 200, 40.0),
         ];
-        commit(&mut conn, &path, &batch2, &HashMap::new()).expect("commit 2");
+        commit_all(&mut conn, &path, &batch2, &HashMap::new()).expect("commit 2");
 
         type UsageRow = (i64, String, String, String, String, i64, i64, i64, i64, Vec<u8>);
         let rows: Vec<UsageRow> = conn
@@ -333,11 +411,11 @@ pub(crate) mod tests {
         let mut keys = HashMap::new();
         let mut st = PersistedKeyState { fingerprint: "ab".repeat(16), name: "k1".into(), disabled: None, cooldowns: vec![], updated_ms: 1 };
         keys.insert(st.fingerprint.clone(), st.clone());
-        commit(&mut conn, &path, &[], &keys).expect("commit");
+        commit_all(&mut conn, &path, &[], &keys).expect("commit");
         st.updated_ms = 2;
         st.disabled = Some(crate::store::PersistedDisable { reason: "invalid".into(), message: "API key not valid".into(), since_ms: 2, manual: false });
         keys.insert(st.fingerprint.clone(), st.clone());
-        commit(&mut conn, &path, &[], &keys).expect("commit");
+        commit_all(&mut conn, &path, &[], &keys).expect("commit");
         let (n, disabled): (i64, Option<String>) =
             conn.query_row("SELECT count(*), max(disabled) FROM key_state", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("row");
         assert_eq!(n, 1);
@@ -350,7 +428,7 @@ pub(crate) mod tests {
         // Break the usage table so the request inserts succeed but the usage upsert fails.
         conn.execute_batch("DROP TABLE usage_minute").expect("sabotage");
         let batch = vec![record(1_700_000_000_000, 1, Some("k"), None, None, 200, 1.0)];
-        let err = commit(&mut conn, &path, &batch, &HashMap::new()).expect_err("must fail");
+        let err = commit_all(&mut conn, &path, &batch, &HashMap::new()).expect_err("must fail");
         assert!(err.to_string().contains("usage"), "{err}");
         let logged: i64 = conn.query_row("SELECT count(*) FROM request_log", [], |r| r.get(0)).expect("count");
         assert_eq!(logged, 0, "the request rows rolled back with the failed usage upsert");

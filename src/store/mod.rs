@@ -2,9 +2,12 @@
 //! versions, the audit log and settings, in `<data-dir>/state.db`.
 //!
 //! Three kinds of connection, so that nothing waits on anything it does not need:
-//! - one writer thread ([`Store::start_writer`]) owns a connection and commits, every tick, all
-//!   request records and key states queued by the data plane, in one transaction. The data
-//!   plane only does a `try_send` ([`StoreWriter::request`]); a full queue drops and counts.
+//! - one writer thread ([`Store::start_writer`]) owns a connection and commits, every tick, the
+//!   request-log rows and key states queued by the data plane, in one transaction, with the
+//!   per-minute usage of those requests. A pool large enough that a tick's usage spans more
+//!   than a thousand rows has its usage folded in memory and committed every 40 ticks instead
+//!   (see `writer.rs`). The data plane only does a `try_send` ([`StoreWriter::request`]); a
+//!   full queue drops and counts.
 //! - API reads are synchronous (run them in `spawn_blocking`), each on a pooled read
 //!   connection: WAL lets them run while the writer commits.
 //! - rare admin writes (config versions, audit, settings) use their own connection and wait

@@ -323,7 +323,7 @@ mod tests {
             record(T0 + 61_000, 4, Some("k1"), Some("other"), flash, 500, 1000.0),
             retried,
         ];
-        store.admin(|c, p| flush::commit(c, p, &batch, &HashMap::new())).expect("commit");
+        store.admin(|c, p| flush::tests::commit_all(c, p, &batch, &HashMap::new())).expect("commit");
         (dir, store)
     }
 

@@ -87,7 +87,7 @@ pub(crate) fn prune_batch(conn: &mut Connection, path: &Path, r: &Retention, now
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::flush::{commit, tests::record};
+    use crate::store::flush::tests::{commit_all, record};
     use std::collections::HashMap;
 
     fn count(conn: &Connection, table: &str) -> i64 {
@@ -106,7 +106,7 @@ mod tests {
         // 30 old rows (each its own minute, so 30 old usage rows), then 50 recent ones.
         let mut batch: Vec<_> = (0..30).map(|i| record(old + i * 60_000, i as u64, Some("k"), None, None, 200, 1.0)).collect();
         batch.extend((0..50).map(|i| record(now - 1000 + i, 100 + i as u64, Some("k"), None, None, 200, 1.0)));
-        commit(&mut conn, &path, &batch, &HashMap::new()).expect("commit");
+        commit_all(&mut conn, &path, &batch, &HashMap::new()).expect("commit");
         assert_eq!(count(&conn, "usage_minute"), 31);
 
         let r = Retention { request_log_days: 7, request_log_rows: 40, usage_days: 7, config_versions: 50, ..Retention::default() };

@@ -259,7 +259,7 @@ pub struct StoreHealth {
     pub last_error: Option<String>,
     /// Records lost: queue full, or writer stopped.
     pub dropped_records: u64,
-    /// Request records committed since the start (with or without a request-log row).
+    /// Requests whose usage is committed, since the start (with or without a request-log row).
     pub written_records: u64,
     /// Successful requests above `request_log_ok_per_second` that got no request-log row.
     pub unlogged_requests: u64,
