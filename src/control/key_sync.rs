@@ -81,8 +81,7 @@ pub struct KeySync {
 
 impl KeySync {
     fn sync(&self) {
-        let all = self.shared.store.all_keys();
-        let dirty: Vec<_> = all.into_iter().filter(|h| h.take_dirty()).collect();
+        let dirty = self.shared.store.changed_keys();
         if dirty.is_empty() {
             return;
         }

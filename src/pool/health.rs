@@ -9,7 +9,7 @@ use crate::config::KeyHealthSettings;
 use crate::secret::Fingerprint;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 /// Whether a key can take a request for a model right now.
@@ -88,6 +88,20 @@ pub struct KeyHealth {
     pub counters: KeyCounters,
     /// Set when something worth persisting changed (disabled, enabled, cooldowns).
     dirty: AtomicBool,
+    /// Where the key announces that it became dirty (the state store's list of changed keys).
+    changes: Option<Arc<ChangedKeys>>,
+}
+
+/// Fingerprints of keys whose durable state changed, in the order they first changed: lets the
+/// persisting side find the few changed keys of a 100,000-key pool without visiting them all.
+#[derive(Debug, Default)]
+pub struct ChangedKeys(Mutex<Vec<Fingerprint>>);
+
+impl ChangedKeys {
+    /// Takes the list (each key is on it at most once until its dirty flag is taken).
+    pub fn take(&self) -> Vec<Fingerprint> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// The part of a key's state that survives a restart.
@@ -114,6 +128,15 @@ pub struct ModelView {
 
 impl KeyHealth {
     pub fn new(fingerprint: Fingerprint) -> Self {
+        Self::with_changes(fingerprint, None)
+    }
+
+    /// A key that puts itself on `changes` whenever it becomes dirty.
+    pub fn tracked(fingerprint: Fingerprint, changes: Arc<ChangedKeys>) -> Self {
+        Self::with_changes(fingerprint, Some(changes))
+    }
+
+    fn with_changes(fingerprint: Fingerprint, changes: Option<Arc<ChangedKeys>>) -> Self {
         KeyHealth {
             fingerprint,
             disabled: AtomicBool::new(false),
@@ -122,11 +145,16 @@ impl KeyHealth {
             inner: Mutex::new(Inner::default()),
             counters: KeyCounters::default(),
             dirty: AtomicBool::new(false),
+            changes,
         }
     }
 
     fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
+        if !self.dirty.swap(true, Ordering::AcqRel) {
+            if let Some(c) = &self.changes {
+                c.0.lock().unwrap_or_else(|p| p.into_inner()).push(self.fingerprint);
+            }
+        }
     }
 
     /// Whether durable state changed since the last call (and clears the flag).

@@ -1,7 +1,7 @@
 //! Where key state and resource ownership live. One interface, so that several proxy instances
 //! can later share it through Redis; today's implementation is in memory.
 
-use super::health::KeyHealth;
+use super::health::{ChangedKeys, KeyHealth};
 use crate::secret::Fingerprint;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +22,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// The health record of a key, created on first use. The same `Arc` comes back for the same
     /// fingerprint, so a key that stays in the config keeps its state across reloads.
     fn key_health(&self, key: Fingerprint) -> Arc<KeyHealth>;
-    /// Every key health record known.
-    fn all_keys(&self) -> Vec<Arc<KeyHealth>>;
+    /// The key health records whose durable state changed since the last call (each change is
+    /// reported once), for persisting them. Only the changed ones: with 100,000 keys, handing
+    /// out every record once a second cost more than all the changes.
+    fn changed_keys(&self) -> Vec<Arc<KeyHealth>>;
     /// Records that `resource` (`files/abc`, `cachedContents/x`) belongs to `key`'s project.
     fn bind_owner(&self, resource: &str, key: Fingerprint, ttl: Duration);
     fn owner(&self, resource: &str) -> Option<Fingerprint>;
@@ -42,6 +44,7 @@ const MAX_BINDINGS: usize = 1_000_000;
 #[derive(Default)]
 pub struct MemoryStore {
     keys: RwLock<HashMap<Fingerprint, Arc<KeyHealth>>>,
+    changes: Arc<ChangedKeys>,
     owners: Mutex<HashMap<String, (Fingerprint, Instant)>>,
     owner_count: AtomicUsize,
     uploads: Mutex<HashMap<String, UploadSession>>,
@@ -73,11 +76,16 @@ impl StateStore for MemoryStore {
             return h.clone();
         }
         let mut w = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        w.entry(key).or_insert_with(|| Arc::new(KeyHealth::new(key))).clone()
+        w.entry(key).or_insert_with(|| Arc::new(KeyHealth::tracked(key, self.changes.clone()))).clone()
     }
 
-    fn all_keys(&self) -> Vec<Arc<KeyHealth>> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    fn changed_keys(&self) -> Vec<Arc<KeyHealth>> {
+        let changed = self.changes.take();
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        changed.iter().filter_map(|fp| keys.get(fp)).filter(|h| h.take_dirty()).cloned().collect()
     }
 
     fn bind_owner(&self, resource: &str, key: Fingerprint, ttl: Duration) {
@@ -128,7 +136,19 @@ mod tests {
         let a = s.key_health(Fingerprint::of(b"k1"));
         let b = s.key_health(Fingerprint::of(b"k1"));
         assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(s.all_keys().len(), 1);
+    }
+
+    #[test]
+    fn changed_keys_reports_each_change_once() {
+        let s = MemoryStore::new();
+        let a = s.key_health(Fingerprint::of(b"k1"));
+        let _b = s.key_health(Fingerprint::of(b"k2"));
+        assert!(s.changed_keys().is_empty());
+        a.disable(crate::pool::outcome::DisableReason::Manual, "off");
+        let changed = s.changed_keys();
+        assert_eq!(changed.len(), 1);
+        assert!(Arc::ptr_eq(&changed[0], &a));
+        assert!(s.changed_keys().is_empty(), "reported once");
     }
 
     #[test]

@@ -58,7 +58,7 @@ const MINUTE_MS: i64 = 60_000;
 /// milliseconds of work, and a data-plane thread sharing the core should not wait for all of it
 /// (measured: p99 at 16 connections on one core went from about 2 ms to 1.2 ms, together with
 /// the telemetry thread doing the same).
-const YIELD_EVERY: usize = 64;
+pub(crate) const YIELD_EVERY: usize = 64;
 
 /// The outcome classes of the usage counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -363,6 +363,11 @@ impl Writer {
             }
             match self.rx.try_recv() {
                 Ok(r) => {
+                    // A tick's drain at full load is thousands of records: offer the core to
+                    // the data plane now and then, as the commit does.
+                    if pending.usage.requests() % flush::YIELD_EVERY as u64 == flush::YIELD_EVERY as u64 - 1 {
+                        std::thread::yield_now();
+                    }
                     pending.usage.add(&r);
                     pending.usage_since.get_or_insert_with(Instant::now);
                     if self.rows.take(&r) {
