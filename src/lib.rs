@@ -10,6 +10,7 @@ pub mod auth;
 pub mod background;
 pub mod config;
 pub mod control;
+pub mod courtesy;
 pub mod deadline;
 pub mod gateway;
 pub mod gemini;

@@ -5,6 +5,7 @@ use super::error::{Context, StoreError};
 use super::histogram::{Histogram, SparseHistogram};
 use super::types::{PersistedKeyState, UsageCounts};
 use super::{fingerprint_hex, sql_u64, unix_ms};
+use crate::courtesy::Courtesy;
 use crate::secret::Fingerprint;
 use crate::telemetry::access_log::AccessRecord;
 use rusqlite::{params, Connection, TransactionBehavior};
@@ -53,12 +54,6 @@ const UPSERT_KEY: &str = "INSERT INTO key_state (fingerprint, name, disabled, co
      cooldowns = excluded.cooldowns, updated_ms = excluded.updated_ms";
 
 const MINUTE_MS: i64 = 60_000;
-
-/// Rows written between two offers of the CPU to other threads: a commit at full load is
-/// milliseconds of work, and a data-plane thread sharing the core should not wait for all of it
-/// (measured: p99 at 16 connections on one core went from about 2 ms to 1.2 ms, together with
-/// the telemetry thread doing the same).
-pub(crate) const YIELD_EVERY: usize = 64;
 
 /// The outcome classes of the usage counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,10 +218,9 @@ fn insert_rows(tx: &Connection, path: &Path, rows: &[AccessRecord]) -> Result<()
     // A handful of keys serve thousands of requests: format each fingerprint once.
     let mut fps: HashMap<Fingerprint, String> = HashMap::new();
     let mut insert = tx.prepare_cached(INSERT_REQUEST).ctx("prepare the request insert", path)?;
-    for (i, r) in rows.iter().enumerate() {
-        if i % YIELD_EVERY == YIELD_EVERY - 1 {
-            std::thread::yield_now();
-        }
+    let mut courtesy = Courtesy::start();
+    for r in rows {
+        courtesy.item();
         let last = r.attempts.last();
         let key_fp = last.map(|a| fps.entry(a.fingerprint).or_insert_with(|| fingerprint_hex(&a.fingerprint)).clone());
         // Serialising cannot fail for these plain types; an empty array is the safe fallback.
@@ -263,10 +257,9 @@ fn upsert_usage(tx: &Connection, path: &Path, usage: &UsageFold) -> Result<(), S
     // on or next to the page of the one before, instead of all over a large table.
     let mut groups: Vec<(&Group, &Usage)> = usage.groups.iter().collect();
     groups.sort_unstable_by(|(a, _), (b, _)| a.row_order().cmp(&b.row_order()));
-    for (i, (g, u)) in groups.into_iter().enumerate() {
-        if i % YIELD_EVERY == YIELD_EVERY - 1 {
-            std::thread::yield_now();
-        }
+    let mut courtesy = Courtesy::start();
+    for (g, u) in groups {
+        courtesy.item();
         upsert
             .execute(params![
                 g.minute_ms,

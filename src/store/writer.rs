@@ -5,6 +5,7 @@ use super::error::StoreError;
 use super::flush::{self, UsageFold};
 use super::retention::Pruner;
 use super::types::{PersistedKeyState, Retention, StoreHealth};
+use crate::courtesy::Courtesy;
 use crate::telemetry::access_log::AccessRecord;
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -357,17 +358,15 @@ impl Writer {
     /// fold reaches [`MAX_FOLD`].
     fn drain(&mut self, pending: &mut Pending) -> Drained {
         let mut unlogged = 0u64;
+        // A tick's drain at full load is thousands of records.
+        let mut courtesy = Courtesy::start();
         let drained = loop {
             if pending.rows.len() >= self.cap || pending.usage.rows() >= MAX_FOLD {
                 break Drained::Full;
             }
             match self.rx.try_recv() {
                 Ok(r) => {
-                    // A tick's drain at full load is thousands of records: offer the core to
-                    // the data plane now and then, as the commit does.
-                    if pending.usage.requests() % flush::YIELD_EVERY as u64 == flush::YIELD_EVERY as u64 - 1 {
-                        std::thread::yield_now();
-                    }
+                    courtesy.item();
                     pending.usage.add(&r);
                     pending.usage_since.get_or_insert_with(Instant::now);
                     if self.rows.take(&r) {

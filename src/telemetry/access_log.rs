@@ -4,6 +4,7 @@
 //! of them; when the channel is full the record is dropped and counted.
 
 use super::metrics::Metrics;
+use crate::courtesy::Courtesy;
 use crate::gemini::usage::Usage;
 use crate::secret::Fingerprint;
 use serde::Serialize;
@@ -147,12 +148,6 @@ impl AccessLog {
 /// a cross-thread wake-up (a futex call and a context switch) on every request.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Records handled between two offers of the CPU to other threads. A drain at full load is a
-/// thousand records (a millisecond of work); when this thread shares a core with the data
-/// plane, a request that arrives meanwhile should wait for tens of records, not for all
-/// (`sched_yield` every 64 records costs next to nothing; see bench/results/profile.md).
-const YIELD_EVERY: u64 = 64;
-
 struct Sinks {
     log_lines: bool,
     metrics: Arc<Metrics>,
@@ -164,16 +159,14 @@ fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut line = Vec::with_capacity(1024);
     let mut lines = super::json_line::LineWriter::default();
-    let mut handled = 0u64;
     loop {
         let mut wrote = false;
+        // A drain at full load is a thousand records, about a millisecond of work.
+        let mut courtesy = Courtesy::start();
         loop {
             match rx.try_recv() {
                 Ok(Msg::Record(r)) => {
-                    handled += 1;
-                    if handled % YIELD_EVERY == 0 {
-                        std::thread::yield_now();
-                    }
+                    courtesy.item();
                     sinks.metrics.observe(&r);
                     if sinks.log_lines {
                         line.clear();
