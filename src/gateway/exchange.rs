@@ -640,3 +640,24 @@ async fn deliver(
     }
     result.client_keep_alive
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn taking four arguments returns.
+    fn future_size<A, B, C, D, Fut>(_f: impl FnOnce(A, B, C, D) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// A request's state is allocated and copied once per request (and was 11 KB while the
+    /// upstream connect future sat inline in it: 20% more CPU per request at 256 connections).
+    /// Rarely used big futures belong in a box of their own.
+    #[test]
+    fn a_requests_state_stays_small() {
+        let handle_size = future_size(handle);
+        let exchange_size = future_size(exchange);
+        assert!(handle_size <= 5 * 1024, "exchange::handle's future is {handle_size} bytes");
+        assert!(exchange_size <= 1536, "the upstream exchange's future is {exchange_size} bytes");
+    }
+}

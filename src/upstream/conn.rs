@@ -90,7 +90,9 @@ impl UpstreamClient {
     pub async fn connect(&self, target: &UpstreamTarget) -> Result<UpstreamConn, UpstreamFailure> {
         let addr = target.next_addr().await.map_err(UpstreamFailure::Connect)?;
         let peer = target.peer(addr);
-        let stream = self.connector.new_stream(&peer).await.map_err(|e| {
+        // Boxed: Pingora's connect future (TCP and TLS handshake) is about 9 KB, and inline it
+        // would make every request's state that big, though it only runs for new connections.
+        let stream = Box::pin(self.connector.new_stream(&peer)).await.map_err(|e| {
             if e.etype() == &pingora::ErrorType::ConnectTimedout {
                 UpstreamFailure::Timeout(target.settings.connect_timeout)
             } else {
