@@ -222,7 +222,7 @@ fn insert_rows(tx: &Connection, path: &Path, rows: &[AccessRecord]) -> Result<()
     for r in rows {
         courtesy.item();
         let last = r.attempts.last();
-        let key_fp = last.map(|a| fps.entry(a.fingerprint).or_insert_with(|| fingerprint_hex(&a.fingerprint)).clone());
+        let key_fp = last.map(|a| fps.entry(a.fingerprint).or_insert_with(|| fingerprint_hex(&a.fingerprint)).as_str());
         // Serialising cannot fail for these plain types; an empty array is the safe fallback.
         let attempts = serde_json::to_string(&r.attempts).unwrap_or_else(|_| String::from("[]"));
         insert

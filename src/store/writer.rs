@@ -298,6 +298,12 @@ const LARGE_FOLD_TICKS: u32 = 40;
 /// A fold reaching this many rows is committed at once (about 200 bytes each in memory).
 const MAX_FOLD: usize = 128 * 1024;
 
+/// Whether a commit should include `usage`: always when it is small, otherwise once it is
+/// `old` (folded for [`LARGE_FOLD_TICKS`]) or big, or when `force`d.
+fn fold_due(usage: &UsageFold, old: bool, force: bool) -> bool {
+    !usage.is_empty() && (force || usage.rows() <= SMALL_FOLD || usage.rows() >= MAX_FOLD || old)
+}
+
 /// Drained requests not yet committed: log rows for the ones that get one, usage for all.
 #[derive(Default)]
 struct Pending {
@@ -383,15 +389,11 @@ impl Writer {
         drained
     }
 
-    /// Whether this commit includes the usage fold: always when it is small, otherwise once it
-    /// is old or big enough, or when `force`d (a flush is waiting, or the writer is stopping).
+    /// Whether this commit includes the usage fold ([`fold_due`]); `force` when a flush is
+    /// waiting or the writer is stopping.
     fn usage_due(&self, pending: &Pending, force: bool) -> bool {
-        let usage = &pending.usage;
-        !usage.is_empty()
-            && (force
-                || usage.rows() <= SMALL_FOLD
-                || usage.rows() >= MAX_FOLD
-                || pending.usage_since.is_some_and(|t| t.elapsed() >= self.every * LARGE_FOLD_TICKS))
+        let old = pending.usage_since.is_some_and(|t| t.elapsed() >= self.every * LARGE_FOLD_TICKS);
+        fold_due(&pending.usage, old, force)
     }
 
     /// Commits the log rows, key states and (when due) the usage fold; on success empties what
@@ -729,7 +731,7 @@ mod tests {
             chunk.iter().for_each(|r| usage.add(r));
             let rows: Vec<AccessRecord> = chunk.iter().filter(|r| budget.take(r)).cloned().collect();
             ticks_folded += 1;
-            let due = usage.rows() <= SMALL_FOLD || ticks_folded >= LARGE_FOLD_TICKS || i + 1 == chunks;
+            let due = fold_due(&usage, ticks_folded >= LARGE_FOLD_TICKS, i + 1 == chunks);
             let started = Instant::now();
             flush::commit(&mut conn, s.path(), &rows, due.then_some(&usage), &keys_none).expect("commit");
             if due {
