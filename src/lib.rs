@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod background;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod courtesy;
@@ -23,3 +24,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod wire;

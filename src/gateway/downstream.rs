@@ -3,13 +3,15 @@
 
 use crate::deadline::{self, Deadline};
 use crate::http1::{ChunkError, ChunkedDecoder, Framing, HeadError, RequestHead};
+use crate::wire::Wire;
 use bytes::{Bytes, BytesMut};
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Outcome of waiting for the next request head.
@@ -40,9 +42,9 @@ pub enum BodyError {
     Io(std::io::Error),
 }
 
-/// The first read of a request: most heads (and many small bodies) fit. It sits in every idle
-/// connection's task, so it is kept small (bigger requests take a second read).
-const FIRST_READ: usize = 2048;
+/// The first read of a request: most heads (and many small bodies) fit; bigger requests take
+/// more reads.
+const FIRST_READ: usize = 4096;
 
 /// Bodies smaller than this skip the memory budget: accounting would cost more than it saves.
 const BUDGET_FREE: usize = 64 * 1024;
@@ -50,7 +52,7 @@ const BUDGET_FREE: usize = 64 * 1024;
 const BUDGET_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Downstream {
-    stream: Stream,
+    stream: Wire,
     pub buf: BytesMut,
     pub peer: Option<SocketAddr>,
     /// `peer` formatted once for the access log.
@@ -76,8 +78,9 @@ pub struct BodyPermit {
 
 impl Downstream {
     pub fn new(stream: Stream) -> Self {
-        let peer = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet().copied()));
-        let tls = stream.get_ssl_digest().is_some();
+        let stream = Wire::adopt(stream);
+        let peer = stream.peer_addr();
+        let tls = stream.is_tls();
         let peer_label = peer.map(|p| Arc::from(p.to_string()));
         Downstream { stream, buf: BytesMut::new(), peer, peer_label, tls, auth_cache: None }
     }
@@ -91,29 +94,28 @@ impl Downstream {
             if *shutdown.borrow() {
                 return NextHead::Idle;
             }
-            // An idle keep-alive connection holds no heap buffer (10,000 idle clients would
-            // otherwise pin 10,000 of them): the first read goes into a small array in the
-            // connection's task, and only a request that arrived is copied out. One read per
-            // request: waiting with a one-byte peek would cost a second system call.
-            if self.buf.capacity() > 0 {
-                self.buf = BytesMut::new();
-            }
-            // Uninitialised: zeroing 4 KiB per request would be wasted work.
-            let mut first = [std::mem::MaybeUninit::<u8>::uninit(); FIRST_READ];
-            let mut first = tokio::io::ReadBuf::uninit(&mut first);
+            // An idle keep-alive connection holds no buffer (10,000 idle clients would otherwise
+            // pin 10,000 of them): each attempt to read takes a fresh one from the allocator and
+            // gives it back if nothing has arrived. A fresh buffer is the one the thread's last
+            // request freed, still in the CPU's cache, where a buffer kept per connection would
+            // be cold by the time its client spoke again (hundreds of connections take turns).
+            // One read per request: waiting with a one-byte peek would cost a second system call.
+            self.buf = BytesMut::new();
             let stream = &mut self.stream;
+            let read_into_fresh = std::future::poll_fn(|cx| {
+                let mut fresh = BytesMut::with_capacity(FIRST_READ);
+                let polled = std::pin::pin!(stream.read_buf(&mut fresh)).poll(cx);
+                polled.map(|r| r.map(|_| fresh))
+            });
             let got = tokio::select! {
                 biased;
-                r = deadline::timeout(idle, std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_read(cx, &mut first))) => r,
+                r = deadline::timeout(idle, read_into_fresh) => r,
                 _ = shutdown.changed() => return NextHead::Idle,
             };
             match got {
                 Ok(Err(_)) => return NextHead::Closed,
-                Ok(Ok(())) if first.filled().is_empty() => return NextHead::Closed,
-                Ok(Ok(())) => {
-                    self.buf.reserve(FIRST_READ);
-                    self.buf.extend_from_slice(first.filled());
-                }
+                Ok(Ok(fresh)) if fresh.is_empty() => return NextHead::Closed,
+                Ok(Ok(fresh)) => self.buf = fresh,
                 Err(_) => return NextHead::Idle,
             }
         }

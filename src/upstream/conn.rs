@@ -5,10 +5,10 @@
 use super::target::UpstreamTarget;
 use crate::deadline::Deadline;
 use crate::http1::{HeadError, ResponseHead};
+use crate::wire::Wire;
 use bytes::BytesMut;
 use futures::FutureExt;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
-use pingora::protocols::Stream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,12 +29,12 @@ pub enum UpstreamFailure {
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Bodies up to this size are copied behind the head and sent in one write.
 const COALESCE_LIMIT: usize = 16 * 1024;
-/// Read buffer growth step.
+/// Read buffer size and growth step.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// One HTTP/1.1 connection to the upstream, with its read buffer.
 pub struct UpstreamConn {
-    stream: Stream,
+    stream: Wire,
     /// Bytes read but not consumed yet.
     pub buf: BytesMut,
     /// Whether this connection carried an earlier request (a failure before any response byte
@@ -47,6 +47,7 @@ pub struct UpstreamConn {
 
 struct Idle {
     conn: UpstreamConn,
+    /// When it was checked in, on the coarse clock (idle times count in seconds).
     since: Instant,
 }
 
@@ -77,7 +78,7 @@ impl UpstreamClient {
                 idle.pop()
             };
             let Some(mut c) = candidate else { break };
-            if c.conn.generation != target.generation || c.since.elapsed() >= keep_for || !c.conn.looks_alive() {
+            if c.conn.generation != target.generation || crate::clock::coarse_now().saturating_duration_since(c.since) >= keep_for || !c.conn.looks_alive() {
                 continue;
             }
             c.conn.reused = true;
@@ -99,27 +100,32 @@ impl UpstreamClient {
                 UpstreamFailure::Connect(e.to_string())
             }
         })?;
-        Ok(UpstreamConn { stream, buf: BytesMut::with_capacity(READ_CHUNK), reused: false, eof: false, generation: target.generation })
+        Ok(UpstreamConn { stream: Wire::adopt(stream), buf: BytesMut::new(), reused: false, eof: false, generation: target.generation })
     }
 
     /// Returns a connection whose last response was read completely, for reuse.
-    pub fn checkin(&self, conn: UpstreamConn) {
+    pub fn checkin(&self, mut conn: UpstreamConn) {
         if !conn.buf.is_empty() || conn.eof {
             // Bytes beyond the response, or a closed connection: not reusable.
             return;
         }
+        // An idle connection keeps no buffer: the next request takes a fresh one, the memory
+        // the thread's last request freed and still in cache (a buffer kept per connection is
+        // cold by the time the connection is used again when hundreds take turns).
+        conn.buf = BytesMut::new();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() >= self.max_idle {
             // Drop the oldest: it is the likeliest to have been closed by the server.
             idle.remove(0);
         }
-        idle.push(Idle { conn, since: Instant::now() });
+        idle.push(Idle { conn, since: crate::clock::coarse_now() });
     }
 
     /// Closes idle connections older than `max_idle_time`.
     pub fn sweep(&self, max_idle_time: Duration) {
+        let now = crate::clock::coarse_now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|c| c.since.elapsed() < max_idle_time);
+        idle.retain(|c| now.saturating_duration_since(c.since) < max_idle_time);
     }
 
     pub fn idle_count(&self) -> usize {
