@@ -48,14 +48,26 @@ impl UsageScanner {
     pub fn finish(&self) -> Option<Usage> {
         let marker: &[u8] = if self.openai { b"\"usage\"" } else { b"\"usageMetadata\"" };
         // The last report wins (counts are cumulative); if the body was cut inside it, fall
-        // back to the one before.
-        let hits: Vec<usize> = memchr::memmem::rfind_iter(&self.tail, marker).take(8).collect();
-        hits.into_iter().find_map(|pos| self.parse_after(&self.tail[pos + marker.len()..]))
+        // back to the one before. Searched forwards: memchr's forward search is vectorised,
+        // its reverse one is not, and a body holds few reports.
+        let mut hits = [0usize; 8];
+        let mut found = 0;
+        for pos in memchr::memmem::find_iter(&self.tail, marker) {
+            hits[found % hits.len()] = pos;
+            found += 1;
+        }
+        let kept = found.min(hits.len());
+        (0..kept).map(|back| hits[(found - 1 - back) % hits.len()]).find_map(|pos| self.parse_after(&self.tail[pos + marker.len()..]))
     }
 
     fn parse_after(&self, rest: &[u8]) -> Option<Usage> {
         let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
         let rest = rest[start..].strip_prefix(b":")?;
+        if !self.openai {
+            if let Some(u) = flat_counts(rest) {
+                return Some(u);
+            }
+        }
         // Straight into the typed struct: no intermediate `Value` tree (this runs on every answer).
         let mut de = serde_json::Deserializer::from_slice(rest);
         if self.openai {
@@ -76,6 +88,156 @@ impl UsageScanner {
                 cached_tokens: u.cached_content_token_count,
                 total_tokens: u.total_token_count.max(input + output),
             })
+        }
+    }
+}
+
+/// `usageMetadata` read without serde when it is what Gemini sends: an object whose counts
+/// are plain integers (nested details, strings and other values are skipped). `None` for
+/// anything else (escaped keys, numbers with a fraction or exponent, a cut-off object), which
+/// the general parser then handles: this is a shortcut, never a second opinion.
+fn flat_counts(json: &[u8]) -> Option<Usage> {
+    let mut r = Reader { s: json, i: 0 };
+    r.ws();
+    r.eat(b'{')?;
+    let (mut prompt, mut candidates, mut thoughts, mut tool_prompt, mut cached, mut total) = (0, 0, 0, 0, 0, 0);
+    r.ws();
+    // `{}`: nothing counted. Otherwise key-value pairs up to the closing brace.
+    if r.peek()? != b'}' {
+        loop {
+            r.ws();
+            let key = r.plain_string()?;
+            r.ws();
+            r.eat(b':')?;
+            r.ws();
+            let slot = match key {
+                b"promptTokenCount" => Some(&mut prompt),
+                b"candidatesTokenCount" => Some(&mut candidates),
+                b"thoughtsTokenCount" => Some(&mut thoughts),
+                b"toolUsePromptTokenCount" => Some(&mut tool_prompt),
+                b"cachedContentTokenCount" => Some(&mut cached),
+                b"totalTokenCount" => Some(&mut total),
+                _ => None,
+            };
+            match slot {
+                Some(v) => *v = r.integer()?,
+                None => r.skip_value(0)?,
+            }
+            r.ws();
+            match r.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    let input = prompt + tool_prompt;
+    let output = candidates + thoughts;
+    Some(Usage { input_tokens: input, output_tokens: output, cached_tokens: cached, total_tokens: total.max(input + output) })
+}
+
+/// A cursor over JSON bytes for [`flat_counts`].
+struct Reader<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.i += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while self.peek().is_some_and(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    /// A string without escapes, as its raw bytes.
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let len = memchr::memchr2(b'"', b'\\', &self.s[start..])?;
+        if self.s[start + len] != b'"' {
+            return None;
+        }
+        self.i = start + len + 1;
+        Some(&self.s[start..start + len])
+    }
+
+    /// A non-negative integer that fits in a u64 (what token counts are).
+    fn integer(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(d) = self.peek().filter(u8::is_ascii_digit) {
+            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            self.i += 1;
+        }
+        // "1.5", "1e3", "-1" or no digits at all: not a plain count.
+        let plain = self.i > start && !matches!(self.peek(), Some(b'.' | b'e' | b'E'));
+        plain.then_some(v)
+    }
+
+    /// Skips one value of any kind (strings may hold escapes; nesting is bounded).
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth > 32 {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => {
+                self.i += 1;
+                loop {
+                    let at = memchr::memchr2(b'"', b'\\', &self.s[self.i..])?;
+                    self.i += at + 1;
+                    if self.s[self.i - 1] == b'"' {
+                        return Some(());
+                    }
+                    self.i += 1; // the escaped byte
+                }
+            }
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.i += 1;
+                self.ws();
+                if self.peek()? == close {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    if open == b'{' {
+                        self.skip_value(depth + 1)?; // the key (a string)
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => continue,
+                        b if b == close => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => {
+                // Numbers and literals run to the next delimiter.
+                let start = self.i;
+                while self.peek().is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')) {
+                    self.i += 1;
+                }
+                (self.i > start).then_some(())
+            }
         }
     }
 }
@@ -159,6 +321,53 @@ mod tests {
         let u = scan(true, &[stream]).unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (4, 8));
         assert_eq!(scan(true, &[b"data: {\"usage\":null}\n\n"]), None);
+    }
+
+    /// The shortcut reads what serde reads, and steps aside for what it does not handle.
+    #[test]
+    fn the_shortcut_agrees_with_the_general_parser() {
+        let cases: &[&[u8]] = &[
+            br#"{"promptTokenCount": 8, "candidatesTokenCount": 12, "totalTokenCount": 20, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}], "thoughtsTokenCount": 3}"#,
+            br#"{"promptTokenCount":1,"cachedContentTokenCount":4,"cacheTokensDetails":[{"modality":"TEXT","tokenCount":4}],"toolUsePromptTokenCount":2,"trafficType":"ON_DEMAND \"x\" \\","totalTokenCount":1}"#,
+            br#"{}"#,
+            br#"{"promptTokenCount":null,"candidatesTokenCount":2}"#,
+            br#"{"promptTokenCount":1.5}"#,
+            br#"{"prompt\u0054okenCount":5}"#,
+            br#"{"promptTokenCount":5"#,
+            br#"{"nested":{"a":[1,{"b":true}],"c":"}"},"promptTokenCount":9}"#,
+        ];
+        for &json in cases {
+            let general = UsageMetadata::deserialize(&mut serde_json::Deserializer::from_slice(json)).ok().map(|u| {
+                let input = u.prompt_token_count + u.tool_use_prompt_token_count;
+                let output = u.candidates_token_count + u.thoughts_token_count;
+                Usage {
+                    input_tokens: input,
+                    output_tokens: output,
+                    cached_tokens: u.cached_content_token_count,
+                    total_tokens: u.total_token_count.max(input + output),
+                }
+            });
+            if let Some(fast) = flat_counts(json) {
+                assert_eq!(Some(fast), general, "{}", String::from_utf8_lossy(json));
+            }
+            let mut body = b"{\"usageMetadata\":".to_vec();
+            body.extend_from_slice(json);
+            assert_eq!(scan(false, &[&body]), general, "{}", String::from_utf8_lossy(json));
+        }
+        assert!(flat_counts(br#"{"promptTokenCount":1.5}"#).is_none());
+        assert!(flat_counts(br#"{"prompt\u0054okenCount":5}"#).is_none());
+        assert_eq!(flat_counts(br#"{"promptTokenCount": 8, "x": [{"y": "\"}"}], "totalTokenCount": 9}"#).map(|u| u.total_tokens), Some(9));
+    }
+
+    #[test]
+    fn many_reports_take_the_last_that_parses() {
+        let mut body = Vec::new();
+        for n in 1..=20u64 {
+            body.extend_from_slice(format!("data: {{\"usageMetadata\":{{\"promptTokenCount\":1,\"candidatesTokenCount\":{n}}}}}\r\n\r\n").as_bytes());
+        }
+        assert_eq!(scan(false, &[&body]).unwrap().output_tokens, 20);
+        body.extend_from_slice(b"data: {\"usageMetadata\":{\"promptTok");
+        assert_eq!(scan(false, &[&body]).unwrap().output_tokens, 20);
     }
 
     #[test]

@@ -61,9 +61,39 @@ fn head_len(parsed: httparse::Result<usize>, buffered: usize, max_bytes: usize) 
 struct Fields {
     raw: Bytes,
     headers: Vec<(R, R)>,
+    /// Framing and `Connection` tokens, worked out once at parse time: they are asked for
+    /// several times per request, and each answer is a scan of every header.
+    framing: Result<Option<Framing>, HeadError>,
+    connection_close: bool,
+    connection_keep_alive: bool,
 }
 
 impl Fields {
+    fn new(raw: Bytes, headers: Vec<(R, R)>) -> Fields {
+        // One pass over the names; the framing headers are rare enough in number that the
+        // general rules below can look again when they are present.
+        let (mut framing_headers, mut close, mut keep_alive) = (false, false, false);
+        for (n, v) in &headers {
+            let name = at(&raw, n);
+            match name.len() {
+                14 if name.eq_ignore_ascii_case(b"content-length") => framing_headers = true,
+                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => framing_headers = true,
+                10 if name.eq_ignore_ascii_case(b"connection") => {
+                    for token in at(&raw, v).split(|b| *b == b',').map(|t| t.trim_ascii()) {
+                        close |= token.eq_ignore_ascii_case(b"close");
+                        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut f = Fields { raw, headers, framing: Ok(None), connection_close: close, connection_keep_alive: keep_alive };
+        if framing_headers {
+            f.framing = f.compute_framing();
+        }
+        f
+    }
+
     fn get(&self, name: &str) -> Option<&[u8]> {
         self.headers.iter().find(|(n, _)| at(&self.raw, n).eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| at(&self.raw, v))
     }
@@ -78,7 +108,7 @@ impl Fields {
 
     /// Framing from Transfer-Encoding / Content-Length, refusing the ambiguous combinations
     /// that enable request smuggling.
-    fn framing(&self) -> Result<Option<Framing>, HeadError> {
+    fn compute_framing(&self) -> Result<Option<Framing>, HeadError> {
         let mut te = self.all("transfer-encoding").peekable();
         if te.peek().is_some() {
             if self.get("content-length").is_some() {
@@ -107,10 +137,6 @@ impl Fields {
         }
         Ok(length.map(Framing::Length))
     }
-
-    fn connection_has(&self, token: &str) -> bool {
-        self.all("connection").any(|v| v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes())))
-    }
 }
 
 /// A parsed request head.
@@ -128,23 +154,26 @@ impl RequestHead {
     /// Parses a head at the start of `buf`. On success the head's bytes are split off `buf`
     /// (what remains is the start of the body). `Ok(None)`: incomplete, read more.
     pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<RequestHead>, HeadError> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut storage);
-        let Some(len) = head_len(req.parse(buf), buf.len(), max_bytes)? else { return Ok(None) };
+        // Uninitialised: filling 128 empty headers (4 KiB) on every parse costs more than
+        // parsing a typical head.
+        let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let Some(len) = head_len(req.parse_with_uninit_headers(buf, &mut storage), buf.len(), max_bytes)? else { return Ok(None) };
         let base: &[u8] = buf;
-        let method = range_of(base, req.method.unwrap_or("").as_bytes());
-        let target = req.path.unwrap_or("");
-        // Absolute-form targets (from clients configured to use us as a forward proxy) are
-        // reduced to their path.
-        let origin_form = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
-            Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or("/"),
-            None => target,
+        // A complete parse always has both; they are taken as ranges of `base`, never of a
+        // stand-in string.
+        let (Some(method), Some(target)) = (req.method, req.path) else {
+            return Err(HeadError::Malformed("request line without a method or a target".into()));
         };
-        if !origin_form.starts_with('/') {
+        let method = range_of(base, method.as_bytes());
+        // Absolute-form targets (from clients configured to use us as a forward proxy) are
+        // reduced to their path; `http://host` alone leaves an empty one, which means `/`.
+        let (origin_form, absolute) = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+            Some(rest) => (rest.find('/').map(|i| &rest[i..]).unwrap_or(&rest[rest.len()..]), true),
+            None => (target, false),
+        };
+        if !(origin_form.starts_with('/') || absolute && origin_form.is_empty()) {
             return Err(HeadError::Malformed("request target must be a path".into()));
-        }
-        if std::str::from_utf8(origin_form.as_bytes()).is_err() {
-            return Err(HeadError::Malformed("request target is not valid UTF-8".into()));
         }
         let (path, query) = match origin_form.split_once('?') {
             Some((p, q)) => (range_of(base, p.as_bytes()), Some(range_of(base, q.as_bytes()))),
@@ -153,20 +182,34 @@ impl RequestHead {
         let minor_version = req.version.unwrap_or(1);
         let headers = req.headers.iter().map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value))).collect();
         let raw = buf.split_to(len).freeze();
-        Ok(Some(RequestHead { fields: Fields { raw, headers }, method, path, query, minor_version }))
+        Ok(Some(RequestHead { fields: Fields::new(raw, headers), method, path, query, minor_version }))
+    }
+
+    /// The bytes of `r`, which `parse` took from a `&str` (httparse hands out the method and
+    /// the target as strings) at character boundaries. Read many times per request, so not
+    /// validated again each time.
+    fn str_at(&self, r: &R) -> &str {
+        let bytes = at(&self.fields.raw, r);
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: `r` is one of `method`, `path` and `query`, each set once in `parse` from the
+        // byte range of a `&str` (the method, or the target split at an ASCII '?'), over bytes
+        // that `raw` holds unchanged for the life of the head.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     pub fn method(&self) -> &str {
-        // httparse only accepts token characters in methods: ASCII.
-        std::str::from_utf8(at(&self.fields.raw, &self.method)).unwrap_or("")
+        self.str_at(&self.method)
     }
 
     pub fn path(&self) -> &str {
-        std::str::from_utf8(at(&self.fields.raw, &self.path)).unwrap_or("/")
+        match self.str_at(&self.path) {
+            "" => "/",
+            p => p,
+        }
     }
 
     pub fn query(&self) -> Option<&str> {
-        self.query.as_ref().and_then(|q| std::str::from_utf8(at(&self.fields.raw, q)).ok())
+        self.query.as_ref().map(|q| self.str_at(q))
     }
 
     /// The first value of header `name` (case-insensitive).
@@ -184,15 +227,15 @@ impl RequestHead {
 
     /// Body framing: `Framing::None` when neither header is present.
     pub fn framing(&self) -> Result<Framing, HeadError> {
-        Ok(self.fields.framing()?.unwrap_or(Framing::None))
+        Ok(self.fields.framing.clone()?.unwrap_or(Framing::None))
     }
 
     /// Whether the client wants the connection closed after this exchange.
     pub fn wants_close(&self) -> bool {
         if self.minor_version == 0 {
-            !self.fields.connection_has("keep-alive")
+            !self.fields.connection_keep_alive
         } else {
-            self.fields.connection_has("close")
+            self.fields.connection_close
         }
     }
 
@@ -212,15 +255,16 @@ pub struct ResponseHead {
 impl ResponseHead {
     /// Parses a response head at the start of `buf`, splitting it off on success.
     pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<ResponseHead>, HeadError> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut storage);
-        let Some(len) = head_len(res.parse(buf), buf.len(), max_bytes)? else { return Ok(None) };
+        let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut storage);
+        let Some(len) = head_len(parsed, buf.len(), max_bytes)? else { return Ok(None) };
         let base: &[u8] = buf;
         let code = res.code.unwrap_or(0);
         let minor_version = res.version.unwrap_or(1);
         let headers = res.headers.iter().map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value))).collect();
         let raw = buf.split_to(len).freeze();
-        Ok(Some(ResponseHead { fields: Fields { raw, headers }, status: code, minor_version }))
+        Ok(Some(ResponseHead { fields: Fields::new(raw, headers), status: code, minor_version }))
     }
 
     pub fn header(&self, name: &str) -> Option<&[u8]> {
@@ -236,15 +280,15 @@ impl ResponseHead {
         if method == "HEAD" || (100..200).contains(&self.status) || self.status == 204 || self.status == 304 {
             return Ok(Framing::None);
         }
-        Ok(self.fields.framing()?.unwrap_or(Framing::UntilClose))
+        Ok(self.fields.framing.clone()?.unwrap_or(Framing::UntilClose))
     }
 
     /// Whether the upstream connection can carry another request after this response.
     pub fn keeps_alive(&self) -> bool {
         if self.minor_version == 0 {
-            self.fields.connection_has("keep-alive")
+            self.fields.connection_keep_alive
         } else {
-            !self.fields.connection_has("close")
+            !self.fields.connection_close
         }
     }
 
@@ -312,6 +356,8 @@ mod tests {
     fn absolute_form_is_reduced_to_the_path() {
         let h = req("GET http://proxy:8080/v1/models?x=1 HTTP/1.1\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.path(), h.query()), ("/v1/models", Some("x=1")));
+        let h = req("GET http://proxy:8080 HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.path(), h.query()), ("/", None));
         assert!(req("GET * HTTP/1.1\r\n\r\n").is_err());
     }
 

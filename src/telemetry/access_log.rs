@@ -148,6 +148,9 @@ impl AccessLog {
 /// a cross-thread wake-up (a futex call and a context switch) on every request.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Bytes of log lines gathered before they are written.
+const BATCH: usize = 64 * 1024;
+
 struct Sinks {
     log_lines: bool,
     metrics: Arc<Metrics>,
@@ -155,12 +158,19 @@ struct Sinks {
 }
 
 fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let mut line = Vec::with_capacity(1024);
+    let mut stdout = std::io::stdout().lock();
+    // Lines are written straight into one batch, handed to stdout in one write per drain (or
+    // per BATCH bytes): no per-line copy into a buffered writer.
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH + 4096);
     let mut lines = super::json_line::LineWriter::default();
+    let mut emit = |batch: &mut Vec<u8>| {
+        if !batch.is_empty() {
+            let _ = stdout.write_all(batch);
+            let _ = stdout.flush();
+            batch.clear();
+        }
+    };
     loop {
-        let mut wrote = false;
         // A drain at full load is a thousand records, about a millisecond of work.
         let mut courtesy = Courtesy::start();
         loop {
@@ -169,29 +179,27 @@ fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
                     courtesy.item();
                     sinks.metrics.observe(&r);
                     if sinks.log_lines {
-                        line.clear();
-                        lines.write(&r, &mut line);
-                        let _ = out.write_all(&line);
-                        wrote = true;
+                        lines.write(&r, &mut batch);
+                        if batch.len() >= BATCH {
+                            emit(&mut batch);
+                        }
                     }
                     if let Some(f) = &sinks.forward {
                         f(r);
                     }
                 }
                 Ok(Msg::Flush(ack)) => {
-                    let _ = out.flush();
+                    emit(&mut batch);
                     let _ = ack.send(());
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    let _ = out.flush();
+                    emit(&mut batch);
                     return;
                 }
             }
         }
-        if wrote {
-            let _ = out.flush();
-        }
+        emit(&mut batch);
         std::thread::sleep(DRAIN_EVERY);
     }
 }
