@@ -26,7 +26,7 @@ impl Courtesy {
     /// One more item handled; yields if the burst has run for a slice since the last yield.
     pub fn item(&mut self) {
         self.items = self.items.wrapping_add(1);
-        if self.items % CHECK_EVERY == 0 && self.since.elapsed() >= SLICE {
+        if self.items.is_multiple_of(CHECK_EVERY) && self.since.elapsed() >= SLICE {
             std::thread::yield_now();
             self.since = Instant::now();
         }

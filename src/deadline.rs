@@ -5,7 +5,7 @@
 //! clock starts when an operation first has to wait.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -48,6 +48,39 @@ impl Deadline {
     }
 }
 
+/// A timer kept for a connection's whole life and moved for each wait. A timer made per wait
+/// is inserted into tokio's timer wheel and taken out again every time (a request on a
+/// keep-alive connection waits for its client once per request); moving a registered timer to a
+/// later deadline only updates it in place, and the wheel moves it when the old deadline comes.
+#[derive(Default)]
+pub struct Timer(Option<Pin<Box<tokio::time::Sleep>>>);
+
+impl Deadline {
+    /// [`Deadline::run`] on a kept timer.
+    pub async fn run_on<F: Future>(&mut self, timer: &mut Timer, fut: F) -> Result<F::Output, Elapsed> {
+        let mut fut = pin!(fut);
+        let mut armed = false;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            let at = *self.at.get_or_insert_with(|| Instant::now() + self.limit);
+            let sleep = match &mut timer.0 {
+                Some(sleep) => {
+                    if !armed {
+                        sleep.as_mut().reset(at);
+                    }
+                    sleep
+                }
+                None => timer.0.insert(Box::pin(tokio::time::sleep_until(at))),
+            };
+            armed = true;
+            sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
+        })
+        .await
+    }
+}
+
 /// Runs `fut` for at most `limit` from the moment it first has to wait.
 pub async fn timeout<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
     Deadline::after(limit).run(fut).await
@@ -63,6 +96,23 @@ mod tests {
         let started = Instant::now();
         assert_eq!(timeout(Duration::from_millis(10), std::future::pending::<()>()).await, Err(Elapsed));
         assert_eq!(started.elapsed(), Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_timer_serves_one_wait_after_another() {
+        let mut timer = Timer::default();
+        let started = Instant::now();
+        // Each wait gets its own full limit, however long the timer has existed.
+        for round in 1..=3u32 {
+            assert_eq!(Deadline::after(Duration::from_millis(50)).run_on(&mut timer, tokio::time::sleep(Duration::from_millis(30))).await, Ok(()));
+            assert_eq!(started.elapsed(), Duration::from_millis(30) * round);
+        }
+        assert_eq!(Deadline::after(Duration::from_millis(50)).run_on(&mut timer, std::future::pending::<()>()).await, Err(Elapsed));
+        assert_eq!(started.elapsed(), Duration::from_millis(140));
+        // After firing, it serves again; a shorter limit than the last one is kept too.
+        assert_eq!(Deadline::after(Duration::from_millis(10)).run_on(&mut timer, std::future::pending::<()>()).await, Err(Elapsed));
+        assert_eq!(started.elapsed(), Duration::from_millis(150));
+        assert_eq!(Deadline::after(Duration::from_millis(10)).run_on(&mut timer, async { 5 }).await, Ok(5));
     }
 
     #[tokio::test(start_paused = true)]

@@ -61,6 +61,8 @@ pub struct Downstream {
     /// The last static token this connection authenticated with, and for which snapshot: a
     /// keep-alive connection presents the same token on every request.
     pub auth_cache: Option<AuthCache>,
+    /// The keep-alive wait's timer, kept across requests (see [`deadline::Timer`]).
+    idle_timer: deadline::Timer,
 }
 
 /// A successful static-token authentication, remembered for the connection.
@@ -82,7 +84,7 @@ impl Downstream {
         let peer = stream.peer_addr();
         let tls = stream.is_tls();
         let peer_label = peer.map(|p| Arc::from(p.to_string()));
-        Downstream { stream, buf: BytesMut::new(), peer, peer_label, tls, auth_cache: None }
+        Downstream { stream, buf: BytesMut::new(), peer, peer_label, tls, auth_cache: None, idle_timer: deadline::Timer::default() }
     }
 
     /// Waits for and parses the next request head.
@@ -107,9 +109,10 @@ impl Downstream {
                 let polled = std::pin::pin!(stream.read_buf(&mut fresh)).poll(cx);
                 polled.map(|r| r.map(|_| fresh))
             });
+            let mut idle_deadline = Deadline::after(idle);
             let got = tokio::select! {
                 biased;
-                r = deadline::timeout(idle, read_into_fresh) => r,
+                r = idle_deadline.run_on(&mut self.idle_timer, read_into_fresh) => r,
                 _ = shutdown.changed() => return NextHead::Idle,
             };
             match got {

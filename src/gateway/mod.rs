@@ -155,7 +155,7 @@ impl ServerApp for Gateway {
                     // Boxed: the request's state (about 4 KB) then exists only while a request
                     // is in flight, instead of inside every connection's task for its whole life
                     // (10,000 idle keep-alive clients would pin 40 MB).
-                    let keep = Box::pin(exchange::handle(&self.shared, &rt, &mut ds, head)).await;
+                    let keep = boxed_in_place(|| exchange::handle(&self.shared, &rt, &mut ds, head)).await;
                     if !keep || *shutdown.borrow() {
                         ds.shutdown().await;
                         return None;
@@ -174,6 +174,15 @@ impl ServerApp for Gateway {
             first = false;
         }
     }
+}
+
+/// Boxes the future `make` returns, allocating first so that the future can be built in its
+/// heap slot: `Box::pin(f())` builds it on the stack and then copies all of it (4 KB for a
+/// request, most of it space for states not yet reached) into the box.
+#[inline(always)]
+fn boxed_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    let slot = Box::<F>::new_uninit();
+    Box::into_pin(Box::write(slot, make()))
 }
 
 /// What a connection turned out to be once TLS (if any) was set up.
