@@ -183,6 +183,24 @@ impl UsageFold {
         self.groups.clear();
         self.requests = 0;
     }
+
+    /// Cuts the fold into folds of at most `rows` rows each, in primary-key order (the first
+    /// holds the lowest keys), to be committed one after another.
+    pub(crate) fn into_slices(self, rows: usize) -> std::collections::VecDeque<UsageFold> {
+        let mut entries: Vec<(Group, Usage)> = self.groups.into_iter().collect();
+        entries.sort_unstable_by(|(a, _), (b, _)| a.row_order().cmp(&b.row_order()));
+        let mut slices = std::collections::VecDeque::new();
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            let mut slice = UsageFold::default();
+            for (g, u) in entries.by_ref().take(rows.max(1)) {
+                slice.requests += u.counts.requests;
+                slice.groups.insert(g, u);
+            }
+            slices.push_back(slice);
+        }
+        slices
+    }
 }
 
 /// Commits, in one IMMEDIATE transaction (the write lock is taken up front, so a concurrent
@@ -285,6 +303,22 @@ fn upsert_usage(tx: &Connection, path: &Path, usage: &UsageFold) -> Result<(), S
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_fold_cut_into_slices_keeps_every_request_in_key_order() {
+        let mut fold = UsageFold::default();
+        for i in 0..25u64 {
+            // Five requests on each of five keys, arriving interleaved.
+            fold.add(&record(1_800_000_000_000, i, Some(&format!("k{}", i % 5)), Some("app"), Some("m"), 200, 1.0));
+        }
+        assert_eq!((fold.rows(), fold.requests()), (5, 25));
+        let slices: Vec<UsageFold> = fold.into_slices(2).into_iter().collect();
+        assert_eq!(slices.iter().map(UsageFold::rows).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert_eq!(slices.iter().map(UsageFold::requests).sum::<u64>(), 25);
+        let max_key = |f: &UsageFold| f.groups.keys().map(|g| g.key).max();
+        let min_key = |f: &UsageFold| f.groups.keys().map(|g| g.key).min();
+        assert!(max_key(&slices[0]) < min_key(&slices[1]) && max_key(&slices[1]) < min_key(&slices[2]));
+    }
     use crate::secret::Secret;
     use crate::telemetry::access_log::AttemptRecord;
     use std::time::{Duration, UNIX_EPOCH};

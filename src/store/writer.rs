@@ -297,6 +297,10 @@ const SMALL_FOLD: usize = 1024;
 const LARGE_FOLD_TICKS: u32 = 40;
 /// A fold reaching this many rows is committed at once (about 200 bytes each in memory).
 const MAX_FOLD: usize = 128 * 1024;
+/// A due fold larger than this is cut into slices of this many rows, one committed per tick: a
+/// single commit of 100,000 rows (and the WAL checkpoint after it) held the writer for over a
+/// second while the data plane went on queueing, and the queue overflowed.
+const SLICE: usize = 16 * 1024;
 
 /// Whether a commit should include `usage`: always when it is small, otherwise once it is
 /// `old` (folded for [`LARGE_FOLD_TICKS`]) or big, or when `force`d.
@@ -311,6 +315,22 @@ struct Pending {
     usage: UsageFold,
     /// When the oldest request in `usage` was folded.
     usage_since: Option<Instant>,
+    /// Slices of a fold that became due, committed one per tick, before `usage` is considered.
+    sealed: std::collections::VecDeque<UsageFold>,
+}
+
+/// Which usage a commit carries.
+enum UsagePart {
+    None,
+    Sealed,
+    Fold,
+}
+
+impl Pending {
+    /// Requests whose usage is not committed yet.
+    fn requests(&self) -> u64 {
+        self.usage.requests() + self.sealed.iter().map(UsageFold::requests).sum::<u64>()
+    }
 }
 
 impl Writer {
@@ -396,36 +416,63 @@ impl Writer {
         fold_due(&pending.usage, old, force)
     }
 
-    /// Commits the log rows, key states and (when due) the usage fold; on success empties what
-    /// it committed. Returns whether it worked.
+    /// Commits the log rows, key states and usage that is due (a slice of a sealed fold, or the
+    /// fold); on success empties what it committed. `force` (a flush, or the end) commits all
+    /// usage, in as many transactions as there are slices. Returns whether it worked.
     fn commit(&mut self, pending: &mut Pending, keys: &mut HashMap<String, PersistedKeyState>, force: bool, last_logged: &mut Option<Instant>) -> bool {
-        let usage_due = self.usage_due(pending, force);
-        if pending.rows.is_empty() && keys.is_empty() && !usage_due {
-            return true;
+        if !force && pending.usage.rows() > SLICE && self.usage_due(pending, false) {
+            pending.sealed.extend(std::mem::take(&mut pending.usage).into_slices(SLICE));
+            pending.usage_since = None;
         }
-        let usage = usage_due.then_some(&pending.usage);
-        match flush::commit(&mut self.conn, &self.path, &pending.rows, usage, keys) {
-            Ok(()) => {
-                self.state.committed(if usage_due { pending.usage.requests() } else { 0 });
-                pending.rows.clear();
-                keys.clear();
-                if usage_due {
-                    pending.usage.clear();
-                    pending.usage_since = None;
-                }
-                if last_logged.take().is_some() {
-                    tracing::info!(path = %self.path.display(), "store writes work again");
-                }
-                true
+        loop {
+            let part = if !pending.sealed.is_empty() {
+                UsagePart::Sealed
+            } else if self.usage_due(pending, force) {
+                UsagePart::Fold
+            } else {
+                UsagePart::None
+            };
+            if pending.rows.is_empty() && keys.is_empty() && matches!(part, UsagePart::None) {
+                return true;
             }
-            Err(e) => {
-                let was_writable = self.state.writable.swap(false, Ordering::Relaxed);
-                self.state.note_error(&e);
-                if was_writable || last_logged.is_none_or(|t| t.elapsed() >= ERROR_LOG_EVERY) {
-                    tracing::error!(error = %e, pending = pending.usage.requests(), "store commit failed; retrying every tick");
-                    *last_logged = Some(Instant::now());
+            let usage = match part {
+                UsagePart::Sealed => pending.sealed.front(),
+                UsagePart::Fold => Some(&pending.usage),
+                UsagePart::None => None,
+            };
+            let requests = usage.map_or(0, UsageFold::requests);
+            match flush::commit(&mut self.conn, &self.path, &pending.rows, usage, keys) {
+                Ok(()) => {
+                    self.state.committed(requests);
+                    pending.rows.clear();
+                    keys.clear();
+                    match part {
+                        UsagePart::Sealed => {
+                            pending.sealed.pop_front();
+                        }
+                        UsagePart::Fold => {
+                            pending.usage.clear();
+                            pending.usage_since = None;
+                        }
+                        UsagePart::None => {}
+                    }
+                    if last_logged.take().is_some() {
+                        tracing::info!(path = %self.path.display(), "store writes work again");
+                    }
+                    let more = !pending.sealed.is_empty() || self.usage_due(pending, true);
+                    if !(force && more) {
+                        return true;
+                    }
                 }
-                false
+                Err(e) => {
+                    let was_writable = self.state.writable.swap(false, Ordering::Relaxed);
+                    self.state.note_error(&e);
+                    if was_writable || last_logged.is_none_or(|t| t.elapsed() >= ERROR_LOG_EVERY) {
+                        tracing::error!(error = %e, pending = pending.requests(), "store commit failed; retrying every tick");
+                        *last_logged = Some(Instant::now());
+                    }
+                    return false;
+                }
             }
         }
     }
@@ -438,7 +485,7 @@ impl Writer {
             }
             std::thread::sleep(self.every);
         }
-        let lost = pending.usage.requests();
+        let lost = pending.requests();
         self.state.dropped.fetch_add(lost, Ordering::Relaxed);
         tracing::error!(lost, keys = keys.len(), "store writer stopped with records it could not commit");
     }
