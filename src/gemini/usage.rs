@@ -64,31 +64,17 @@ impl UsageScanner {
         let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
         let rest = rest[start..].strip_prefix(b":")?;
         if !self.openai {
-            if let Some(u) = flat_counts(rest) {
-                return Some(u);
-            }
+            // Straight into the typed struct: no intermediate `Value` tree (this runs on every
+            // answer), and through the shortcut when the report is the usual flat one.
+            return flat_counts(rest).or_else(|| UsageMetadata::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()).map(Usage::from);
         }
-        // Straight into the typed struct: no intermediate `Value` tree (this runs on every answer).
-        let mut de = serde_json::Deserializer::from_slice(rest);
-        if self.openai {
-            let u = OpenAiUsage::deserialize(&mut de).ok()?;
-            Some(Usage {
-                input_tokens: u.prompt_tokens,
-                output_tokens: u.completion_tokens,
-                cached_tokens: u.prompt_tokens_details.map(|d| d.cached_tokens).unwrap_or(0),
-                total_tokens: u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
-            })
-        } else {
-            let u = UsageMetadata::deserialize(&mut de).ok()?;
-            let input = u.prompt_token_count + u.tool_use_prompt_token_count;
-            let output = u.candidates_token_count + u.thoughts_token_count;
-            Some(Usage {
-                input_tokens: input,
-                output_tokens: output,
-                cached_tokens: u.cached_content_token_count,
-                total_tokens: u.total_token_count.max(input + output),
-            })
-        }
+        let u = OpenAiUsage::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()?;
+        Some(Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            cached_tokens: u.prompt_tokens_details.map(|d| d.cached_tokens).unwrap_or(0),
+            total_tokens: u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
+        })
     }
 }
 
@@ -96,11 +82,11 @@ impl UsageScanner {
 /// are plain integers (nested details, strings and other values are skipped). `None` for
 /// anything else (escaped keys, numbers with a fraction or exponent, a cut-off object), which
 /// the general parser then handles: this is a shortcut, never a second opinion.
-fn flat_counts(json: &[u8]) -> Option<Usage> {
+fn flat_counts(json: &[u8]) -> Option<UsageMetadata> {
     let mut r = Reader { s: json, i: 0 };
     r.ws();
     r.eat(b'{')?;
-    let (mut prompt, mut candidates, mut thoughts, mut tool_prompt, mut cached, mut total) = (0, 0, 0, 0, 0, 0);
+    let mut u = UsageMetadata::default();
     r.ws();
     // `{}`: nothing counted. Otherwise key-value pairs up to the closing brace.
     if r.peek()? != b'}' {
@@ -111,12 +97,12 @@ fn flat_counts(json: &[u8]) -> Option<Usage> {
             r.eat(b':')?;
             r.ws();
             let slot = match key {
-                b"promptTokenCount" => Some(&mut prompt),
-                b"candidatesTokenCount" => Some(&mut candidates),
-                b"thoughtsTokenCount" => Some(&mut thoughts),
-                b"toolUsePromptTokenCount" => Some(&mut tool_prompt),
-                b"cachedContentTokenCount" => Some(&mut cached),
-                b"totalTokenCount" => Some(&mut total),
+                b"promptTokenCount" => Some(&mut u.prompt_token_count),
+                b"candidatesTokenCount" => Some(&mut u.candidates_token_count),
+                b"thoughtsTokenCount" => Some(&mut u.thoughts_token_count),
+                b"toolUsePromptTokenCount" => Some(&mut u.tool_use_prompt_token_count),
+                b"cachedContentTokenCount" => Some(&mut u.cached_content_token_count),
+                b"totalTokenCount" => Some(&mut u.total_token_count),
                 _ => None,
             };
             match slot {
@@ -131,9 +117,7 @@ fn flat_counts(json: &[u8]) -> Option<Usage> {
             }
         }
     }
-    let input = prompt + tool_prompt;
-    let output = candidates + thoughts;
-    Some(Usage { input_tokens: input, output_tokens: output, cached_tokens: cached, total_tokens: total.max(input + output) })
+    Some(u)
 }
 
 /// A cursor over JSON bytes for [`flat_counts`].
@@ -242,7 +226,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct UsageMetadata {
     #[serde(default)]
@@ -257,6 +241,14 @@ struct UsageMetadata {
     cached_content_token_count: u64,
     #[serde(default)]
     total_token_count: u64,
+}
+
+impl From<UsageMetadata> for Usage {
+    fn from(u: UsageMetadata) -> Usage {
+        let input = u.prompt_token_count + u.tool_use_prompt_token_count;
+        let output = u.candidates_token_count + u.thoughts_token_count;
+        Usage { input_tokens: input, output_tokens: output, cached_tokens: u.cached_content_token_count, total_tokens: u.total_token_count.max(input + output) }
+    }
 }
 
 #[derive(Deserialize)]
@@ -347,7 +339,7 @@ mod tests {
                     total_tokens: u.total_token_count.max(input + output),
                 }
             });
-            if let Some(fast) = flat_counts(json) {
+            if let Some(fast) = flat_counts(json).map(Usage::from) {
                 assert_eq!(Some(fast), general, "{}", String::from_utf8_lossy(json));
             }
             let mut body = b"{\"usageMetadata\":".to_vec();
@@ -356,7 +348,7 @@ mod tests {
         }
         assert!(flat_counts(br#"{"promptTokenCount":1.5}"#).is_none());
         assert!(flat_counts(br#"{"prompt\u0054okenCount":5}"#).is_none());
-        assert_eq!(flat_counts(br#"{"promptTokenCount": 8, "x": [{"y": "\"}"}], "totalTokenCount": 9}"#).map(|u| u.total_tokens), Some(9));
+        assert_eq!(flat_counts(br#"{"promptTokenCount": 8, "x": [{"y": "\"}"}], "totalTokenCount": 9}"#).map(|u| Usage::from(u).total_tokens), Some(9));
     }
 
     #[test]
