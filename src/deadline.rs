@@ -29,15 +29,30 @@ impl Deadline {
 
     /// Runs `fut` until it finishes or the deadline passes.
     pub async fn run<F: Future>(&mut self, fut: F) -> Result<F::Output, Elapsed> {
+        self.run_in(pin!(None), fut).await
+    }
+
+    /// [`Deadline::run`] on a kept timer.
+    pub async fn run_on<F: Future>(&mut self, timer: &mut Timer, fut: F) -> Result<F::Output, Elapsed> {
+        self.run_in(timer.0.as_mut(), fut).await
+    }
+
+    /// Runs `fut` against the timer in `sleep`: set (or moved, if one is there from an earlier
+    /// wait) to the deadline when `fut` first has to wait.
+    async fn run_in<F: Future>(&mut self, mut sleep: Pin<&mut Option<tokio::time::Sleep>>, fut: F) -> Result<F::Output, Elapsed> {
         let mut fut = pin!(fut);
-        let mut sleep = pin!(None::<tokio::time::Sleep>);
+        let mut armed = false;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
             }
-            if sleep.is_none() {
+            if !armed {
                 let at = *self.at.get_or_insert_with(|| Instant::now() + self.limit);
-                sleep.set(Some(tokio::time::sleep_until(at)));
+                match sleep.as_mut().as_pin_mut() {
+                    Some(kept) => kept.reset(at),
+                    None => sleep.set(Some(tokio::time::sleep_until(at))),
+                }
+                armed = true;
             }
             match sleep.as_mut().as_pin_mut() {
                 Some(s) => s.poll(cx).map(|()| Err(Elapsed)),
@@ -52,32 +67,11 @@ impl Deadline {
 /// is inserted into tokio's timer wheel and taken out again every time (a request on a
 /// keep-alive connection waits for its client once per request); moving a registered timer to a
 /// later deadline only updates it in place, and the wheel moves it when the old deadline comes.
-#[derive(Default)]
-pub struct Timer(Option<Pin<Box<tokio::time::Sleep>>>);
+pub struct Timer(Pin<Box<Option<tokio::time::Sleep>>>);
 
-impl Deadline {
-    /// [`Deadline::run`] on a kept timer.
-    pub async fn run_on<F: Future>(&mut self, timer: &mut Timer, fut: F) -> Result<F::Output, Elapsed> {
-        let mut fut = pin!(fut);
-        let mut armed = false;
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            let at = *self.at.get_or_insert_with(|| Instant::now() + self.limit);
-            let sleep = match &mut timer.0 {
-                Some(sleep) => {
-                    if !armed {
-                        sleep.as_mut().reset(at);
-                    }
-                    sleep
-                }
-                None => timer.0.insert(Box::pin(tokio::time::sleep_until(at))),
-            };
-            armed = true;
-            sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
-        })
-        .await
+impl Default for Timer {
+    fn default() -> Self {
+        Timer(Box::pin(None))
     }
 }
 
