@@ -27,7 +27,7 @@ impl Wire {
     /// Takes over a stream Pingora accepted or connected: plain TCP becomes a tokio socket,
     /// anything else stays as it is. Must run inside the runtime that will poll it.
     pub fn adopt(stream: Stream) -> Wire {
-        if stream.get_ssl_digest().is_some() || !stream.as_any().is::<L4Stream>() {
+        if stream.get_ssl_digest().is_some() {
             return Wire::Pingora(stream);
         }
         let tcp = match stream.as_any().downcast_ref::<L4Stream>().map(Self::tcp_of) {
@@ -36,6 +36,7 @@ impl Wire {
                 tracing::debug!(error = %e, "keeping Pingora's stream: its socket could not be taken over");
                 return Wire::Pingora(stream);
             }
+            // Not Pingora's plain stream (an HTTP/2 bridge, say).
             None => return Wire::Pingora(stream),
         };
         // Pingora's handle goes (closing its descriptor, not the connection: the duplicate
