@@ -47,7 +47,7 @@ pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstre
         request_id: shared.next_request_id(),
         peer: ds.peer_label.clone(),
         client: None,
-        method: head.method().to_owned(),
+        method: static_method(head.method()),
         path: logged_path(&head),
         model: None,
         status: 0,
@@ -67,6 +67,15 @@ pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstre
         shared.access_log.record(log);
     }
     keep && !head.wants_close()
+}
+
+/// The method as logged: the usual ones without an allocation.
+fn static_method(method: &str) -> std::borrow::Cow<'static, str> {
+    const COMMON: [&str; 7] = ["POST", "GET", "DELETE", "PATCH", "PUT", "HEAD", "OPTIONS"];
+    match COMMON.into_iter().find(|m| *m == method) {
+        Some(m) => std::borrow::Cow::Borrowed(m),
+        None => std::borrow::Cow::Owned(method.to_owned()),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -254,13 +263,10 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     // A resource (file, cache, upload...) lives in the project of the key that created it.
     let pinned = pinned_key(shared, pool, &route, upload.as_ref(), &body);
 
-    // The upstream head is the same for every attempt but for the key.
-    let path_and_query = match head.query().map(route::without_key_param) {
-        Some(q) if !q.is_empty() => format!("{}?{q}", head.path()),
-        _ => head.path().to_owned(),
-    };
+    // The upstream head is the same for every attempt but for the key. Its target is the
+    // logged path: the client's, without its `key=` parameter.
     let mut prefix = Vec::with_capacity(512);
-    rt.hygiene.upstream_head_prefix(head, &settings.upstream, &path_and_query, &mut prefix);
+    rt.hygiene.upstream_head_prefix(head, &settings.upstream, &log.path, &mut prefix);
 
     let policy = &settings.key_health;
     let up = &settings.upstream;
@@ -375,9 +381,10 @@ fn network_error(f: &UpstreamFailure) -> ApiError {
 /// token comes again under the same configuration (a keep-alive client sends it on every
 /// request; the SHA-256 and lookup are then skipped). JWTs are checked every time (they expire).
 fn authenticate(rt: &Runtime, ds: &mut Downstream, presented: Option<&str>) -> Result<Client, auth::AuthError> {
-    use subtle::ConstantTimeEq;
     if let (Some(cache), Some(token)) = (&ds.auth_cache, presented) {
-        if cache.generation == rt.generation && bool::from(cache.token.as_bytes().ct_eq(token.as_bytes())) {
+        // Constant time: behind a reverse proxy that pools connections, one connection carries
+        // many clients' tokens.
+        if cache.generation == rt.generation && crate::secret::same_secret(cache.token.as_bytes(), token.as_bytes()) {
             return Ok(cache.client.clone());
         }
     }
@@ -487,9 +494,9 @@ fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<
 }
 
 /// The model a request is for: from the path, or from the JSON body on the OpenAI surface.
-fn model_of(route: &Route<'_>, body: &Bytes) -> Option<String> {
+fn model_of(route: &Route<'_>, body: &Bytes) -> Option<Arc<str>> {
     if let Some(m) = route.model {
-        return Some(m.to_owned());
+        return Some(Arc::from(m));
     }
     if route.surface == Surface::OpenAi && matches!(route.action, Action::OpenAiChat | Action::OpenAiEmbeddings) && !body.is_empty() {
         #[derive(serde::Deserialize)]
@@ -498,7 +505,7 @@ fn model_of(route: &Route<'_>, body: &Bytes) -> Option<String> {
             model: Option<std::borrow::Cow<'a, str>>,
         }
         let parsed: WithModel<'_> = serde_json::from_slice(body).ok()?;
-        return parsed.model.map(|m| m.strip_prefix("models/").unwrap_or(&m).to_owned());
+        return parsed.model.map(|m| Arc::from(m.strip_prefix("models/").unwrap_or(&m)));
     }
     None
 }
@@ -564,25 +571,26 @@ async fn deliver(
     let Held { conn, res, lease, outcome, attempt_started, already_reported } = held;
     let settings = &rt.settings;
     let policy = &settings.key_health;
-    let model = log.model.clone().unwrap_or_default();
+    let model_name = log.model.clone();
+    let model = model_name.as_deref().unwrap_or("");
     let openai = route.surface == Surface::OpenAi;
     let status = res.status;
 
     // A key error on the last attempt is our problem, not the client's: say so plainly rather
     // than pass on "API key not valid", which the client would read as its own token being bad.
     if matches!(outcome, Outcome::Disable(_)) {
-        let ex = exhausted.cloned().unwrap_or_else(|| pool.select(&model, &[], Instant::now()).err().unwrap_or(Exhausted::Empty));
-        let err = ex.to_api_error(&model, Instant::now(), policy);
+        let ex = exhausted.cloned().unwrap_or_else(|| pool.select(model, &[], Instant::now()).err().unwrap_or(Exhausted::Empty));
+        let err = ex.to_api_error(model, Instant::now(), policy);
         return fail(ds, log, err, openai, false, head.method() == "HEAD").await;
     }
     // Tell clients when to come back, which Gemini itself never does in a header.
     let key = pool.key(lease.index);
     let retry_after = match (status, exhausted) {
-        (429 | 503, Some(ex)) => ex.to_api_error(&model, Instant::now(), policy).retry_after,
+        (429 | 503, Some(ex)) => ex.to_api_error(model, Instant::now(), policy).retry_after,
         // A pinned request: the owner key's own recovery.
         (429 | 503, None) => {
             let now = Instant::now();
-            key.health.recovers_at(&model, now).map(|t| secs_until(t, now))
+            key.health.recovers_at(model, now).map(|t| secs_until(t, now))
         }
         _ => None,
     };
@@ -627,7 +635,7 @@ async fn deliver(
         // A stream that broke midway counts against the key like any transient failure.
         let outcome = if result.upstream_broke { Outcome::Failure(FailureKind::Broken) } else { outcome };
         let end = Instant::now();
-        pool.report(lease.index, &model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, end);
+        pool.report(lease.index, model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, end);
         log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started, end));
     }
     // Remember which key owns what was just created.

@@ -4,22 +4,59 @@
 
 use crate::config::{HygieneSettings, UpstreamSettings};
 use crate::gemini::route::Surface;
+use crate::http1::name::LowerName;
 use crate::http1::{self, RequestHead, ResponseHead, HOP_BY_HOP};
 
-/// Header rules, precomputed once per config snapshot: lower-case names to drop, compared by
-/// length first (most headers are rejected without looking at a byte).
+/// Header rules, precomputed once per config snapshot: lower-case names to drop.
 #[derive(Debug, Clone)]
 pub struct Hygiene {
-    request_skip: Vec<Box<[u8]>>,
-    response_skip: Vec<Box<[u8]>>,
+    request_skip: SkipList,
+    response_skip: SkipList,
+}
+
+/// Names to drop, grouped by length: a header is compared only with the listed names of its
+/// own length, which for most headers a request carries is none (about 20 names are listed).
+#[derive(Debug, Clone)]
+struct SkipList {
+    /// Sorted by length.
+    names: Vec<LowerName>,
+    /// The names of length `n` are `names[by_len[n]..by_len[n + 1]]`.
+    by_len: [usize; MAX_LEN + 2],
+    /// Names too long for [`LowerName`] (a configured one, perhaps), compared the slow way.
+    long: Vec<Box<[u8]>>,
+}
+
+const MAX_LEN: usize = LowerName::CAP;
+
+impl SkipList {
+    fn new(all: Vec<Box<[u8]>>) -> Self {
+        let (mut names, mut long) = (Vec::new(), Vec::new());
+        for n in all {
+            match std::str::from_utf8(&n).ok().and_then(LowerName::new) {
+                Some(short) => names.push(short),
+                None => long.push(n),
+            }
+        }
+        names.sort_by_key(LowerName::len);
+        let mut by_len = [0; MAX_LEN + 2];
+        for (len, slot) in by_len.iter_mut().enumerate() {
+            *slot = names.iter().take_while(|n| n.len() < len).count();
+        }
+        SkipList { names, by_len, long }
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        let len = name.len();
+        if len > MAX_LEN {
+            return self.long.iter().any(|s| s.eq_ignore_ascii_case(name));
+        }
+        let same_length = &self.names[self.by_len[len]..self.by_len[len + 1]];
+        same_length.iter().any(|s| s.matches(name))
+    }
 }
 
 /// Request headers that carry the client's credential or that we set ourselves.
 const CREDENTIAL_AND_OURS: &[&str] = &["host", "x-goog-api-key", "authorization", "expect", super::exchange::POOL_HEADER];
-
-fn listed(list: &[Box<[u8]>], name: &[u8]) -> bool {
-    list.iter().any(|s| s.len() == name.len() && s.eq_ignore_ascii_case(name))
-}
 
 /// Header names a `Connection` header makes hop-by-hop, beyond `close` and `keep-alive`.
 fn connection_listed(value: Option<&[u8]>) -> Vec<&[u8]> {
@@ -46,10 +83,10 @@ impl Hygiene {
     pub fn new(settings: &HygieneSettings, upstream: &UpstreamSettings) -> Self {
         let accept_encoding = upstream.strip_accept_encoding.then_some("accept-encoding");
         Hygiene {
-            request_skip: names(
+            request_skip: SkipList::new(names(
                 HOP_BY_HOP.iter().chain(CREDENTIAL_AND_OURS).copied().chain(settings.strip_request.iter().map(String::as_str)).chain(accept_encoding),
-            ),
-            response_skip: names(HOP_BY_HOP.iter().copied().chain(settings.strip_response.iter().map(String::as_str))),
+            )),
+            response_skip: SkipList::new(names(HOP_BY_HOP.iter().copied().chain(settings.strip_response.iter().map(String::as_str)))),
         }
     }
 
@@ -63,9 +100,9 @@ impl Hygiene {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(upstream.host_header.as_bytes());
         out.extend_from_slice(b"\r\n");
-        let extra = connection_listed(req.header("connection"));
+        let extra = if req.connection_names_headers() { connection_listed(req.header("connection")) } else { Vec::new() };
         for (name, value) in req.headers() {
-            if listed(&self.request_skip, name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name)) {
+            if self.request_skip.contains(name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name)) {
                 continue;
             }
             http1::write_header(out, name, value);
@@ -76,9 +113,9 @@ impl Hygiene {
     /// upload session URL to the proxy's own; framing lines are added by the caller.
     pub fn response_head(&self, res: &ResponseHead, out: &mut Vec<u8>, mut rewrite_upload_url: impl FnMut(&[u8]) -> Option<String>) {
         http1::write_status_line(out, res.status);
-        let extra = connection_listed(res.header("connection"));
+        let extra = if res.connection_names_headers() { connection_listed(res.header("connection")) } else { Vec::new() };
         for (name, value) in res.headers() {
-            if listed(&self.response_skip, name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name)) {
+            if self.response_skip.contains(name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name)) {
                 continue;
             }
             // Google sends the session URL twice (upload and control); both must lead back here.
@@ -159,6 +196,32 @@ mod tests {
         assert!(text.contains("User-Agent: google-genai-sdk/1.0\r\n"));
         assert!(text.contains("x-goog-api-key: AIzaUPSTREAM\r\n"));
         assert!(text.ends_with("content-length: 2\r\n\r\n"));
+    }
+
+    #[test]
+    fn configured_names_of_any_length_are_dropped() {
+        let long = format!("x-{}", "l".repeat(70));
+        let near = format!("x-{}", "l".repeat(69));
+        let s = HygieneSettings { strip_request: vec![" X-Custom ".into(), long.clone()], strip_response: vec![] };
+        let h = Hygiene::new(&s, &upstream());
+        let raw = format!("GET / HTTP/1.1\r\nx-custom: 1\r\nX-Custoo: 2\r\n{}: 3\r\n{near}: 4\r\n\r\n", long.to_uppercase());
+        let req = RequestHead::parse(&mut BytesMut::from(raw.as_bytes()), 8192).unwrap().unwrap();
+        let mut out = Vec::new();
+        h.upstream_head_prefix(&req, &upstream(), "/", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains(": 1\r\n") && !text.contains(": 3\r\n"), "{text}");
+        assert!(text.contains("X-Custoo: 2\r\n") && text.contains(&format!("{near}: 4\r\n")), "{text}");
+    }
+
+    #[test]
+    fn skip_lists_find_names_of_every_length() {
+        let listed: Vec<String> = (1..=40).step_by(3).map(|n| "k".repeat(n)).collect();
+        let list = SkipList::new(names(listed.iter().map(String::as_str)));
+        for n in 1..=41 {
+            let name = "K".repeat(n);
+            assert_eq!(list.contains(name.as_bytes()), listed.contains(&"k".repeat(n)), "length {n}");
+        }
+        assert!(!list.contains(b""));
     }
 
     #[test]

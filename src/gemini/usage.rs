@@ -2,8 +2,10 @@
 //! SSE chunks, `usage` on the OpenAI-compatible surface. Nothing is held back from the client:
 //! the scanner keeps a copy of the last bytes and parses once, when the body ends.
 
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 /// Tokens one request consumed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -46,13 +48,17 @@ impl UsageScanner {
 
     /// The usage of the last complete report in the body, if any.
     pub fn finish(&self) -> Option<Usage> {
-        let marker: &[u8] = if self.openai { b"\"usage\"" } else { b"\"usageMetadata\"" };
+        // The searchers are built once: building one costs more than searching a typical answer.
+        static NATIVE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usageMetadata\""));
+        static OPENAI: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+        let finder: &Finder<'static> = if self.openai { &OPENAI } else { &NATIVE };
+        let marker = finder.needle();
         // The last report wins (counts are cumulative); if the body was cut inside it, fall
         // back to the one before. Searched forwards: memchr's forward search is vectorised,
         // its reverse one is not, and a body holds few reports.
         let mut hits = [0usize; 8];
         let mut found = 0;
-        for pos in memchr::memmem::find_iter(&self.tail, marker) {
+        for pos in finder.find_iter(&self.tail) {
             hits[found % hits.len()] = pos;
             found += 1;
         }

@@ -1,6 +1,7 @@
 //! Request and response heads parsed in place: the head's bytes are kept once, and the method,
 //! target and headers are ranges into them, so parsing allocates one small vector.
 
+use super::name::LowerName;
 use super::Framing;
 use bytes::{Bytes, BytesMut};
 use std::ops::Range;
@@ -56,50 +57,130 @@ fn head_len(parsed: httparse::Result<usize>, buffered: usize, max_bytes: usize) 
     }
 }
 
+/// Header names asked about on every request or response, in lower case. Their positions are
+/// noted in the one pass over the names at parse time, so that asking is an array read
+/// instead of a case-insensitive scan of every header (five or so questions per request).
+const KNOWN: [&str; 11] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "host",
+    "x-goog-api-key",
+    "authorization",
+    "expect",
+    "x-forwarded-for",
+    "x-gemini-proxy-pool",
+    "content-type",
+    "retry-after",
+];
+/// [`KNOWN`], prepared for comparison.
+static KNOWN_NAMES: [LowerName; KNOWN.len()] = {
+    let mut out = [LowerName::known(""); KNOWN.len()];
+    let mut i = 0;
+    while i < KNOWN.len() {
+        out[i] = LowerName::known(KNOWN[i]);
+        i += 1;
+    }
+    out
+};
+const CONTENT_LENGTH: usize = 0;
+const TRANSFER_ENCODING: usize = 1;
+const CONNECTION: usize = 2;
+
+/// The slot of a header name in [`KNOWN`] (any case), by length first: most names are ruled
+/// out without reading a byte.
+fn known_slot(name: &[u8]) -> Option<usize> {
+    let candidates: &[usize] = match name.len() {
+        4 => &[3],
+        6 => &[6],
+        10 => &[2],
+        11 => &[10],
+        12 => &[9],
+        13 => &[5],
+        14 => &[0, 4],
+        15 => &[7],
+        17 => &[1],
+        19 => &[8],
+        _ => return None,
+    };
+    candidates.iter().copied().find(|&i| KNOWN_NAMES[i].matches(name))
+}
+
+/// The slot of a name as callers write it (a lower-case literal, so that this folds away).
+#[inline(always)]
+fn known_literal(name: &str) -> Option<usize> {
+    KNOWN.iter().position(|k| *k == name)
+}
+
 /// Header storage shared by request and response heads.
 #[derive(Debug, Clone)]
 struct Fields {
     raw: Bytes,
     headers: Vec<(R, R)>,
-    /// Framing and `Connection` tokens, worked out once at parse time: they are asked for
-    /// several times per request, and each answer is a scan of every header.
+    /// For each [`KNOWN`] name, 1 + the index of its first occurrence in `headers` (0: absent).
+    first: [u8; KNOWN.len()],
+    /// Bit `i` set: [`KNOWN`] name `i` occurs more than once (answers then take the long way).
+    repeated: u16,
+    /// Framing and `Connection` tokens, worked out once at parse time.
     framing: Result<Option<Framing>, HeadError>,
     connection_close: bool,
     connection_keep_alive: bool,
+    /// `Connection` names something besides `close` and `keep-alive` (headers to drop).
+    connection_others: bool,
 }
 
 impl Fields {
     fn new(raw: Bytes, headers: Vec<(R, R)>) -> Fields {
-        // One pass over the names; the framing headers are rare enough in number that the
-        // general rules below can look again when they are present.
-        let (mut framing_headers, mut close, mut keep_alive) = (false, false, false);
-        for (n, v) in &headers {
-            let name = at(&raw, n);
-            match name.len() {
-                14 if name.eq_ignore_ascii_case(b"content-length") => framing_headers = true,
-                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => framing_headers = true,
-                10 if name.eq_ignore_ascii_case(b"connection") => {
-                    for token in at(&raw, v).split(|b| *b == b',').map(|t| t.trim_ascii()) {
-                        close |= token.eq_ignore_ascii_case(b"close");
-                        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-                    }
+        const _: () = assert!(MAX_HEADERS < u8::MAX as usize && KNOWN.len() <= 16);
+        let mut first = [0u8; KNOWN.len()];
+        let mut repeated = 0u16;
+        for (i, (n, _)) in headers.iter().enumerate() {
+            if let Some(slot) = known_slot(at(&raw, n)) {
+                if first[slot] == 0 {
+                    first[slot] = i as u8 + 1;
+                } else {
+                    repeated |= 1 << slot;
                 }
-                _ => {}
             }
         }
-        let mut f = Fields { raw, headers, framing: Ok(None), connection_close: close, connection_keep_alive: keep_alive };
-        if framing_headers {
+        let mut f =
+            Fields { raw, headers, first, repeated, framing: Ok(None), connection_close: false, connection_keep_alive: false, connection_others: false };
+        const CLOSE: LowerName = LowerName::known("close");
+        const KEEP_ALIVE: LowerName = LowerName::known("keep-alive");
+        let (mut close, mut keep_alive, mut others) = (false, false, false);
+        for token in f.all_known(CONNECTION).flat_map(|v| v.split(|b| *b == b',')).map(<[u8]>::trim_ascii) {
+            let (c, k) = (CLOSE.matches(token), KEEP_ALIVE.matches(token));
+            close |= c;
+            keep_alive |= k;
+            others |= !(c || k || token.is_empty());
+        }
+        (f.connection_close, f.connection_keep_alive, f.connection_others) = (close, keep_alive, others);
+        if f.first[CONTENT_LENGTH] != 0 || f.first[TRANSFER_ENCODING] != 0 {
             f.framing = f.compute_framing();
         }
         f
     }
 
+    #[inline]
     fn get(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| at(&self.raw, n).eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| at(&self.raw, v))
+        match known_literal(name) {
+            Some(slot) => self.get_known(slot),
+            None => self.headers.iter().find(|(n, _)| at(&self.raw, n).eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| at(&self.raw, v)),
+        }
     }
 
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| at(&self.raw, n).eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| at(&self.raw, v))
+    fn get_known(&self, slot: usize) -> Option<&[u8]> {
+        let i = self.first[slot].checked_sub(1)?;
+        self.headers.get(i as usize).map(|(_, v)| at(&self.raw, v))
+    }
+
+    /// Every value of [`KNOWN`] name `slot`, in order.
+    fn all_known(&self, slot: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let start = self.first[slot].saturating_sub(1) as usize;
+        let (rest, repeated) = if self.first[slot] == 0 { (&self.headers[..0], false) } else { (&self.headers[start..], self.repeated & (1 << slot) != 0) };
+        let name = &KNOWN_NAMES[slot];
+        // Not repeated: the first occurrence is the only one.
+        rest.iter().take(if repeated { usize::MAX } else { 1 }).filter(move |(n, _)| name.matches(at(&self.raw, n))).map(|(_, v)| at(&self.raw, v))
     }
 
     fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -109,9 +190,9 @@ impl Fields {
     /// Framing from Transfer-Encoding / Content-Length, refusing the ambiguous combinations
     /// that enable request smuggling.
     fn compute_framing(&self) -> Result<Option<Framing>, HeadError> {
-        let mut te = self.all("transfer-encoding").peekable();
-        if te.peek().is_some() {
-            if self.get("content-length").is_some() {
+        if self.first[TRANSFER_ENCODING] != 0 {
+            let te = self.all_known(TRANSFER_ENCODING);
+            if self.first[CONTENT_LENGTH] != 0 {
                 return Err(HeadError::BadFraming("both Transfer-Encoding and Content-Length"));
             }
             let codings: Vec<&[u8]> = te.flat_map(|v| v.split(|b| *b == b',')).map(|c| c.trim_ascii()).filter(|c| !c.is_empty()).collect();
@@ -121,14 +202,15 @@ impl Fields {
             };
         }
         let mut length: Option<u64> = None;
-        for v in self.all("content-length") {
+        for v in self.all_known(CONTENT_LENGTH) {
             // "5, 5" is allowed by RFC 9110 when all values agree.
             for part in v.split(|b| *b == b',') {
                 let part = part.trim_ascii();
                 if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
                     return Err(HeadError::BadFraming("invalid Content-Length"));
                 }
-                let n: u64 = std::str::from_utf8(part).ok().and_then(|s| s.parse().ok()).ok_or(HeadError::BadFraming("invalid Content-Length"))?;
+                // At most 19 digits: the value fits in a u64.
+                let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::BadFraming("conflicting Content-Length values"));
                 }
@@ -175,8 +257,10 @@ impl RequestHead {
         if !(origin_form.starts_with('/') || absolute && origin_form.is_empty()) {
             return Err(HeadError::Malformed("request target must be a path".into()));
         }
-        let (path, query) = match origin_form.split_once('?') {
-            Some((p, q)) => (range_of(base, p.as_bytes()), Some(range_of(base, q.as_bytes()))),
+        // memchr rather than `split_once`, whose general searcher costs more to set up than a
+        // path takes to scan.
+        let (path, query) = match memchr::memchr(b'?', origin_form.as_bytes()) {
+            Some(i) => (range_of(base, &origin_form.as_bytes()[..i]), Some(range_of(base, &origin_form.as_bytes()[i + 1..]))),
             None => (range_of(base, origin_form.as_bytes()), None),
         };
         let minor_version = req.version.unwrap_or(1);
@@ -212,11 +296,13 @@ impl RequestHead {
         self.query.as_ref().map(|q| self.str_at(q))
     }
 
-    /// The first value of header `name` (case-insensitive).
+    /// The first value of header `name` (case-insensitive; pass it in lower case).
+    #[inline]
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.fields.get(name)
     }
 
+    #[inline]
     pub fn header_str(&self, name: &str) -> Option<&str> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())
     }
@@ -237,6 +323,12 @@ impl RequestHead {
         } else {
             self.fields.connection_close
         }
+    }
+
+    /// Whether `Connection` names headers (beyond `close` and `keep-alive`), which are then
+    /// hop-by-hop too.
+    pub fn connection_names_headers(&self) -> bool {
+        self.fields.connection_others
     }
 
     pub fn expects_continue(&self) -> bool {
@@ -267,6 +359,8 @@ impl ResponseHead {
         Ok(Some(ResponseHead { fields: Fields::new(raw, headers), status: code, minor_version }))
     }
 
+    /// The first value of header `name` (case-insensitive; pass it in lower case).
+    #[inline]
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.fields.get(name)
     }
@@ -290,6 +384,12 @@ impl ResponseHead {
         } else {
             !self.fields.connection_close
         }
+    }
+
+    /// Whether `Connection` names headers (beyond `close` and `keep-alive`), which are then
+    /// hop-by-hop too.
+    pub fn connection_names_headers(&self) -> bool {
+        self.fields.connection_others
     }
 
     /// The raw value of a header as a string, if it is valid UTF-8.
@@ -343,6 +443,26 @@ mod tests {
         assert!(neg.framing().is_err());
         let chunked = req("POST / HTTP/1.1\r\ntransfer-encoding: Chunked\r\n\r\n").unwrap().unwrap();
         assert_eq!(chunked.framing().unwrap(), Framing::Chunked);
+    }
+
+    #[test]
+    fn known_names_are_answered_as_a_scan_would() {
+        let text = "POST / HTTP/1.1\r\nHOST: a\r\nX-Goog-Api-Key: k1\r\nx-goog-api-key: k2\r\nContent-Type: text/plain\r\n\
+                    X-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2\r\nExpect: 100-continue\r\nX-Other: o\r\n\
+                    Connection: keep-alive\r\nCONNECTION: close\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n";
+        let h = req(text).unwrap().unwrap();
+        let scan = |name: &str| h.headers().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v.to_vec());
+        for name in KNOWN.iter().copied().chain(["x-other", "X-Other", "Content-Type", "absent", "x-goog-api-kez"]) {
+            assert_eq!(h.header(name).map(<[u8]>::to_vec), scan(name), "{name}");
+        }
+        assert_eq!(h.header("x-goog-api-key"), Some(&b"k1"[..]));
+        // Every value of a repeated name counts: both Connection headers, both lengths.
+        assert!(h.wants_close());
+        assert_eq!(h.framing().unwrap(), Framing::Length(3));
+        let conflicting = req("POST / HTTP/1.1\r\nContent-Length: 3\r\nX: y\r\ncontent-LENGTH: 4\r\n\r\n").unwrap().unwrap();
+        assert!(conflicting.framing().is_err());
+        let te_late = req("POST / HTTP/1.1\r\nContent-Length: 3\r\nX: y\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+        assert!(matches!(te_late.framing(), Err(HeadError::BadFraming(_))));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod chunked;
 pub mod head;
+pub mod name;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use head::{HeadError, RequestHead, ResponseHead};

@@ -356,7 +356,7 @@ pub(crate) mod tests {
             client: client.map(Arc::from),
             method: "POST".into(),
             path: format!("/v1beta/models/{}:generateContent", model.unwrap_or("none")),
-            model: model.map(String::from),
+            model: model.map(Arc::from),
             status,
             attempts,
             total_ms,

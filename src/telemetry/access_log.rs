@@ -46,11 +46,12 @@ pub struct AccessRecord {
     pub peer: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<Arc<str>>,
-    pub method: String,
+    /// Common methods are static strings (no allocation per request).
+    pub method: std::borrow::Cow<'static, str>,
     /// Path and query, with any `key=` parameter removed.
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
     pub status: u16,
     pub attempts: Vec<AttemptRecord>,
     pub total_ms: f64,
