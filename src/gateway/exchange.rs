@@ -265,8 +265,10 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
 
     // The upstream head is the same for every attempt but for the key. Its target is the
     // logged path: the client's, without its `key=` parameter.
-    let mut prefix = Vec::with_capacity(512);
-    rt.hygiene.upstream_head_prefix(head, &settings.upstream, &log.path, &mut prefix);
+    // Room for small bodies too: they are sent in the same write.
+    let mut upstream_head = Vec::with_capacity(640 + body.len().min(16 * 1024));
+    rt.hygiene.upstream_head_prefix(head, &settings.upstream, &log.path, &mut upstream_head);
+    let prefix_len = upstream_head.len();
 
     let policy = &settings.key_health;
     let up = &settings.upstream;
@@ -296,8 +298,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         };
         tried.push(lease.index);
         let key = pool.key(lease.index);
-        let mut upstream_head = Vec::with_capacity(prefix.len() + 128 + body.len().min(16 * 1024));
-        upstream_head.extend_from_slice(&prefix);
+        upstream_head.truncate(prefix_len);
         finish_upstream_head(&mut upstream_head, route.surface, key.secret.expose(), body.len(), head.method());
 
         let answer = exchange(shared, rt, &mut upstream_head, &body).await;

@@ -88,22 +88,26 @@ const TRANSFER_ENCODING: usize = 1;
 const CONNECTION: usize = 2;
 
 /// The slot of a header name in [`KNOWN`] (any case), by length first: most names are ruled
-/// out without reading a byte.
+/// out without reading a byte, and the rest are compared with one name known at compile time.
+#[inline]
 fn known_slot(name: &[u8]) -> Option<usize> {
-    let candidates: &[usize] = match name.len() {
-        4 => &[3],
-        6 => &[6],
-        10 => &[2],
-        11 => &[10],
-        12 => &[9],
-        13 => &[5],
-        14 => &[0, 4],
-        15 => &[7],
-        17 => &[1],
-        19 => &[8],
-        _ => return None,
-    };
-    candidates.iter().copied().find(|&i| KNOWN_NAMES[i].matches(name))
+    #[inline(always)]
+    fn is(slot: usize, name: &[u8]) -> Option<usize> {
+        KNOWN_NAMES[slot].matches(name).then_some(slot)
+    }
+    match name.len() {
+        4 => is(3, name),
+        6 => is(6, name),
+        10 => is(2, name),
+        11 => is(10, name),
+        12 => is(9, name),
+        13 => is(5, name),
+        14 => is(0, name).or_else(|| is(4, name)),
+        15 => is(7, name),
+        17 => is(1, name),
+        19 => is(8, name),
+        _ => None,
+    }
 }
 
 /// The slot of a name as callers write it (a lower-case literal, so that this folds away).
@@ -129,20 +133,37 @@ struct Fields {
     connection_others: bool,
 }
 
-impl Fields {
-    fn new(raw: Bytes, headers: Vec<(R, R)>) -> Fields {
+/// Where the headers are in a head's bytes, and which of them are known names.
+struct Index {
+    headers: Vec<(R, R)>,
+    first: [u8; KNOWN.len()],
+    repeated: u16,
+}
+
+impl Index {
+    /// From httparse's view of `base` (its headers are slices of `base`), in one pass.
+    fn of(base: &[u8], parsed: &[httparse::Header<'_>]) -> Index {
         const _: () = assert!(MAX_HEADERS < u8::MAX as usize && KNOWN.len() <= 16);
-        let mut first = [0u8; KNOWN.len()];
-        let mut repeated = 0u16;
-        for (i, (n, _)) in headers.iter().enumerate() {
-            if let Some(slot) = known_slot(at(&raw, n)) {
-                if first[slot] == 0 {
-                    first[slot] = i as u8 + 1;
+        let mut x = Index { headers: Vec::with_capacity(parsed.len()), first: [0; KNOWN.len()], repeated: 0 };
+        for (i, h) in parsed.iter().enumerate() {
+            let name = h.name.as_bytes();
+            if let Some(slot) = known_slot(name) {
+                if x.first[slot] == 0 {
+                    x.first[slot] = i as u8 + 1;
                 } else {
-                    repeated |= 1 << slot;
+                    x.repeated |= 1 << slot;
                 }
             }
+            x.headers.push((range_of(base, name), range_of(base, h.value)));
         }
+        x
+    }
+}
+
+impl Fields {
+    /// `raw` holds the head's bytes, which `index` was made of.
+    fn new(raw: Bytes, index: Index) -> Fields {
+        let Index { headers, first, repeated } = index;
         let mut f =
             Fields { raw, headers, first, repeated, framing: Ok(None), connection_close: false, connection_keep_alive: false, connection_others: false };
         const CLOSE: LowerName = LowerName::known("close");
@@ -264,9 +285,9 @@ impl RequestHead {
             None => (range_of(base, origin_form.as_bytes()), None),
         };
         let minor_version = req.version.unwrap_or(1);
-        let headers = req.headers.iter().map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value))).collect();
-        let raw = buf.split_to(len).freeze();
-        Ok(Some(RequestHead { fields: Fields::new(raw, headers), method, path, query, minor_version }))
+        let index = Index::of(base, req.headers);
+        let fields = Fields::new(buf.split_to(len).freeze(), index);
+        Ok(Some(RequestHead { fields, method, path, query, minor_version }))
     }
 
     /// The bytes of `r`, which `parse` took from a `&str` (httparse hands out the method and
@@ -354,9 +375,9 @@ impl ResponseHead {
         let base: &[u8] = buf;
         let code = res.code.unwrap_or(0);
         let minor_version = res.version.unwrap_or(1);
-        let headers = res.headers.iter().map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value))).collect();
-        let raw = buf.split_to(len).freeze();
-        Ok(Some(ResponseHead { fields: Fields::new(raw, headers), status: code, minor_version }))
+        let index = Index::of(base, res.headers);
+        let fields = Fields::new(buf.split_to(len).freeze(), index);
+        Ok(Some(ResponseHead { fields, status: code, minor_version }))
     }
 
     /// The first value of header `name` (case-insensitive; pass it in lower case).

@@ -82,7 +82,9 @@ pub trait Limits: Send + Sync + 'static {
 /// In-memory counters.
 #[derive(Default)]
 pub struct MemoryLimits {
-    clients: Mutex<HashMap<Arc<str>, Arc<ClientCounters>>>,
+    /// By client name. Names come from the configuration, not from requests, so the map can
+    /// use hashbrown's fast hash (looked up once or twice per request); addresses keep std's.
+    clients: Mutex<hashbrown::HashMap<Arc<str>, Arc<ClientCounters>>>,
     addresses: Mutex<HashMap<IpAddr, Gcra>>,
     global: Mutex<Option<Gcra>>,
 }
