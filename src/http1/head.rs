@@ -467,6 +467,16 @@ mod tests {
     }
 
     #[test]
+    fn every_known_name_has_its_slot_in_any_case() {
+        for (i, name) in KNOWN.iter().enumerate() {
+            assert_eq!(known_slot(name.as_bytes()), Some(i), "{name}");
+            assert_eq!(known_slot(name.to_ascii_uppercase().as_bytes()), Some(i), "{name}");
+            assert_eq!(known_literal(name), Some(i), "{name}");
+        }
+        assert_eq!(known_slot(b"x-goog-api-kez"), None);
+    }
+
+    #[test]
     fn known_names_are_answered_as_a_scan_would() {
         let text = "POST / HTTP/1.1\r\nHOST: a\r\nX-Goog-Api-Key: k1\r\nx-goog-api-key: k2\r\nContent-Type: text/plain\r\n\
                     X-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2\r\nExpect: 100-continue\r\nX-Other: o\r\n\
