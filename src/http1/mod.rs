@@ -34,11 +34,6 @@ pub const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-/// Whether `name` is listed in a `Connection` header value (which makes it hop-by-hop too).
-pub fn listed_in_connection(connection: Option<&[u8]>, name: &str) -> bool {
-    connection.is_some_and(|v| v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes())))
-}
-
 /// The standard reason phrase for a status code.
 pub fn reason(status: u16) -> &'static str {
     match status {
