@@ -303,6 +303,9 @@ fn upsert_usage(tx: &Connection, path: &Path, usage: &UsageFold) -> Result<(), S
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::secret::Secret;
+    use crate::telemetry::access_log::AttemptRecord;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn a_fold_cut_into_slices_keeps_every_request_in_key_order() {
@@ -319,10 +322,6 @@ pub(crate) mod tests {
         let min_key = |f: &UsageFold| f.groups.keys().map(|g| g.key).min();
         assert!(max_key(&slices[0]) < min_key(&slices[1]) && max_key(&slices[1]) < min_key(&slices[2]));
     }
-    use crate::secret::Secret;
-    use crate::telemetry::access_log::AttemptRecord;
-    use std::time::{Duration, UNIX_EPOCH};
-
     /// Commits every request as a log row and with its usage, as a small pool's writer does.
     pub(crate) fn commit_all(
         conn: &mut Connection,
