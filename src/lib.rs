@@ -6,6 +6,8 @@
 //! `background` wire it into a Pingora server.
 
 pub mod admin;
+#[cfg(not(target_env = "msvc"))]
+pub mod allocator;
 pub mod auth;
 pub mod background;
 pub mod clock;

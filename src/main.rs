@@ -11,10 +11,11 @@ use std::process::ExitCode;
 /// per-thread cache (20 objects per size class) overflowed and every few requests emptied or
 /// refilled a slab through the arena's extent bookkeeping: 29,600 instructions per request at
 /// 256 connections against 23,200 at 4. mimalloc's per-thread pages hold up: 24,800 at 256
-/// (`bench/profile callgrind --conns 256`).
+/// (`bench/profile callgrind --conns 256`). Called through `gemini_proxy::allocator`, which skips
+/// the aligned entry points for the usual alignments.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: gemini_proxy::allocator::Mimalloc = gemini_proxy::allocator::Mimalloc;
 
 const DEFAULT_CONFIG: &str = "config/proxy.toml";
 
