@@ -65,6 +65,16 @@ impl Wire {
         }
     }
 
+    /// Ready once the socket has bytes to read (or an end or error to report), without taking
+    /// a buffer for them. Streams that cannot tell (TLS, bridges) are ready at once: their
+    /// read does the waiting.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Wire::Tcp(s) => s.poll_read_ready(cx),
+            Wire::Pingora(_) => Poll::Ready(Ok(())),
+        }
+    }
+
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         match self {
             Wire::Tcp(s) => s.peer_addr().ok(),

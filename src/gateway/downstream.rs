@@ -97,14 +97,19 @@ impl Downstream {
                 return NextHead::Idle;
             }
             // An idle keep-alive connection holds no buffer (10,000 idle clients would otherwise
-            // pin 10,000 of them): each attempt to read takes a fresh one from the allocator and
-            // gives it back if nothing has arrived. A fresh buffer is the one the thread's last
-            // request freed, still in the CPU's cache, where a buffer kept per connection would
-            // be cold by the time its client spoke again (hundreds of connections take turns).
-            // One read per request: waiting with a one-byte peek would cost a second system call.
+            // pin 10,000 of them): a buffer is taken from the allocator once the socket is
+            // readable. A fresh buffer is the one the thread's last request freed, still in the
+            // CPU's cache, where a buffer kept per connection would be cold by the time its
+            // client spoke again (hundreds of connections take turns). One read per request:
+            // readiness comes from the reactor, and waiting with a one-byte peek would cost a
+            // second system call.
             self.buf = BytesMut::new();
             let stream = &mut self.stream;
             let read_into_fresh = std::future::poll_fn(|cx| {
+                // Errors are left to the read, which reports them.
+                if stream.poll_read_ready(cx).is_pending() {
+                    return std::task::Poll::Pending;
+                }
                 let mut fresh = BytesMut::with_capacity(FIRST_READ);
                 let polled = std::pin::pin!(stream.read_buf(&mut fresh)).poll(cx);
                 polled.map(|r| r.map(|_| fresh))

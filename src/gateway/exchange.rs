@@ -16,7 +16,7 @@ use crate::pool::health::secs_until;
 use crate::pool::outcome::{classify, FailureKind, Outcome};
 use crate::pool::store::UploadSession;
 use crate::pool::{Exhausted, Lease, Pool};
-use crate::telemetry::access_log::{AccessRecord, AttemptRecord};
+use crate::telemetry::access_log::{AccessRecord, AttemptRecord, Attempts};
 use crate::upstream::{UpstreamConn, UpstreamFailure};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -51,7 +51,7 @@ pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstre
         path: logged_path(&head),
         model: None,
         status: 0,
-        attempts: Vec::new(),
+        attempts: Attempts::new(),
         total_ms: 0.0,
         first_byte_ms: None,
         bytes_in: 0,
@@ -273,7 +273,8 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     let policy = &settings.key_health;
     let up = &settings.upstream;
     let max_attempts = if pinned.is_some() { 1 } else { up.max_attempts };
-    let mut tried: Vec<u32> = Vec::with_capacity(max_attempts as usize);
+    // Keys tried so far; the usual few without an allocation.
+    let mut tried: smallvec::SmallVec<[u32; 8]> = smallvec::SmallVec::new();
     let mut last_failure: Option<(UpstreamFailure, Lease)> = None;
     let mut held: Option<Held> = None;
 

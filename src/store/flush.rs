@@ -357,7 +357,7 @@ pub(crate) mod tests {
             path: format!("/v1beta/models/{}:generateContent", model.unwrap_or("none")),
             model: model.map(Arc::from),
             status,
-            attempts,
+            attempts: attempts.into(),
             total_ms,
             first_byte_ms: Some(total_ms / 2.0),
             bytes_in: 512,

@@ -35,6 +35,10 @@ pub struct AttemptRecord {
     pub ms: f64,
 }
 
+/// A request's upstream attempts: almost always one, held inside the record (which another
+/// thread frees) rather than in an allocation of its own.
+pub type Attempts = smallvec::SmallVec<[AttemptRecord; 1]>;
+
 /// One request, as logged.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessRecord {
@@ -53,7 +57,7 @@ pub struct AccessRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<Arc<str>>,
     pub status: u16,
-    pub attempts: Vec<AttemptRecord>,
+    pub attempts: Attempts,
     pub total_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_byte_ms: Option<f64>,

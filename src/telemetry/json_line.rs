@@ -199,7 +199,7 @@ mod tests {
             path: format!("/v1beta/models/{text}:generateContent?alt=sse"),
             model: Some(text.into()),
             status: 429,
-            attempts: vec![
+            attempts: smallvec::smallvec![
                 AttemptRecord {
                     key: Arc::from(text),
                     fingerprint: Fingerprint::of(b"k1"),
@@ -250,7 +250,16 @@ mod tests {
                     let theirs = serde_json::to_string(&r).expect("serde") + "\n";
                     assert_eq!(String::from_utf8_lossy(&line), theirs, "time #{i}, text {text:?}, ms {ms}");
                     // The optional fields are left out, as serde's skip_serializing_if does.
-                    let bare = AccessRecord { peer: None, client: None, model: None, first_byte_ms: None, error: None, attempts: vec![], stream: false, ..r };
+                    let bare = AccessRecord {
+                        peer: None,
+                        client: None,
+                        model: None,
+                        first_byte_ms: None,
+                        error: None,
+                        attempts: Default::default(),
+                        stream: false,
+                        ..r
+                    };
                     line.clear();
                     w.write(&bare, &mut line);
                     assert_eq!(String::from_utf8_lossy(&line), serde_json::to_string(&bare).expect("serde") + "\n");
