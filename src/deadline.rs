@@ -34,7 +34,8 @@ impl Deadline {
 
     /// [`Deadline::run`] on a kept timer.
     pub async fn run_on<F: Future>(&mut self, timer: &mut Timer, fut: F) -> Result<F::Output, Elapsed> {
-        self.run_in(timer.0.as_mut(), fut).await
+        let sleep = timer.0.get_or_insert_with(|| Box::pin(None));
+        self.run_in(sleep.as_mut(), fut).await
     }
 
     /// Runs `fut` against the timer in `sleep`: set (or moved, if one is there from an earlier
@@ -65,15 +66,12 @@ impl Deadline {
 
 /// A timer kept for a connection's whole life and moved for each wait. A timer made per wait
 /// is inserted into tokio's timer wheel and taken out again every time (a request on a
-/// keep-alive connection waits for its client once per request); moving a registered timer to a
-/// later deadline only updates it in place, and the wheel moves it when the old deadline comes.
-pub struct Timer(Pin<Box<Option<tokio::time::Sleep>>>);
-
-impl Default for Timer {
-    fn default() -> Self {
-        Timer(Box::pin(None))
-    }
-}
+/// keep-alive connection waits for its client, then for the upstream, once per request);
+/// moving a registered timer to a later deadline only updates it in place, and the wheel moves
+/// it when the old deadline comes. So a kept timer serves one kind of wait, whose deadlines only
+/// grow: one for the keep-alive waits, another for the upstream's answers. Made on first use.
+#[derive(Default)]
+pub struct Timer(Option<Pin<Box<Option<tokio::time::Sleep>>>>);
 
 /// Runs `fut` for at most `limit` from the moment it first has to wait.
 pub async fn timeout<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Elapsed> {

@@ -63,6 +63,8 @@ pub struct Downstream {
     pub auth_cache: Option<AuthCache>,
     /// The keep-alive wait's timer, kept across requests (see [`deadline::Timer`]).
     idle_timer: deadline::Timer,
+    /// The timer of its requests' waits for the upstream's answer, kept the same way.
+    pub upstream_timer: deadline::Timer,
 }
 
 /// A successful static-token authentication, remembered for the connection.
@@ -84,7 +86,16 @@ impl Downstream {
         let peer = stream.peer_addr();
         let tls = stream.is_tls();
         let peer_label = peer.map(|p| Arc::from(p.to_string()));
-        Downstream { stream, buf: BytesMut::new(), peer, peer_label, tls, auth_cache: None, idle_timer: deadline::Timer::default() }
+        Downstream {
+            stream,
+            buf: BytesMut::new(),
+            peer,
+            peer_label,
+            tls,
+            auth_cache: None,
+            idle_timer: deadline::Timer::default(),
+            upstream_timer: deadline::Timer::default(),
+        }
     }
 
     /// Waits for and parses the next request head.

@@ -50,7 +50,7 @@ pub async fn check_key(shared: &Shared, secret: &Secret, model: &str) -> KeyChec
     if let Err(e) = conn.send(&mut head, &[], up.connect_timeout).await {
         return unreachable(e.to_string());
     }
-    let res = match conn.read_head(up.connect_timeout * 3).await {
+    let res = match conn.read_head(up.connect_timeout * 3, &mut crate::deadline::Timer::default()).await {
         Ok(r) => r,
         Err(e) => return unreachable(e.to_string()),
     };

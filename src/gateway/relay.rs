@@ -11,7 +11,7 @@ use crate::http1::{self, ChunkError, ChunkedDecoder, Framing, RequestHead, Respo
 use crate::upstream::{UpstreamConn, UpstreamFailure};
 use bytes::Buf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bytes of a creating call's response kept to read the created resource's name.
 const CAPTURE: usize = 64 * 1024;
@@ -174,7 +174,8 @@ impl Pump {
     }
 }
 
-/// Relays `res` and its body from `conn` to the client.
+/// Relays `res` and its body from `conn` to the client. `first_byte`: from the request's start
+/// to the answer's start, as logged.
 #[allow(clippy::too_many_arguments)]
 pub async fn relay(
     shared: &Shared,
@@ -186,14 +187,14 @@ pub async fn relay(
     plan: Plan,
     retry_after: Option<u64>,
     rewrite_upload_url: impl FnMut(&[u8]) -> Option<String>,
-    started: Instant,
+    first_byte: Duration,
 ) -> Relay {
     let up = &rt.settings.upstream;
     let write_timeout = up.idle_timeout;
     let mut result = Relay {
         status: res.status,
         bytes_out: 0,
-        first_byte: Some(started.elapsed()),
+        first_byte: Some(first_byte),
         streamed: plan.sse,
         usage: None,
         error: None,

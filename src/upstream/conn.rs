@@ -3,7 +3,7 @@
 //! first-byte timeout, and checkin for reuse once a response has been read to its end.
 
 use super::target::UpstreamTarget;
-use crate::deadline::Deadline;
+use crate::deadline::{Deadline, Timer};
 use crate::http1::{HeadError, ResponseHead};
 use crate::wire::Wire;
 use bytes::BytesMut;
@@ -167,16 +167,22 @@ impl UpstreamConn {
 
     /// Reads more bytes into `buf`. Returns 0 at end of stream.
     pub async fn read_more(&mut self, timeout: Duration) -> Result<usize, UpstreamFailure> {
-        self.read_within(&mut Deadline::after(timeout), timeout).await
+        self.read_within(&mut Deadline::after(timeout), timeout, None).await
     }
 
-    /// Reads more bytes into `buf` before `deadline` (which stands for `timeout`, for errors).
-    async fn read_within(&mut self, deadline: &mut Deadline, timeout: Duration) -> Result<usize, UpstreamFailure> {
+    /// Reads more bytes into `buf` before `deadline` (which stands for `timeout`, for errors),
+    /// on `timer` when one is kept for this kind of wait.
+    async fn read_within(&mut self, deadline: &mut Deadline, timeout: Duration, timer: Option<&mut Timer>) -> Result<usize, UpstreamFailure> {
         let step = if self.buf.capacity() == 0 { FIRST_READ } else { READ_CHUNK };
         if self.buf.capacity() - self.buf.len() < step / 2 {
             self.buf.reserve(step);
         }
-        match deadline.run(self.stream.read_buf(&mut self.buf)).await {
+        let read = self.stream.read_buf(&mut self.buf);
+        let outcome = match timer {
+            Some(t) => deadline.run_on(t, read).await,
+            None => deadline.run(read).await,
+        };
+        match outcome {
             Ok(Ok(0)) => {
                 self.eof = true;
                 Ok(0)
@@ -187,8 +193,9 @@ impl UpstreamConn {
         }
     }
 
-    /// Reads the final (non-1xx) response head, waiting at most `timeout` in all.
-    pub async fn read_head(&mut self, timeout: Duration) -> Result<ResponseHead, UpstreamFailure> {
+    /// Reads the final (non-1xx) response head, waiting at most `timeout` in all, on `timer`
+    /// (the client connection's timer for upstream answers, see [`Timer`]).
+    pub async fn read_head(&mut self, timeout: Duration, timer: &mut Timer) -> Result<ResponseHead, UpstreamFailure> {
         let mut deadline = Deadline::after(timeout);
         loop {
             // Usually empty at first (nothing arrives before the request is sent).
@@ -200,7 +207,7 @@ impl UpstreamConn {
                 Err(HeadError::TooLarge(n)) => return Err(UpstreamFailure::Protocol(format!("response head larger than {n} bytes"))),
                 Err(e) => return Err(UpstreamFailure::Protocol(e.to_string())),
             }
-            match self.read_within(&mut deadline, timeout).await {
+            match self.read_within(&mut deadline, timeout, Some(&mut *timer)).await {
                 Ok(0) if self.buf.is_empty() => return Err(UpstreamFailure::Broken("closed before answering".into())),
                 Ok(0) => return Err(UpstreamFailure::Broken("closed in the middle of the response head".into())),
                 Ok(_) => {}
