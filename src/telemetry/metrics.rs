@@ -106,7 +106,8 @@ struct PairSeries {
 struct SeriesCache {
     /// client -> model (as the client named it) -> series
     pairs: hashbrown::HashMap<String, hashbrown::HashMap<String, PairSeries>>,
-    attempts: std::collections::HashMap<&'static str, prometheus::IntCounter>,
+    /// Outcome labels are a handful of static strings: hashbrown's hash rather than SipHash.
+    attempts: hashbrown::HashMap<&'static str, prometheus::IntCounter>,
 }
 
 /// Clients kept in the cache before it starts over (client names come from the config, but
