@@ -13,7 +13,7 @@ use std::process::ExitCode;
 /// 256 connections against 23,200 at 4. mimalloc's per-thread pages hold up: 24,800 at 256
 /// (`bench/profile callgrind --conns 256`). Called through `gemini_proxy::allocator`, which skips
 /// the aligned entry points for the usual alignments.
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(not(target_env = "msvc"), not(feature = "system-allocator")))]
 #[global_allocator]
 static ALLOC: gemini_proxy::allocator::Mimalloc = gemini_proxy::allocator::Mimalloc;
 
