@@ -2,7 +2,7 @@
 //! reads the clock to compute its deadline before it polls anything, and most reads and writes
 //! of a busy proxy complete at their first poll (the data is there, the socket has room); in a
 //! virtual machine that clock read is a noticeable share of a request's CPU time. Here the
-//! clock starts when an operation first has to wait.
+//! clock starts when an operation first has to wait, or at a moment the caller read already.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -25,6 +25,11 @@ pub struct Deadline {
 impl Deadline {
     pub fn after(limit: Duration) -> Self {
         Deadline { limit, at: None }
+    }
+
+    /// A limit that started at `start` (a precise reading the caller already has).
+    pub fn since(start: std::time::Instant, limit: Duration) -> Self {
+        Deadline { limit, at: Some(Instant::from_std(start) + limit) }
     }
 
     /// Runs `fut` until it finishes or the deadline passes.
@@ -105,6 +110,21 @@ mod tests {
         assert_eq!(Deadline::after(Duration::from_millis(10)).run_on(&mut timer, std::future::pending::<()>()).await, Err(Elapsed));
         assert_eq!(started.elapsed(), Duration::from_millis(150));
         assert_eq!(Deadline::after(Duration::from_millis(10)).run_on(&mut timer, async { 5 }).await, Ok(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_since_an_earlier_moment_counts_from_it() {
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(Deadline::since(start.into_std(), Duration::from_millis(50)).run(async { 3 }).await, Ok(3));
+        assert_eq!(Deadline::since(start.into_std(), Duration::from_millis(50)).run(std::future::pending::<()>()).await, Err(Elapsed));
+        assert_eq!(start.elapsed(), Duration::from_millis(50));
+        // On a kept timer too, and one already past ends at once.
+        let mut timer = Timer::default();
+        assert_eq!(Deadline::since(start.into_std(), Duration::from_millis(80)).run_on(&mut timer, std::future::pending::<()>()).await, Err(Elapsed));
+        assert_eq!(start.elapsed(), Duration::from_millis(80));
+        assert_eq!(Deadline::since(start.into_std(), Duration::from_millis(10)).run_on(&mut timer, std::future::pending::<()>()).await, Err(Elapsed));
+        assert_eq!(start.elapsed(), Duration::from_millis(80));
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,7 +22,7 @@ use crate::upstream::{UpstreamConn, UpstreamFailure};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// How long the proxy remembers upload sessions and which key owns a created resource.
 /// (Gemini files live 48 hours; caches and batches can live longer.)
@@ -44,7 +44,7 @@ pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstre
     let _guard = InflightGuard(&shared.inflight);
     let started = Instant::now();
     let mut log = AccessRecord {
-        time: SystemTime::now(),
+        time: crate::clock::wall_at(started),
         request_id: shared.next_request_id(),
         peer: ds.peer_label.clone(),
         client: None,
@@ -62,8 +62,11 @@ pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstre
         stream: false,
         error: None,
     };
+    ds.answered_at = None;
     let keep = serve(shared, rt, ds, &head, &mut log, started).await;
-    log.total_ms = ms(started.elapsed());
+    // A relayed answer was timed when its last byte went out (see `deliver`).
+    let answered_at = *ds.answered_at.get_or_insert_with(Instant::now);
+    log.total_ms = ms(answered_at.saturating_duration_since(started));
     if shared.access_log.enabled() {
         shared.access_log.record(log);
     }
@@ -287,7 +290,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                 Ok(l) => l,
                 Err(ex) => {
                     if let Some(h) = held.take() {
-                        return deliver(shared, rt, ds, head, &route, h, log, started.elapsed(), pool, Some(&ex)).await;
+                        return deliver(shared, rt, ds, head, &route, h, log, (started, Instant::now()), pool, Some(&ex)).await;
                     }
                     // The last attempt could not reach the upstream at all: that is the news
                     // (502/504), more than which keys are left.
@@ -356,7 +359,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                 }
                 let h = Held { conn, res, lease, outcome, attempt_started, already_reported: false };
                 // Delivered at once: the answer's arrival is when the client's answer starts.
-                return deliver(shared, rt, ds, head, &route, h, log, now.saturating_duration_since(started), pool, None).await;
+                return deliver(shared, rt, ds, head, &route, h, log, (started, now), pool, None).await;
             }
         }
     }
@@ -364,7 +367,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     // Every attempt used.
     if let Some(h) = held {
         let ex = pool.select(model_key, &tried, Instant::now()).err();
-        return deliver(shared, rt, ds, head, &route, h, log, started.elapsed(), pool, ex.as_ref()).await;
+        return deliver(shared, rt, ds, head, &route, h, log, (started, Instant::now()), pool, ex.as_ref()).await;
     }
     let err = match &last_failure {
         Some((f, _)) => network_error(f),
@@ -564,8 +567,8 @@ async fn exchange(
     }
 }
 
-/// Relays a held answer to the client and does the bookkeeping. `first_byte`: from the
-/// request's start to now, when the client's answer starts.
+/// Relays a held answer to the client and does the bookkeeping. `times`: when the request
+/// started, and now, when the client's answer starts.
 #[allow(clippy::too_many_arguments)]
 async fn deliver(
     shared: &Shared,
@@ -575,7 +578,7 @@ async fn deliver(
     route: &Route<'_>,
     held: Held,
     log: &mut AccessRecord,
-    first_byte: Duration,
+    (started, answer_at): (Instant, Instant),
     pool: &Pool,
     exhausted: Option<&Exhausted>,
 ) -> bool {
@@ -590,19 +593,16 @@ async fn deliver(
     // A key error on the last attempt is our problem, not the client's: say so plainly rather
     // than pass on "API key not valid", which the client would read as its own token being bad.
     if matches!(outcome, Outcome::Disable(_)) {
-        let ex = exhausted.cloned().unwrap_or_else(|| pool.select(model, &[], Instant::now()).err().unwrap_or(Exhausted::Empty));
-        let err = ex.to_api_error(model, Instant::now(), policy);
+        let ex = exhausted.cloned().unwrap_or_else(|| pool.select(model, &[], answer_at).err().unwrap_or(Exhausted::Empty));
+        let err = ex.to_api_error(model, answer_at, policy);
         return fail(ds, log, err, openai, false, head.method() == "HEAD").await;
     }
     // Tell clients when to come back, which Gemini itself never does in a header.
     let key = pool.key(lease.index);
     let retry_after = match (status, exhausted) {
-        (429 | 503, Some(ex)) => ex.to_api_error(model, Instant::now(), policy).retry_after,
+        (429 | 503, Some(ex)) => ex.to_api_error(model, answer_at, policy).retry_after,
         // A pinned request: the owner key's own recovery.
-        (429 | 503, None) => {
-            let now = Instant::now();
-            key.health.recovers_at(model, now).map(|t| secs_until(t, now))
-        }
+        (429 | 503, None) => key.health.recovers_at(model, answer_at).map(|t| secs_until(t, answer_at)),
         _ => None,
     };
     let plan = relay::Plan::for_request(route, head, &res);
@@ -623,9 +623,11 @@ async fn deliver(
             upload_binding = upload_id;
             Some(rewritten)
         },
-        first_byte,
+        answer_at.saturating_duration_since(started),
     )
     .await;
+    let end = Instant::now();
+    ds.answered_at = Some(end);
 
     log.status = result.status;
     log.bytes_out = result.bytes_out;
@@ -645,7 +647,6 @@ async fn deliver(
     if !already_reported {
         // A stream that broke midway counts against the key like any transient failure.
         let outcome = if result.upstream_broke { Outcome::Failure(FailureKind::Broken) } else { outcome };
-        let end = Instant::now();
         pool.report(lease.index, model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, end);
         log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started, end));
     }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// A refused request: the status, the limit that refused it and when to come back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl Limits for MemoryLimits {
             return Ok(ClientPermit { counters: None });
         }
         let c = self.counters(&client.name);
-        let wall = SystemTime::now();
+        let wall = crate::clock::coarse_wall();
         if let Some(limit) = p.tpd {
             let used = c.day.lock().unwrap_or_else(|p| p.into_inner()).used(wall);
             if used >= limit {
@@ -179,20 +179,20 @@ impl Limits for MemoryLimits {
             return;
         }
         let c = self.counters(client);
-        let now = SystemTime::now();
+        let now = crate::clock::coarse_wall();
         c.minute.lock().unwrap_or_else(|p| p.into_inner()).add(tokens, now);
         c.day.lock().unwrap_or_else(|p| p.into_inner()).add(tokens, now);
     }
 
     fn seed_day(&self, client: &str, day: u64, tokens: u64) {
-        if day == utc_day(SystemTime::now()) {
+        if day == utc_day(crate::clock::coarse_wall()) {
             self.counters(client).day.lock().unwrap_or_else(|p| p.into_inner()).seed(day, tokens);
         }
     }
 
     fn usage(&self, client: &str) -> ClientUsage {
         let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(client).cloned() else { return ClientUsage::default() };
-        let now = SystemTime::now();
+        let now = crate::clock::coarse_wall();
         let requests_last_minute = c.requests.lock().unwrap_or_else(|p| p.into_inner()).used(Instant::now());
         let tokens_last_minute = c.minute.lock().unwrap_or_else(|p| p.into_inner()).used(now);
         let tokens_today = c.day.lock().unwrap_or_else(|p| p.into_inner()).used(now);
@@ -204,6 +204,7 @@ impl Limits for MemoryLimits {
 mod tests {
     use super::*;
     use crate::config::Policy;
+    use std::time::SystemTime;
 
     fn client(policy: Policy) -> Client {
         Client { name: Arc::from("c"), policy: Arc::new(policy) }

@@ -287,6 +287,44 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> String 
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Sends a generateContent request on a kept-alive connection and reads its whole answer
+/// (Content-Length framed); returns the status line.
+pub fn keep_alive_request(conn: &mut TcpStream) -> String {
+    let body = serde_json::to_string(&generate_body("hello")).unwrap();
+    let req = format!(
+        "POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(req.as_bytes()).expect("write");
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(conn.read(&mut byte).expect("read the head"), 1, "closed mid-head: {}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim().parse().unwrap()))
+        .expect("a Content-Length answer");
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).expect("read the body");
+    head.lines().next().unwrap_or("").to_owned()
+}
+
+/// Reads until the server closes `conn` (Ok) or `within` passes (Err).
+pub fn wait_closed(conn: &mut TcpStream, within: Duration) -> Result<(), String> {
+    conn.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 512];
+    match conn.read(&mut buf) {
+        Ok(0) => Ok(()),
+        Ok(n) => Err(format!("unexpected bytes: {}", String::from_utf8_lossy(&buf[..n]))),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
+        Err(e) => Err(format!("still open ({e})")),
+    }
+}
+
 /// Keys the mock saw, in order, for requests whose path contains `path_part`.
 pub fn keys_seen(mock: &MockGemini, path_part: &str) -> Vec<String> {
     mock.requests().into_iter().filter(|r| r.path.contains(path_part)).map(|r| r.key.unwrap_or_default()).collect()

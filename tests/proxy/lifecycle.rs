@@ -96,25 +96,9 @@ async fn smuggling_shapes_and_slow_heads_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_streams_finish_then_exits() {
     let mut s = setup(&["AIzaK"]).await;
-    let url = s.proxy.url("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
-    let stream = tokio::spawn(async move {
-        let r = client()
-            .post(url)
-            .header("x-goog-api-key", TOKEN)
-            .header("x-mock-chunks", "8")
-            .header("x-mock-chunk-delay-ms", "150")
-            .json(&generate_body("long"))
-            .send()
-            .await
-            .unwrap();
-        r.text().await
-    });
+    let stream = start_stream(&s.proxy, 8, 150);
     // Wait until the stream is under way (the mock has the request), then stop the proxy.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while s.mock.requests().is_empty() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_requests(&s.mock, 1).await;
     s.proxy.signal("TERM");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(TcpStream::connect(s.proxy.addr).is_err(), "no new connections after SIGTERM");
@@ -123,4 +107,80 @@ async fn sigterm_lets_in_flight_streams_finish_then_exits() {
     let status = s.proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits once the stream is done");
     assert!(status.success(), "{status}");
     assert_eq!(s.proxy.access_log().len(), 1, "the access log is flushed before exit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_keep_alive_connections_close_after_the_keepalive_timeout_from_their_last_answer() {
+    let s = setup_with(&["AIzaK"], |t| in_section(t, "server", "keepalive_timeout = \"600ms\"")).await;
+    let addr = s.proxy.addr;
+    let idle = tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        assert!(keep_alive_request(&mut conn).contains(" 200 "));
+        // Idle for most of the limit: still open, and the next answer starts the limit again.
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(keep_alive_request(&mut conn).contains(" 200 "), "the connection outlived 400 ms of a 600 ms limit");
+        let answered = Instant::now();
+        wait_closed(&mut conn, Duration::from_secs(5)).expect("closed after the keep-alive timeout");
+        answered.elapsed()
+    })
+    .await
+    .unwrap();
+    // The proxy counts from when its answer was complete, a moment before the client had it.
+    assert!(idle >= Duration::from_millis(550) && idle < Duration::from_secs(2), "closed after {idle:?} idle");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_idle_keep_alive_connections_while_streams_finish() {
+    let mut s = setup(&["AIzaK"]).await;
+    let addr = s.proxy.addr;
+    // Two idle clients: one after one request, one after two (its wait for shutdown, made for
+    // its first keep-alive wait, was kept while its second request was served).
+    let (mut one, mut two) = tokio::task::spawn_blocking(move || {
+        let mut one = TcpStream::connect(addr).unwrap();
+        assert!(keep_alive_request(&mut one).contains(" 200 "));
+        let mut two = TcpStream::connect(addr).unwrap();
+        assert!(keep_alive_request(&mut two).contains(" 200 "));
+        assert!(keep_alive_request(&mut two).contains(" 200 "));
+        (one, two)
+    })
+    .await
+    .unwrap();
+    // A two-second stream keeps the proxy running after SIGTERM.
+    let stream = start_stream(&s.proxy, 10, 200);
+    wait_for_requests(&s.mock, 4).await;
+    s.proxy.signal("TERM");
+    let closed = tokio::task::spawn_blocking(move || (wait_closed(&mut one, Duration::from_millis(1000)), wait_closed(&mut two, Duration::from_millis(1000))))
+        .await
+        .unwrap();
+    assert_eq!(closed, (Ok(()), Ok(())), "idle connections are closed at once, not when the process exits");
+    assert!(s.proxy.wait_exit(Duration::from_millis(20)).is_none(), "the proxy is still serving the stream");
+    let body = stream.await.unwrap().expect("the stream completes");
+    assert_eq!(body.matches("data: ").count(), 10, "{body}");
+    assert!(s.proxy.wait_exit(Duration::from_secs(5)).expect("exits after the stream").success());
+}
+
+/// Starts an SSE stream of `chunks` events `delay_ms` apart through the proxy; the task yields
+/// the whole body.
+fn start_stream(proxy: &Proxy, chunks: u32, delay_ms: u32) -> tokio::task::JoinHandle<reqwest::Result<String>> {
+    let url = proxy.url("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+    tokio::spawn(async move {
+        let r = client()
+            .post(url)
+            .header("x-goog-api-key", TOKEN)
+            .header("x-mock-chunks", chunks.to_string())
+            .header("x-mock-chunk-delay-ms", delay_ms.to_string())
+            .json(&generate_body("long"))
+            .send()
+            .await?;
+        r.text().await
+    })
+}
+
+/// Waits (up to 5 s) until the mock has seen `n` requests.
+async fn wait_for_requests(mock: &mock_gemini::MockGemini, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mock.requests().len() < n {
+        assert!(Instant::now() < deadline, "the mock saw {} of {n} requests", mock.requests().len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
