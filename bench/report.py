@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Targets and the Markdown summary of a bench/run result.
 
-    python3 bench/report.py bench/results/full.json      # re-render the Markdown to stdout
+    python3 bench/report.py bench/results/full.json      # re-render the Markdown to stdout (verdicts re-evaluated)
 """
 
 import json
@@ -54,11 +54,21 @@ def evaluate(res):
         ng = sc["added_over_direct_ms"]["nginx"]["p99"]
         per = [r["gemini-proxy"]["latency_ms"]["p99"] - r["direct"]["latency_ms"]["p99"] for r in sc["rounds"]]
         per_ng = [r["nginx"]["latency_ms"]["p99"] - r["direct"]["latency_ms"]["p99"] for r in sc["rounds"]]
+        direct_p99 = sc["median"]["direct"]["latency_ms"].get("p99")
+        measured = (f"{_f(add, 3)} ms at {half:,} req/s (rounds: {', '.join(f'{x:.2f}' for x in per)}; "
+                    f"nginx: {_f(ng, 3)} ms, rounds {', '.join(f'{x:.2f}' for x in per_ng)})")
+        # A difference of p99s resolves 1 ms only if the load side's own p99 (direct) is within
+        # that much: on a noisy spell direct's p99 reaches tens of ms, and a proxy's "added"
+        # p99 then comes out at any value, negative ones included. Such a run does not meet
+        # the target; it is reported as inconclusive (a miss stays a miss).
+        inconclusive = add is not None and add <= 1.0 and direct_p99 is not None and direct_p99 > 1.0
+        if inconclusive:
+            measured += f"; inconclusive: direct's own p99 is {_f(direct_p99, 3)} ms, more than the 1 ms to resolve"
         out.append({"id": "p99_added_half_peak", "target": "p99 added over direct <= 1 ms at half of peak rate",
-                    "measured": f"{_f(add, 3)} ms at {half:,} req/s (rounds: {', '.join(f'{x:.2f}' for x in per)}; "
-                                f"nginx: {_f(ng, 3)} ms, rounds {', '.join(f'{x:.2f}' for x in per_ng)})",
-                    "detail": {"rate": half, "gemini_proxy_ms": add, "nginx_ms": ng},
-                    "met": add is not None and add <= 1.0})
+                    "measured": measured,
+                    "detail": {"rate": half, "gemini_proxy_ms": add, "nginx_ms": ng, "direct_p99_ms": direct_p99},
+                    "met": None if inconclusive else add is not None and add <= 1.0,
+                    "inconclusive": inconclusive})
     else:
         out.append({"id": "p99_added_half_peak", "target": "p99 added over direct <= 1 ms at half of peak rate",
                     "measured": "not measured (open-loop phase skipped)", "met": None})
@@ -138,7 +148,7 @@ def functional_problems(res):
 def targets_text(res):
     lines = ["", "Targets:"]
     for t in res.get("targets", []):
-        verdict = {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
+        verdict = "UNSURE" if t.get("inconclusive") else {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
         lines.append(f"  {verdict} {t['target']}: {t['measured']}")
     return "\n".join(lines) + "\n"
 
@@ -184,7 +194,8 @@ def markdown(res):
     L.append("| target | measured | verdict |")
     L.append("|---|---|---|")
     for t in res.get("targets", []):
-        L.append(f"| {t['target']} | {t['measured']} | {({True: 'met', False: '**missed**', None: 'n/a'})[t['met']]} |")
+        verdict = "**inconclusive**" if t.get("inconclusive") else {True: "met", False: "**missed**", None: "n/a"}[t["met"]]
+        L.append(f"| {t['target']} | {t['measured']} | {verdict} |")
     L.append("")
 
     if res.get("closed_loop"):
@@ -323,4 +334,6 @@ def markdown(res):
 if __name__ == "__main__":
     with open(sys.argv[1]) as f:
         r = json.load(f)
+    # The verdicts as this file's rules give them now.
+    r["targets"] = evaluate(r)
     sys.stdout.write(markdown(r))
