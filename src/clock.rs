@@ -54,11 +54,11 @@ const WALL_ANCHOR_FOR: Duration = Duration::from_secs(1);
 /// log line, without a second precise read of the real-time clock.
 pub fn wall_at(at: Instant) -> SystemTime {
     WALL.with(|anchor| {
+        // `at` was read just before the call, after any anchor this thread took: one
+        // subtraction. Anything else (an old anchor, an instant from before it) takes a new one.
         let (i, wall) = anchor.get();
-        if at.max(i) - at.min(i) < WALL_ANCHOR_FOR {
-            if let Some(w) = shift(wall, i, at) {
-                return w;
-            }
+        if let Some(w) = at.checked_duration_since(i).filter(|d| *d < WALL_ANCHOR_FOR).and_then(|d| wall.checked_add(d)) {
+            return w;
         }
         let (i, wall) = (Instant::now(), SystemTime::now());
         anchor.set((i, wall));

@@ -111,7 +111,7 @@ impl Downstream {
     ///
     /// An idle connection waits up to `idle` for the first byte (and is closed early on
     /// shutdown); once a request has started, the whole head must arrive within `head_timeout`.
-    pub async fn next_head(&mut self, idle: Duration, head_timeout: Duration, max_bytes: usize, shutdown: &mut ShutdownWatch) -> NextHead {
+    pub async fn next_head(&mut self, idle: Duration, head_timeout: Duration, max_bytes: usize, shutdown: &ShutdownWatch) -> NextHead {
         if self.buf.is_empty() {
             // Waiting on the watch registers a waiter in its list, under a mutex, and
             // dropping the wait takes it out again: about 350 instructions per request when

@@ -567,8 +567,8 @@ async fn exchange(
     }
 }
 
-/// Relays a held answer to the client and does the bookkeeping. `times`: when the request
-/// started, and now, when the client's answer starts.
+/// Relays a held answer to the client and does the bookkeeping. `(started, answer_at)`: when
+/// the request started, and now, when the client's answer starts.
 #[allow(clippy::too_many_arguments)]
 async fn deliver(
     shared: &Shared,

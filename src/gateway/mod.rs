@@ -139,7 +139,6 @@ impl ServerApp for Gateway {
             Front::Done => return None,
         };
         let mut ds = Downstream::new(stream);
-        let mut shutdown = shutdown.clone();
         let mut first = true;
         loop {
             let (idle, head_timeout, max_head) = {
@@ -147,7 +146,7 @@ impl ServerApp for Gateway {
                 let s = &rt.settings.server;
                 (if first { s.header_timeout } else { s.keepalive_timeout }, s.header_timeout, s.max_header_bytes)
             };
-            match ds.next_head(idle, head_timeout, max_head, &mut shutdown).await {
+            match ds.next_head(idle, head_timeout, max_head, shutdown).await {
                 NextHead::Head(head) => {
                     // The snapshot is taken when the request arrives, not when the connection
                     // started waiting for it: a reload applies to every request after it.
