@@ -26,10 +26,12 @@ pub struct Proxy {
     pub admin: Option<SocketAddr>,
 }
 
-/// The `[admin] listen` address of a config built by `config`.
-pub fn admin_addr_of(toml: &str) -> Option<SocketAddr> {
-    let after = &toml[toml.find("[admin]")?..];
-    let line = after.lines().find(|l| l.trim_start().starts_with("listen"))?;
+/// The `listen` address of section `[section]` (`admin`, `tls`) of a config built by `config`.
+pub fn listen_addr_of(toml: &str, section: &str) -> Option<SocketAddr> {
+    let header = format!("[{section}]\n");
+    let after = &toml[toml.find(&header)? + header.len()..];
+    let body = after.split("\n[").next()?;
+    let line = body.lines().find(|l| l.trim_start().starts_with("listen"))?;
     line.split('"').nth(1)?.parse().ok()
 }
 
@@ -43,7 +45,7 @@ pub fn binary() -> &'static str {
 }
 
 /// A config with one pool holding `keys`, clients alice and bob, pointed at `upstream`, with
-/// fast probing and an admin listener on the next free port (see `admin_addr_of`). Tests adjust
+/// fast probing and an admin listener on the next free port (see `listen_addr_of`). Tests adjust
 /// it with plain text replacement (see `setup_with`).
 pub fn config(listen: SocketAddr, upstream: &str, keys: &[&str]) -> String {
     let admin = format!("127.0.0.1:{}", free_port());
@@ -123,21 +125,23 @@ impl Proxy {
         let stderr = Arc::new(Mutex::new(String::new()));
         pipe_to(child.stdout.take().expect("stdout"), stdout.clone());
         pipe_to(child.stderr.take().expect("stderr"), stderr.clone());
-        let admin = toml.and_then(admin_addr_of);
+        let admin = toml.and_then(|t| listen_addr_of(t, "admin"));
+        let tls = toml.and_then(|t| listen_addr_of(t, "tls"));
         let mut p = Proxy { child: Some(child), addr, stdout, stderr, dir, config_path, admin };
-        p.wait_ready();
+        p.wait_ready(tls);
         p
     }
 
-    /// Waits until the listener accepts connections (or the process died).
-    fn wait_ready(&mut self) {
+    /// Waits until the listeners (client, admin, and `tls` if there is one) accept
+    /// connections, or the process died.
+    fn wait_ready(&mut self, tls: Option<SocketAddr>) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("gemini-proxy exited during start-up ({status}):\n{}", self.stderr());
             }
-            let admin_up = self.admin.is_none_or(|a| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok());
-            if admin_up && TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            let accepting = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+            if [Some(self.addr), self.admin, tls].iter().flatten().all(accepting) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
