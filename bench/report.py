@@ -5,6 +5,7 @@
 """
 
 import json
+import statistics
 import sys
 
 MB = "MB"
@@ -227,17 +228,27 @@ def markdown(res):
     if res.get("open_loop"):
         L.append(f"## Open loop (oha, fixed rate, latency corrected for coordinated omission; 64 connections)")
         L.append("")
-        L.append(f"Half of gemini-proxy's peak: {res['half_peak_rate']:,} req/s.")
+        warm = res.get("open_loop_warmup_s")
+        L.append(f"Half of gemini-proxy's peak: {res['half_peak_rate']:,} req/s."
+                 + (f" Each window runs {warm} s longer than measured: requests due in its first {warm} s (oha "
+                    f"opening its connections, the proxy its upstream ones) are left out of the rate and the "
+                    f"latencies; the last column is the window's p99 with them, as oha reports it." if warm else ""))
         L.append("")
-        L.append("| rate | target | req/s done | p50 | p99 | p99.9 | added p50 / p99 / p99.9 | CPU s/10k | util | other |")
-        L.append("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|")
+        L.append("| rate | target | req/s done | p50 | p99 | p99.9 | added p50 / p99 / p99.9 | CPU s/10k | util | other |"
+                 + (" p99 with start |" if warm else ""))
+        L.append("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|" + ("---:|" if warm else ""))
         for sc in res["open_loop"]:
             for n, mm in sc["median"].items():
                 add = sc["added_over_direct_ms"].get(n)
                 adds = f"{_f(add['p50'], 3)} / {_f(add['p99'], 3)} / {_f(add['p99.9'], 3)}" if add else ""
-                L.append(f"| {sc['rate']:,} | {n} | {_f(mm['rps'], 0)} | {_lat(mm, 'p50')} | {_lat(mm, 'p99')} | "
-                         f"{_lat(mm, 'p99.9')} | {adds} | {_f(mm.get('proxy_cpu_per_10k_s'), 3)} | {_f(mm.get('proxy_util'), 2)} | "
-                         f"{_f(mm.get('foreign_cores'), 2)} |")
+                row = (f"| {sc['rate']:,} | {n} | {_f(mm['rps'], 0)} | {_lat(mm, 'p50')} | {_lat(mm, 'p99')} | "
+                       f"{_lat(mm, 'p99.9')} | {adds} | {_f(mm.get('proxy_cpu_per_10k_s'), 3)} | {_f(mm.get('proxy_util'), 2)} | "
+                       f"{_f(mm.get('foreign_cores'), 2)} |")
+                if warm:
+                    whole = [r[n]["whole_window_latency_ms"]["p99"] for r in sc["rounds"]
+                             if n in r and r[n].get("whole_window_latency_ms", {}).get("p99") is not None]
+                    row += f" {_f(statistics.median(whole) if whole else None, 3)} |"
+                L.append(row)
         L.append("")
 
     sse = res.get("sse_first_event")
