@@ -65,6 +65,9 @@ def evaluate(res):
         inconclusive = add is not None and add <= 1.0 and direct_p99 is not None and direct_p99 > 1.0
         if inconclusive:
             measured += f"; inconclusive: direct's own p99 is {_f(direct_p99, 3)} ms, more than the 1 ms to resolve"
+        floor = _floor_summary(res.get("machine_floor"))
+        if floor:
+            measured += f"; {floor}"
         out.append({"id": "p99_added_half_peak", "target": "p99 added over direct <= 1 ms at half of peak rate",
                     "measured": measured,
                     "detail": {"rate": half, "gemini_proxy_ms": add, "nginx_ms": ng, "direct_p99_ms": direct_p99},
@@ -154,6 +157,48 @@ def targets_text(res):
     return "\n".join(lines) + "\n"
 
 
+def _floor_summary(fl):
+    """One clause on what the machine adds by itself (bench/floor.py), for the p99 target."""
+    if not fl:
+        return None
+    add = fl["round_trip_us"].get("added") or {}
+    t = fl["timer"].get(str(fl["proxy_cpu"])) or {}
+    return (f"the machine alone (no proxy): a round trip through the proxy's CPU adds p99 {_f(add.get('p99', 0) / 1000, 3)} / "
+            f"p99.9 {_f(add.get('p99.9', 0) / 1000, 3)} ms, and stalls of that CPU of 1 ms or more: {t.get('stalls_1ms', 0)} "
+            f"in {_f(t.get('seconds'), 0)} s (the longest wake-up {_f(((t.get('late_us') or {}).get('max') or 0) / 1000, 1)} ms late)")
+
+
+def _floor_section(fl):
+    L = ["## What the machine adds by itself (no proxy)", "",
+         f"`bench/floor.py`, after the closed loop and before the open loop, every target idle. Round trip: one byte to a process on "
+         f"the proxy CPU ({fl['proxy_cpu']}) and back over pipes, one every {_f(fl['round_trip_us']['gap_ms'], 0)} ms so "
+         f"that CPU idles in between, against the same with both ends on the load CPU ({fl['load_cpu']}); a request "
+         f"through a proxy crosses between the CPUs like this, one going direct does not. Timer: a real-time process on "
+         f"each CPU sleeping to deadlines 1 ms apart; how late it woke is time that CPU ran nothing else it could "
+         f"interrupt, or was not running the guest at all. Times in µs.", "",
+         "| measurement | samples | p50 | p90 | p99 | p99.9 | max | stalls >= 1 ms / >= 5 ms (stalled ms) |",
+         "|---|---:|---:|---:|---:|---:|---:|---|"]
+    rt = fl["round_trip_us"]
+    rows = [("round trip, both ends on the load CPU", rt.get("same_cpu"), ""),
+            ("round trip through the proxy CPU", rt.get("cross_cpu"), "")]
+    for cpu, t in sorted(fl["timer"].items()):
+        if t:
+            prio = "" if t.get("realtime") else ", not real-time"
+            rows.append((f"timer lateness, CPU {cpu}{prio} ({_f(t['seconds'], 0)} s)", t.get("late_us"),
+                         f"{t['stalls_1ms']} / {t['stalls_5ms']} ({_f(t['stalled_ms'], 1)})"))
+    for name, p, stalls in rows:
+        if p:
+            L.append(f"| {name} | {p['n']} | {_f(p['p50'], 0)} | {_f(p['p90'], 0)} | {_f(p['p99'], 0)} | {_f(p['p99.9'], 0)} | "
+                     f"{_f(p['max'], 0)} | {stalls} |")
+    add = rt.get("added")
+    if add:
+        L.append("")
+        L.append(f"Added by crossing to the proxy CPU and back: p50 {_f(add['p50'], 0)}, p99 {_f(add['p99'], 0)}, "
+                 f"p99.9 {_f(add['p99.9'], 0)} µs.")
+    L.append("")
+    return L
+
+
 def _lat(m, p):
     return _f(m["latency_ms"].get(p), 3)
 
@@ -198,6 +243,9 @@ def markdown(res):
         verdict = "**inconclusive**" if t.get("inconclusive") else {True: "met", False: "**missed**", None: "n/a"}[t["met"]]
         L.append(f"| {t['target']} | {t['measured']} | {verdict} |")
     L.append("")
+
+    if res.get("machine_floor"):
+        L.extend(_floor_section(res["machine_floor"]))
 
     if res.get("closed_loop"):
         L.append("## Closed loop (wrk, fixed connections)")
