@@ -33,19 +33,26 @@ def evaluate(res):
     out = []
     peaks = res.get("peak_rps", {})
     if peaks.get("nginx"):
-        ratio = peaks["gemini-proxy"] / peaks["nginx"]
+        # The verdict is the median of per-round ratios at the concurrency where nginx is
+        # fastest: each round measures the two proxies back to back, so a ratio within a round
+        # cancels the machine's drift over minutes, which a ratio of medians (each proxy's
+        # median round can be a different round) does not. The ratio of peaks is shown beside it.
+        peak_ratio = peaks["gemini-proxy"] / peaks["nginx"]
         gen = [sc for sc in res.get("closed_loop", []) if sc["workload"] == "generate"]
         per_c = {sc["conns"]: sc["ratio_gemini_proxy_to_nginx"]["median"] for sc in gen}
         best = max(gen, key=lambda sc: sc["median"]["nginx"]["rps"])
+        ratio = best["ratio_gemini_proxy_to_nginx"]["median"]
         cpu_ratio = None
         if best["median"]["gemini-proxy"].get("proxy_cpu_per_10k_s"):
             cpu_ratio = best["median"]["nginx"]["proxy_cpu_per_10k_s"] / best["median"]["gemini-proxy"]["proxy_cpu_per_10k_s"]
         rounds_txt = ", ".join(f"{x:.2f}" for x in best["ratio_gemini_proxy_to_nginx"]["per_round"])
+        by_conns = ", ".join(f"{c}: {v:.2f}" for c, v in per_c.items() if v)
         out.append({"id": "throughput", "target": "throughput >= 1.0x nginx (same upstream, same core)",
-                    "measured": f"{ratio:.2f}x (peak {peaks['gemini-proxy']:,.0f} vs {peaks['nginx']:,.0f} req/s; "
-                                f"at {best['conns']} connections, rounds {rounds_txt}; by CPU per request "
-                                f"{cpu_ratio:.2f}x)" if cpu_ratio else f"{ratio:.2f}x",
-                    "detail": {"ratio_of_peaks": round(ratio, 3),
+                    "measured": f"{ratio:.2f}x at {best['conns']} connections, nginx's best (median of rounds "
+                                f"{rounds_txt}); peaks {peaks['gemini-proxy']:,.0f} vs {peaks['nginx']:,.0f} req/s "
+                                f"({peak_ratio:.2f}x); by connections {by_conns}"
+                                + (f"; by CPU per request {cpu_ratio:.2f}x" if cpu_ratio else ""),
+                    "detail": {"median_round_ratio_at_nginx_best": round(ratio, 3), "ratio_of_peaks": round(peak_ratio, 3),
                                "median_ratio_by_conns": {str(k): (round(v, 3) if v else None) for k, v in per_c.items()}},
                     "met": ratio >= 1.0})
     half = res.get("half_peak_rate")
