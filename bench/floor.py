@@ -2,8 +2,11 @@
 """What this machine adds to latency by itself, with no proxy in the way (standard library only).
 
     floor.py --proxy-cpu 0 --load-cpu 1 [--seconds 5]
+    floor.py --watch-cpu 1 --seconds 7 [--period-ms 2]
 
-Prints one JSON object with two measurements, for reading the latency a proxy adds:
+The first form prints one JSON object with two measurements, for reading the latency a proxy
+adds (below). The second runs only the timer on one CPU, beside a measurement window, and
+prints its summary: bench/run uses it to tell windows in which the machine paused.
 
 - **Cross-CPU round trip**: a byte sent from the load CPU to a process on the proxy CPU and
   back over pipes, one every millisecond (so the proxy CPU goes idle in between, as it does at
@@ -72,8 +75,8 @@ def round_trips(near_cpu, far_cpu, count, gap_s):
     return out
 
 
-def timer_lateness(cpu, seconds, period_s, write_fd):
-    """Child body: sleeps to deadlines period_s apart on `cpu`, writes a JSON summary to write_fd."""
+def timer_lateness(cpu, seconds, period_s):
+    """Sleeps to deadlines period_s apart on `cpu` (this process moves there); a summary."""
     os.sched_setaffinity(0, {cpu})
     realtime = True
     try:
@@ -93,9 +96,11 @@ def timer_lateness(cpu, seconds, period_s, write_fd):
         due = max(due + period_ns, now)  # after a stall, carry on from now rather than catch up
     stalls = [x for x in late_us if x >= 1000]
     summary = {"cpu": cpu, "realtime": realtime, "wakeups": len(late_us), "late_us": percentiles(late_us),
-               "stalls_1ms": len(stalls), "stalls_5ms": sum(1 for x in stalls if x >= 5000),
-               "stalled_ms": round(sum(stalls) / 1000.0, 1), "seconds": seconds}
-    os.write(write_fd, json.dumps(summary).encode())
+               "stalls_1ms": len(stalls), "stalls_2ms": sum(1 for x in stalls if x >= 2000),
+               "stalls_5ms": sum(1 for x in stalls if x >= 5000),
+               "stalled_ms": round(sum(stalls) / 1000.0, 1), "seconds": seconds, "period_ms": period_s * 1000,
+               "cpu_s": round(time.process_time(), 3)}
+    return summary
 
 
 def timer_lateness_on(cpus, seconds, period_s=0.001):
@@ -107,7 +112,7 @@ def timer_lateness_on(cpus, seconds, period_s=0.001):
         if pid == 0:
             try:
                 os.close(r)
-                timer_lateness(cpu, seconds, period_s, w)
+                os.write(w, json.dumps(timer_lateness(cpu, seconds, period_s)).encode())
             finally:
                 os._exit(0)
         os.close(w)
@@ -131,10 +136,17 @@ def added(cross, same):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--proxy-cpu", type=int, required=True)
-    ap.add_argument("--load-cpu", type=int, required=True)
+    ap.add_argument("--proxy-cpu", type=int)
+    ap.add_argument("--load-cpu", type=int)
+    ap.add_argument("--watch-cpu", type=int, help="only the timer, on this CPU")
+    ap.add_argument("--period-ms", type=float, default=1.0, help="the timer's period")
     ap.add_argument("--seconds", type=float, default=5.0, help="for each of the two measurements")
     a = ap.parse_args()
+    if a.watch_cpu is not None:
+        print(json.dumps(timer_lateness(a.watch_cpu, a.seconds, a.period_ms / 1000.0)))
+        return
+    if a.proxy_cpu is None or a.load_cpu is None:
+        ap.error("--proxy-cpu and --load-cpu (or --watch-cpu)")
     gap = 0.001
     count = max(50, int(a.seconds / 2 / (gap + 0.0001)))  # the two round-trip runs share the time
     same = percentiles(round_trips(a.load_cpu, a.load_cpu, count, gap))

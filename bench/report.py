@@ -72,6 +72,11 @@ def evaluate(res):
         inconclusive = add is not None and add <= 1.0 and direct_p99 is not None and direct_p99 > 1.0
         if inconclusive:
             measured += f"; inconclusive: direct's own p99 is {_f(direct_p99, 3)} ms, more than the 1 ms to resolve"
+        pause_ms = res.get("settings", {}).get("pause_ms", 3.0)
+        paused = [x for n in ("direct", "nginx", "gemini-proxy") for x in _pauses(sc, n)]
+        if paused:
+            measured += (f"; windows kept with the machine paused {_f(pause_ms, 0)} ms or more: "
+                         f"{sum(1 for x in paused if x >= pause_ms)} of {len(paused)}")
         floor = _floor_summary(res.get("machine_floor"))
         if floor:
             measured += f"; {floor}"
@@ -162,6 +167,11 @@ def targets_text(res):
         verdict = "UNSURE" if t.get("inconclusive") else {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
         lines.append(f"  {verdict} {t['target']}: {t['measured']}")
     return "\n".join(lines) + "\n"
+
+
+def _pauses(sc, name):
+    """The longest pause (ms) in each kept window of `name` in an open-loop scenario."""
+    return [r[name]["pause"]["longest_ms"] for r in sc["rounds"] if name in r and r[name].get("pause")]
 
 
 def _floor_summary(fl):
@@ -287,11 +297,18 @@ def markdown(res):
         L.append(f"Half of gemini-proxy's peak: {res['half_peak_rate']:,} req/s."
                  + (f" Each window runs {warm} s longer than measured: requests due in its first {warm} s (oha "
                     f"opening its connections, the proxy its upstream ones) are left out of the rate and the "
-                    f"latencies; the last column is the window's p99 with them, as oha reports it." if warm else ""))
+                    f"latencies; \"p99 with start\" is the window's p99 with them, as oha reports it." if warm else ""))
+        L.append("")
+        watched = any("pause" in r[n] for sc in res["open_loop"] for r in sc["rounds"] for n in r)
+        if watched:
+            L.append("pause = the longest a real-time timer on the load CPU woke late during the window (median over "
+                     "rounds): the machine pausing shows there, a proxy's own stall cannot. Windows with a pause of "
+                     f"{_f(res['settings'].get('pause_ms', 3.0), 0)} ms or more were measured again (up to "
+                     f"{res['settings'].get('retries', 0)} times), keeping the least disturbed.")
         L.append("")
         L.append("| rate | target | req/s done | p50 | p99 | p99.9 | added p50 / p99 / p99.9 | CPU s/10k | util | other |"
-                 + (" p99 with start |" if warm else ""))
-        L.append("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|" + ("---:|" if warm else ""))
+                 + (" p99 with start |" if warm else "") + (" pause ms |" if watched else ""))
+        L.append("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|" + ("---:|" if warm else "") + ("---:|" if watched else ""))
         for sc in res["open_loop"]:
             for n, mm in sc["median"].items():
                 add = sc["added_over_direct_ms"].get(n)
@@ -303,6 +320,9 @@ def markdown(res):
                     whole = [r[n]["whole_window_latency_ms"]["p99"] for r in sc["rounds"]
                              if n in r and r[n].get("whole_window_latency_ms", {}).get("p99") is not None]
                     row += f" {_f(statistics.median(whole) if whole else None, 3)} |"
+                if watched:
+                    pauses = _pauses(sc, n)
+                    row += f" {_f(statistics.median(pauses) if pauses else None, 1)} |"
                 L.append(row)
         L.append("")
 
