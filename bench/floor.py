@@ -2,11 +2,14 @@
 """What this machine adds to latency by itself, with no proxy in the way (standard library only).
 
     floor.py --proxy-cpu 0 --load-cpu 1 [--seconds 5]
-    floor.py --watch-cpu 1 --seconds 7 [--period-ms 2]
+    floor.py --watch-cpus 0,1 --seconds 7 [--period-ms 2]
 
 The first form prints one JSON object with two measurements, for reading the latency a proxy
-adds (below). The second runs only the timer on one CPU, beside a measurement window, and
-prints its summary: bench/run uses it to tell windows in which the machine paused.
+adds (below). The second runs only the timer, on each CPU given, beside a measurement window,
+and prints their summaries by CPU: bench/run uses it to tell windows in which the machine
+paused. At real-time priority the timer preempts everything else on its CPU at once, so a
+proxy that is busy or stuck cannot make it late: only interrupts, code that cannot be
+preempted, and the host not running that virtual CPU can.
 
 - **Cross-CPU round trip**: a byte sent from the load CPU to a process on the proxy CPU and
   back over pipes, one every millisecond (so the proxy CPU goes idle in between, as it does at
@@ -138,15 +141,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--proxy-cpu", type=int)
     ap.add_argument("--load-cpu", type=int)
-    ap.add_argument("--watch-cpu", type=int, help="only the timer, on this CPU")
+    ap.add_argument("--watch-cpus", help="only the timer, on these CPUs (a comma-separated list)")
     ap.add_argument("--period-ms", type=float, default=1.0, help="the timer's period")
     ap.add_argument("--seconds", type=float, default=5.0, help="for each of the two measurements")
     a = ap.parse_args()
-    if a.watch_cpu is not None:
-        print(json.dumps(timer_lateness(a.watch_cpu, a.seconds, a.period_ms / 1000.0)))
+    if a.watch_cpus:
+        cpus = sorted({int(c) for c in a.watch_cpus.split(",")})
+        print(json.dumps(timer_lateness_on(cpus, a.seconds, a.period_ms / 1000.0)))
         return
     if a.proxy_cpu is None or a.load_cpu is None:
-        ap.error("--proxy-cpu and --load-cpu (or --watch-cpu)")
+        ap.error("--proxy-cpu and --load-cpu (or --watch-cpus)")
     gap = 0.001
     count = max(50, int(a.seconds / 2 / (gap + 0.0001)))  # the two round-trip runs share the time
     same = percentiles(round_trips(a.load_cpu, a.load_cpu, count, gap))

@@ -301,8 +301,8 @@ def markdown(res):
         L.append("")
         watched = any("pause" in r[n] for sc in res["open_loop"] for r in sc["rounds"] for n in r)
         if watched:
-            L.append("pause = the longest a real-time timer on the load CPU woke late during the window (median over "
-                     "rounds): the machine pausing shows there, a proxy's own stall cannot. Windows with a pause of "
+            L.append("pause = the longest a real-time timer on the proxy's or the load's CPU woke late during the "
+                     "window (median over rounds): the machine pausing a CPU shows there, a busy or stuck proxy cannot. Windows with a pause of "
                      f"{_f(res['settings'].get('pause_ms', 3.0), 0)} ms or more were measured again (up to "
                      f"{res['settings'].get('retries', 0)} times), keeping the least disturbed.")
         L.append("")
