@@ -72,7 +72,7 @@ def evaluate(res):
         inconclusive = add is not None and add <= 1.0 and direct_p99 is not None and direct_p99 > 1.0
         if inconclusive:
             measured += f"; inconclusive: direct's own p99 is {_f(direct_p99, 3)} ms, more than the 1 ms to resolve"
-        pause_ms = res.get("settings", {}).get("pause_ms", 3.0)
+        pause_ms = _pause_ms(res)
         paused = [x for n in ("direct", "nginx", "gemini-proxy") for x in _pauses(sc, n)]
         if paused:
             measured += (f"; windows kept with the machine paused {_f(pause_ms, 0)} ms or more: "
@@ -167,6 +167,11 @@ def targets_text(res):
         verdict = "UNSURE" if t.get("inconclusive") else {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
         lines.append(f"  {verdict} {t['target']}: {t['measured']}")
     return "\n".join(lines) + "\n"
+
+
+def _pause_ms(res):
+    """How late the open-loop windows' timer had to wake for a window to count as paused."""
+    return res.get("settings", {}).get("pause_ms", 3.0)
 
 
 def _pauses(sc, name):
@@ -303,7 +308,7 @@ def markdown(res):
         if watched:
             L.append("pause = the longest a real-time timer on the proxy's or the load's CPU woke late during the "
                      "window (median over rounds): the machine pausing a CPU shows there, a busy or stuck proxy cannot. Windows with a pause of "
-                     f"{_f(res['settings'].get('pause_ms', 3.0), 0)} ms or more were measured again (up to "
+                     f"{_f(_pause_ms(res), 0)} ms or more were measured again (up to "
                      f"{res['settings'].get('retries', 0)} times), keeping the least disturbed.")
         L.append("")
         L.append("| rate | target | req/s done | p50 | p99 | p99.9 | added p50 / p99 / p99.9 | CPU s/10k | util | other |"
