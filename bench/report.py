@@ -72,6 +72,13 @@ def evaluate(res):
         inconclusive = add is not None and add <= 1.0 and direct_p99 is not None and direct_p99 > 1.0
         if inconclusive:
             measured += f"; inconclusive: direct's own p99 is {_f(direct_p99, 3)} ms, more than the 1 ms to resolve"
+        # At half of gemini-proxy's peak the load core (oha, the upstream) can be busier than the
+        # proxy's: its queueing then shows in every target's tail, so the verdict says how busy.
+        busy = {n: sc["median"][n].get("load_cpu_busy") for n in ("direct", "nginx", "gemini-proxy")}
+        if all(v is not None for v in busy.values()):
+            measured += (f"; load core busy {busy['direct']:.2f} / {busy['nginx']:.2f} / {busy['gemini-proxy']:.2f} "
+                         f"(direct / nginx / gemini-proxy), gemini-proxy's core "
+                         f"{_f(sc['median']['gemini-proxy'].get('proxy_cpu_busy'), 2)}")
         pause_ms = _pause_ms(res)
         paused = [x for n in ("direct", "nginx", "gemini-proxy") for x in _pauses(sc, n)]
         if paused:
@@ -177,6 +184,15 @@ def _pause_ms(res):
 def _pauses(sc, name):
     """The longest pause (ms) in each kept window of `name` in an open-loop scenario."""
     return [r[name]["pause"]["longest_ms"] for r in sc["rounds"] if name in r and r[name].get("pause")]
+
+
+def _pacing(sc, name):
+    """Medians over kept windows of how oha paced `name`'s requests: mean burst, release lag p99 (ms)."""
+    ps = [r[name]["pacing"] for r in sc["rounds"] if name in r and r[name].get("pacing")]
+    if not ps:
+        return None, None
+    return (statistics.median(p["mean_burst"] for p in ps),
+            statistics.median(p["release_lag_ms"]["p99"] for p in ps))
 
 
 def _floor_summary(fl):
@@ -311,16 +327,29 @@ def markdown(res):
                      f"{_f(_pause_ms(res), 0)} ms or more were measured again (up to "
                      f"{res['settings'].get('retries', 0)} times), keeping the least disturbed.")
         L.append("")
-        L.append("| rate | target | req/s done | p50 | p99 | p99.9 | added p50 / p99 / p99.9 | CPU s/10k | util | other |"
-                 + (" p99 with start |" if warm else "") + (" pause ms |" if watched else ""))
-        L.append("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|" + ("---:|" if warm else "") + ("---:|" if watched else ""))
+        L.append("util = the proxy's CPU time / wall; load CPU = how busy the load core was (oha, the upstream and "
+                 "the kernel's work for both, from /proc/stat): a load core near its limit queues requests before "
+                 "they reach any proxy, and that queueing shows in every target's tail.")
+        L.append("")
+        paced = any("pacing" in r[n] for sc in res["open_loop"] for r in sc["rounds"] for n in r)
+        if paced:
+            L.append("burst / late p99 = how oha paced the requests (median over rounds): it releases the requests "
+                     "due since its pacing task last woke together, on tokio's 1 ms timer, so they reach the "
+                     "target in bursts of this many on average (a single-threaded proxy serves a burst one request "
+                     "after another); late p99 = how far behind its schedule it released them, in ms, which its "
+                     "corrected latency does not count (about 2 ms from the timer alone, at any rate).")
+            L.append("")
+        L.append("| rate | target | req/s done | p50 | p99 | p99.9 | added p50 / p99 / p99.9 | CPU s/10k | util | load CPU | other |"
+                 + (" p99 with start |" if warm else "") + (" pause ms |" if watched else "") + (" burst / late p99 |" if paced else ""))
+        L.append("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|" + ("---:|" if warm else "") + ("---:|" if watched else "")
+                 + ("---:|" if paced else ""))
         for sc in res["open_loop"]:
             for n, mm in sc["median"].items():
                 add = sc["added_over_direct_ms"].get(n)
                 adds = f"{_f(add['p50'], 3)} / {_f(add['p99'], 3)} / {_f(add['p99.9'], 3)}" if add else ""
                 row = (f"| {sc['rate']:,} | {n} | {_f(mm['rps'], 0)} | {_lat(mm, 'p50')} | {_lat(mm, 'p99')} | "
                        f"{_lat(mm, 'p99.9')} | {adds} | {_f(mm.get('proxy_cpu_per_10k_s'), 3)} | {_f(mm.get('proxy_util'), 2)} | "
-                       f"{_f(mm.get('foreign_cores'), 2)} |")
+                       f"{_f(mm.get('load_cpu_busy'), 2)} | {_f(mm.get('foreign_cores'), 2)} |")
                 if warm:
                     whole = [r[n]["whole_window_latency_ms"]["p99"] for r in sc["rounds"]
                              if n in r and r[n].get("whole_window_latency_ms", {}).get("p99") is not None]
@@ -328,6 +357,9 @@ def markdown(res):
                 if watched:
                     pauses = _pauses(sc, n)
                     row += f" {_f(statistics.median(pauses) if pauses else None, 1)} |"
+                if paced:
+                    burst, late = _pacing(sc, n)
+                    row += f" {_f(burst, 1)} / {_f(late, 2)} |"
                 L.append(row)
         L.append("")
 
