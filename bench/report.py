@@ -84,6 +84,13 @@ def evaluate(res):
         if paused:
             measured += (f"; windows kept with the machine paused {_f(pause_ms, 0)} ms or more: "
                          f"{sum(1 for x in paused if x >= pause_ms)} of {len(paused)}")
+        steady = next((x for x in res.get("open_loop_steady", []) if x["rate"] == half), None)
+        if steady:
+            s_add = steady["added_over_direct_ms"]["gemini-proxy"]["p99"]
+            s_ng = steady["added_over_direct_ms"]["nginx"]["p99"]
+            s_per = [r["gemini-proxy"]["latency_ms"]["p99"] - r["direct"]["latency_ms"]["p99"] for r in steady["rounds"]]
+            measured += (f"; on a steady schedule (steady-load, a second reading): {_f(s_add, 3)} ms (rounds: "
+                         f"{', '.join(f'{x:.2f}' for x in s_per)}; nginx: {_f(s_ng, 3)} ms)")
         floor = _floor_summary(res.get("machine_floor"))
         if floor:
             measured += f"; {floor}"
@@ -361,6 +368,40 @@ def markdown(res):
                     burst, late = _pacing(sc, n)
                     row += f" {_f(burst, 1)} / {_f(late, 2)} |"
                 L.append(row)
+        L.append("")
+
+    if res.get("open_loop_steady"):
+        ol = res["open_loop_steady"]
+        warm = res.get("open_loop_warmup_s")
+        L.append(f"## Open loop on a steady schedule (steady-load, {ol[0]['conns']} connections)")
+        L.append("")
+        L.append("A second reading of the open loop, with `bench/steady-load` in oha's place: request i is due "
+                 "i/rate after the start and goes out at most 0.1 ms late (a couple at a time, where oha releases a "
+                 "dozen about 1 ms late), and its latency counts from that due time to the last byte of its answer, "
+                 "whatever delayed it (a wait for a free connection, the generator itself running late). One thread "
+                 "on epoll with a timerfd; gen µs/req = its own CPU per request (with the kernel's work for what it "
+                 "sends). "
+                 + (f"The first {warm} s of each window are left out, as with oha. " if warm else "")
+                 + "waited p99 = how long requests waited between their due time and being written (ms). The "
+                 "verdict above stays on oha's reading: the issue names oha or wrk as the load.")
+        L.append("")
+        L.append("| rate | target | req/s done | p50 | p99 | p99.9 | added p50 / p99 / p99.9 | CPU s/10k | util | load CPU | other "
+                 "| pause ms | waited p99 | gen µs/req |")
+        L.append("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for sc in ol:
+            for n, mm in sc["median"].items():
+                add = sc["added_over_direct_ms"].get(n)
+                adds = f"{_f(add['p50'], 3)} / {_f(add['p99'], 3)} / {_f(add['p99.9'], 3)}" if add else ""
+                pauses = _pauses(sc, n)
+                rs = [r[n] for r in sc["rounds"] if n in r]
+                waited = [r["send_lag_ms"]["p99"] for r in rs if r.get("send_lag_ms")]
+                gen = [r["loadgen_self_cpu_s"] / r["requests"] * 1e6 for r in rs if r.get("requests")]
+                L.append(f"| {sc['rate']:,} | {n} | {_f(mm['rps'], 0)} | {_lat(mm, 'p50')} | {_lat(mm, 'p99')} | "
+                         f"{_lat(mm, 'p99.9')} | {adds} | {_f(mm.get('proxy_cpu_per_10k_s'), 3)} | {_f(mm.get('proxy_util'), 2)} | "
+                         f"{_f(mm.get('load_cpu_busy'), 2)} | {_f(mm.get('foreign_cores'), 2)} | "
+                         f"{_f(statistics.median(pauses) if pauses else None, 1)} | "
+                         f"{_f(statistics.median(waited) if waited else None, 3)} | "
+                         f"{_f(statistics.median(gen) if gen else None, 1)} |")
         L.append("")
 
     sse = res.get("sse_first_event")
