@@ -21,8 +21,9 @@ def _f(v, nd=2, unit=""):
     return f"{v}{unit}"
 
 
-def _open_at(res, rate):
-    for sc in res.get("open_loop", []):
+def _open_at(res, rate, key="open_loop"):
+    """The open-loop scenario at `rate` in `key` (oha's reading, or "open_loop_steady")."""
+    for sc in res.get(key, []):
         if sc["rate"] == rate:
             return sc
     return None
@@ -60,11 +61,9 @@ def evaluate(res):
     if sc:
         add = sc["added_over_direct_ms"]["gemini-proxy"]["p99"]
         ng = sc["added_over_direct_ms"]["nginx"]["p99"]
-        per = [r["gemini-proxy"]["latency_ms"]["p99"] - r["direct"]["latency_ms"]["p99"] for r in sc["rounds"]]
-        per_ng = [r["nginx"]["latency_ms"]["p99"] - r["direct"]["latency_ms"]["p99"] for r in sc["rounds"]]
         direct_p99 = sc["median"]["direct"]["latency_ms"].get("p99")
-        measured = (f"{_f(add, 3)} ms at {half:,} req/s (rounds: {', '.join(f'{x:.2f}' for x in per)}; "
-                    f"nginx: {_f(ng, 3)} ms, rounds {', '.join(f'{x:.2f}' for x in per_ng)})")
+        measured = (f"{_f(add, 3)} ms at {half:,} req/s (rounds: {_p99_added_rounds(sc, 'gemini-proxy')}; "
+                    f"nginx: {_f(ng, 3)} ms, rounds {_p99_added_rounds(sc, 'nginx')})")
         # A difference of p99s resolves 1 ms only if the load side's own p99 (direct) is within
         # that much: on a noisy spell direct's p99 reaches tens of ms, and a proxy's "added"
         # p99 then comes out at any value, negative ones included. Such a run does not meet
@@ -84,13 +83,12 @@ def evaluate(res):
         if paused:
             measured += (f"; windows kept with the machine paused {_f(pause_ms, 0)} ms or more: "
                          f"{sum(1 for x in paused if x >= pause_ms)} of {len(paused)}")
-        steady = next((x for x in res.get("open_loop_steady", []) if x["rate"] == half), None)
+        steady = _open_at(res, half, "open_loop_steady")
         if steady:
             s_add = steady["added_over_direct_ms"]["gemini-proxy"]["p99"]
             s_ng = steady["added_over_direct_ms"]["nginx"]["p99"]
-            s_per = [r["gemini-proxy"]["latency_ms"]["p99"] - r["direct"]["latency_ms"]["p99"] for r in steady["rounds"]]
             measured += (f"; on a steady schedule (steady-load, a second reading): {_f(s_add, 3)} ms (rounds: "
-                         f"{', '.join(f'{x:.2f}' for x in s_per)}; nginx: {_f(s_ng, 3)} ms)")
+                         f"{_p99_added_rounds(steady, 'gemini-proxy')}; nginx: {_f(s_ng, 3)} ms)")
         floor = _floor_summary(res.get("machine_floor"))
         if floor:
             measured += f"; {floor}"
@@ -188,14 +186,39 @@ def _pause_ms(res):
     return res.get("settings", {}).get("pause_ms", 3.0)
 
 
+def _windows(sc, name):
+    """The kept window of `name` in each round of a scenario."""
+    return [r[name] for r in sc["rounds"] if name in r]
+
+
+def _p99_added_rounds(sc, name):
+    """`name`'s p99 less direct's, round by round, as text."""
+    return ", ".join(f"{r[name]['latency_ms']['p99'] - r['direct']['latency_ms']['p99']:.2f}" for r in sc["rounds"])
+
+
 def _pauses(sc, name):
     """The longest pause (ms) in each kept window of `name` in an open-loop scenario."""
-    return [r[name]["pause"]["longest_ms"] for r in sc["rounds"] if name in r and r[name].get("pause")]
+    return [w["pause"]["longest_ms"] for w in _windows(sc, name) if w.get("pause")]
+
+
+def _open_row(sc, name, mm):
+    """The columns the two open-loop tables share, from rate to "other"."""
+    add = sc["added_over_direct_ms"].get(name)
+    adds = f"{_f(add['p50'], 3)} / {_f(add['p99'], 3)} / {_f(add['p99.9'], 3)}" if add else ""
+    return (f"| {sc['rate']:,} | {name} | {_f(mm['rps'], 0)} | {_lat(mm, 'p50')} | {_lat(mm, 'p99')} | "
+            f"{_lat(mm, 'p99.9')} | {adds} | {_f(mm.get('proxy_cpu_per_10k_s'), 3)} | {_f(mm.get('proxy_util'), 2)} | "
+            f"{_f(mm.get('load_cpu_busy'), 2)} | {_f(mm.get('foreign_cores'), 2)} |")
+
+
+def median(values):
+    """The median of the values that are there (None ignored); None when there are none."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def _pacing(sc, name):
     """Medians over kept windows of how oha paced `name`'s requests: mean burst, release lag p99 (ms)."""
-    ps = [r[name]["pacing"] for r in sc["rounds"] if name in r and r[name].get("pacing")]
+    ps = [w["pacing"] for w in _windows(sc, name) if w.get("pacing")]
     if not ps:
         return None, None
     return (statistics.median(p["mean_burst"] for p in ps),
@@ -352,18 +375,13 @@ def markdown(res):
                  + ("---:|" if paced else ""))
         for sc in res["open_loop"]:
             for n, mm in sc["median"].items():
-                add = sc["added_over_direct_ms"].get(n)
-                adds = f"{_f(add['p50'], 3)} / {_f(add['p99'], 3)} / {_f(add['p99.9'], 3)}" if add else ""
-                row = (f"| {sc['rate']:,} | {n} | {_f(mm['rps'], 0)} | {_lat(mm, 'p50')} | {_lat(mm, 'p99')} | "
-                       f"{_lat(mm, 'p99.9')} | {adds} | {_f(mm.get('proxy_cpu_per_10k_s'), 3)} | {_f(mm.get('proxy_util'), 2)} | "
-                       f"{_f(mm.get('load_cpu_busy'), 2)} | {_f(mm.get('foreign_cores'), 2)} |")
+                row = _open_row(sc, n, mm)
                 if warm:
-                    whole = [r[n]["whole_window_latency_ms"]["p99"] for r in sc["rounds"]
-                             if n in r and r[n].get("whole_window_latency_ms", {}).get("p99") is not None]
-                    row += f" {_f(statistics.median(whole) if whole else None, 3)} |"
+                    whole = [w["whole_window_latency_ms"]["p99"] for w in _windows(sc, n)
+                             if w.get("whole_window_latency_ms", {}).get("p99") is not None]
+                    row += f" {_f(median(whole), 3)} |"
                 if watched:
-                    pauses = _pauses(sc, n)
-                    row += f" {_f(statistics.median(pauses) if pauses else None, 1)} |"
+                    row += f" {_f(median(_pauses(sc, n)), 1)} |"
                 if paced:
                     burst, late = _pacing(sc, n)
                     row += f" {_f(burst, 1)} / {_f(late, 2)} |"
@@ -390,18 +408,11 @@ def markdown(res):
         L.append("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for sc in ol:
             for n, mm in sc["median"].items():
-                add = sc["added_over_direct_ms"].get(n)
-                adds = f"{_f(add['p50'], 3)} / {_f(add['p99'], 3)} / {_f(add['p99.9'], 3)}" if add else ""
-                pauses = _pauses(sc, n)
-                rs = [r[n] for r in sc["rounds"] if n in r]
-                waited = [r["send_lag_ms"]["p99"] for r in rs if r.get("send_lag_ms")]
-                gen = [r["loadgen_self_cpu_s"] / r["requests"] * 1e6 for r in rs if r.get("requests")]
-                L.append(f"| {sc['rate']:,} | {n} | {_f(mm['rps'], 0)} | {_lat(mm, 'p50')} | {_lat(mm, 'p99')} | "
-                         f"{_lat(mm, 'p99.9')} | {adds} | {_f(mm.get('proxy_cpu_per_10k_s'), 3)} | {_f(mm.get('proxy_util'), 2)} | "
-                         f"{_f(mm.get('load_cpu_busy'), 2)} | {_f(mm.get('foreign_cores'), 2)} | "
-                         f"{_f(statistics.median(pauses) if pauses else None, 1)} | "
-                         f"{_f(statistics.median(waited) if waited else None, 3)} | "
-                         f"{_f(statistics.median(gen) if gen else None, 1)} |")
+                ws = _windows(sc, n)
+                waited = [w["send_lag_ms"]["p99"] for w in ws if w.get("send_lag_ms")]
+                gen = [w["loadgen_self_cpu_s"] / w["requests"] * 1e6 for w in ws if w.get("requests")]
+                L.append(_open_row(sc, n, mm) + f" {_f(median(_pauses(sc, n)), 1)} | "
+                         f"{_f(median(waited), 3)} | {_f(median(gen), 1)} |")
         L.append("")
 
     sse = res.get("sse_first_event")
