@@ -76,8 +76,11 @@ pub fn parse<'a>(method: &str, path: &'a str) -> Option<Route<'a>> {
 
     let mut route = Route { surface: Surface::Native, action: Action::Other, model: None, resource: None };
     // Model calls: models/{m}[:method] or tunedModels/{m}[:method].
-    let (target, method_name) = match rest.rsplit_once(':') {
-        Some((t, m)) if !m.contains('/') => (t, Some(m)),
+    // The method follows the last `:`; a byte search from the end, since the generic
+    // `rsplit_once(char)` (a reverse searcher around `memrchr`) cost 250 instructions on every
+    // request for a string with the `:` a dozen bytes from its end.
+    let (target, method_name) = match rest.bytes().rposition(|b| b == b':') {
+        Some(i) if !rest[i + 1..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
         _ => (rest, None),
     };
     if let Some(m) = target.strip_prefix("models/") {
