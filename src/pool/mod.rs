@@ -14,7 +14,7 @@ use crate::gemini::error::ApiError;
 use crate::secret::{Fingerprint, Secret};
 use egress::EgressGuard;
 use health::{secs_until, Availability, KeyHealth};
-use outcome::{DisableReason, Outcome};
+use outcome::{CooldownKind, DisableReason, Outcome};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -85,6 +85,9 @@ pub struct Pool {
 
 /// Pools up to this size are scanned fully for least-in-flight; larger ones sample.
 const EXACT_LEAST_INFLIGHT: usize = 64;
+/// Pools up to this size look for a trial key when none is usable (a scan of every key per
+/// request); larger ones answer at once, as they did before the trial rule.
+const TRIAL_SCAN_LIMIT: usize = 4096;
 
 impl Pool {
     /// Builds a pool; key state comes from `store` by fingerprint (so it survives reloads).
@@ -165,18 +168,47 @@ impl Pool {
                 }
             }
         };
-        match picked {
+        match picked.or_else(|| self.trial(model, tried, now)) {
             Some(i) => Ok(self.lease(i as u32)),
             None => Err(self.exhaustion(model, tried, now)),
         }
     }
 
+    /// When no key is usable but some are only held out by an open breaker, the one whose
+    /// breaker closes first gets the request anyway: a breaker steers traffic from a failing
+    /// key to healthy ones, and with none healthy the failures were most likely the
+    /// upstream's (down, overloaded), which may have recovered. Refusing would keep the pool
+    /// shut for the whole open time after the upstream came back. Only a request's first
+    /// attempt is a trial, so a still-failing upstream gets one call per request, not one per
+    /// key.
+    fn trial(&self, model: &str, tried: &[u32], now: Instant) -> Option<usize> {
+        if !tried.is_empty() || self.keys.len() > TRIAL_SCAN_LIMIT {
+            return None;
+        }
+        let broken = self.keys.iter().enumerate().filter_map(|(i, k)| match k.health.availability(model, now) {
+            Availability::Broken { until } => Some((until, i)),
+            _ => None,
+        });
+        broken.min().map(|(_, i)| i)
+    }
+
     /// Records an attempt's outcome on key `index`, and watches for pool-wide 429 storms.
     #[allow(clippy::too_many_arguments)]
     pub fn report(&self, index: u32, model: &str, outcome: &Outcome, status: Option<u16>, message: &str, policy: &KeyHealthSettings, now: Instant) {
-        self.keys[index as usize].health.report(model, outcome, status, message, policy, now);
+        let key = &self.keys[index as usize];
+        let was_disabled = matches!(outcome, Outcome::Disable(_)) && key.health.is_disabled();
+        key.health.report(model, outcome, status, message, policy, now);
         match outcome {
-            Outcome::Cooldown { .. } => {
+            // Once, when it happens: an operator has to replace the key (the prober's "back in
+            // service" is logged too).
+            Outcome::Disable(reason) if !was_disabled => {
+                tracing::warn!(pool = %self.name, key = %key.name, fingerprint = %key.fingerprint_label, reason = reason.as_str(), status, model,
+                    "key disabled: the upstream refused it; the prober re-checks it every probe interval");
+            }
+            // Only a 429 that names no quota and no delay can be the egress's: one that names
+            // its project's quota is that key's own, however many keys say so at once (small
+            // pools run dry together).
+            Outcome::Cooldown { kind: CooldownKind::Unspecified, .. } => {
                 if let Some(since) = self.egress.on_rate_limited(model, now, self.active_keys(), policy) {
                     tracing::warn!(pool = %self.name, model, pause_ms = policy.egress_pause.as_millis() as u64,
                         "every key of the pool answered 429 within the egress window: treating it as throttling of the proxy's egress, pausing the pool briefly instead of cooling every key");
@@ -247,7 +279,10 @@ impl Exhausted {
             )
             .with_retry_after(secs_until(*until, now)),
             Exhausted::Unusable { total, cooling, broken, disabled, tried, earliest, disabled_reasons } => {
-                let retry = earliest.map(|e| secs_until(e, now)).unwrap_or(policy.probe_interval.as_secs());
+                // Keys that are usable but already failed this request may work for the next
+                // one at once; only a pool of disabled keys waits for the prober.
+                let idle = if *tried > 0 { 1 } else { policy.probe_interval.as_secs() };
+                let retry = earliest.map(|e| secs_until(e, now)).unwrap_or(idle);
                 let reasons = disabled_reasons.iter().map(|(r, c)| format!("{c} {}", r.as_str())).collect::<Vec<_>>().join(", ");
                 let summary = format!(
                     "no usable upstream key{for_model}: {cooling} of {total} rate limited, {broken} failing, {disabled} disabled{}{}",

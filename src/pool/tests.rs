@@ -16,8 +16,23 @@ fn pool(strategy: Strategy, weights: &[u32], store: &MemoryStore) -> Pool {
 }
 
 fn cool(p: &Pool, i: u32, model: &str, secs: u64, now: Instant) {
-    let out = Outcome::Cooldown { until: now + Duration::from_secs(secs), until_wall: SystemTime::now(), kind: CooldownKind::Quota };
+    cool_as(p, i, model, secs, now, CooldownKind::Quota);
+}
+
+/// A 429 that names no quota and no delay (what an egress throttle looks like).
+fn cool_bare(p: &Pool, i: u32, model: &str, secs: u64, now: Instant) {
+    cool_as(p, i, model, secs, now, CooldownKind::Unspecified);
+}
+
+fn cool_as(p: &Pool, i: u32, model: &str, secs: u64, now: Instant, kind: CooldownKind) {
+    let out = Outcome::Cooldown { until: now + Duration::from_secs(secs), until_wall: SystemTime::now(), kind };
     p.report(i, model, &out, Some(429), "quota", &policy(), now);
+}
+
+fn fail(p: &Pool, i: u32, model: &str, times: usize, now: Instant) {
+    for _ in 0..times {
+        p.report(i, model, &Outcome::Failure(FailureKind::ServerError), Some(503), "overloaded", &policy(), now);
+    }
 }
 
 fn counts(p: &Pool, model: &str, n: usize) -> Vec<usize> {
@@ -125,10 +140,10 @@ fn a_pool_wide_429_storm_pauses_instead_of_cooling_every_key() {
     let store = MemoryStore::new();
     let p = pool(Strategy::RoundRobin, &[1, 1, 1], &store);
     let now = Instant::now();
-    cool(&p, 0, "m", 3600, now);
-    cool(&p, 1, "m", 3600, now);
+    cool_bare(&p, 0, "m", 3600, now);
+    cool_bare(&p, 1, "m", 3600, now);
     assert!(p.select("m", &[], now).is_ok(), "one key left");
-    cool(&p, 2, "m", 3600, now);
+    cool_bare(&p, 2, "m", 3600, now);
     match p.select("m", &[], now) {
         Err(Exhausted::EgressPaused { until }) => assert_eq!(until - now, Duration::from_secs(5)),
         other => panic!("expected an egress pause, got {other:?}"),
@@ -141,14 +156,64 @@ fn a_pool_wide_429_storm_pauses_instead_of_cooling_every_key() {
 }
 
 #[test]
+fn every_key_naming_its_own_quota_is_rate_limited_not_a_throttled_egress() {
+    let store = MemoryStore::new();
+    let p = pool(Strategy::RoundRobin, &[1, 1, 1], &store);
+    let now = Instant::now();
+    for i in 0..3 {
+        cool(&p, i, "m", 60, now);
+    }
+    let e = p.select("m", &[], now).unwrap_err();
+    assert!(matches!(e, Exhausted::Unusable { cooling: 3, .. }), "{e:?}");
+    let api = e.to_api_error("m", now, &policy());
+    assert_eq!((api.code, api.retry_after), (429, Some(60)), "the keys' own delay, not a short egress pause");
+    let later = now + Duration::from_secs(6);
+    assert!(p.select("m", &[], later).is_err(), "no key comes back before its quota delay");
+}
+
+#[test]
+fn with_every_key_broken_the_first_attempt_is_a_trial_on_the_key_that_recovers_first() {
+    let store = MemoryStore::new();
+    let p = pool(Strategy::RoundRobin, &[1, 1, 1], &store);
+    let now = Instant::now();
+    fail(&p, 2, "m", 3, now);
+    let soon = now + Duration::from_secs(1);
+    fail(&p, 0, "m", 3, soon);
+    fail(&p, 1, "m", 3, soon);
+    // Key 2 tripped first, so its breaker closes first.
+    assert_eq!(p.select("m", &[], soon).unwrap().index, 2);
+    // A request's later attempts get no trial: a failing upstream sees one call per request.
+    let e = p.select("m", &[2], soon).unwrap_err();
+    assert!(matches!(e, Exhausted::Unusable { broken: 3, .. }), "{e:?}");
+    // A success closes the breaker: the key serves again as usual.
+    p.report(2, "m", &Outcome::Ok, Some(200), "", &policy(), soon);
+    assert_eq!(counts(&p, "m", 4), vec![0, 0, 4]);
+    // Cooling keys are never a trial: their quota said how long to wait.
+    let other = MemoryStore::new();
+    let r = pool(Strategy::RoundRobin, &[1, 1], &other);
+    cool(&r, 0, "m", 60, now);
+    cool(&r, 1, "m", 60, now);
+    assert!(r.select("m", &[], now).is_err());
+}
+
+#[test]
+fn a_request_that_failed_on_every_usable_key_may_come_back_at_once() {
+    let store = MemoryStore::new();
+    let p = pool(Strategy::RoundRobin, &[1, 1], &store);
+    let now = Instant::now();
+    let e = p.select("m", &[0, 1], now).unwrap_err().to_api_error("m", now, &policy());
+    assert_eq!(e.retry_after, Some(1), "not the prober's interval: nothing is known to be wrong with the keys");
+}
+
+#[test]
 fn a_success_between_429s_means_real_key_limits() {
     let store = MemoryStore::new();
     let p = pool(Strategy::RoundRobin, &[1, 1, 1], &store);
     let now = Instant::now();
-    cool(&p, 0, "m", 60, now);
-    cool(&p, 1, "m", 60, now);
+    cool_bare(&p, 0, "m", 60, now);
+    cool_bare(&p, 1, "m", 60, now);
     p.report(2, "m", &Outcome::Ok, Some(200), "", &policy(), now);
-    cool(&p, 2, "m", 60, now);
+    cool_bare(&p, 2, "m", 60, now);
     let e = p.select("m", &[], now).unwrap_err();
     assert!(matches!(e, Exhausted::Unusable { cooling: 3, .. }), "{e:?}");
 }

@@ -92,6 +92,49 @@ async fn server_errors_retry_elsewhere_and_open_a_breaker() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_pool_whose_breakers_all_opened_serves_again_as_soon_as_the_upstream_does() {
+    let s = setup_with(&["AIzaP", "AIzaQ"], |t| {
+        in_section(t.replace("probe_interval = \"1s\"", "probe_interval = \"1h\""), "key_health", "breaker_threshold = 2\nbreaker_open = \"1h\"")
+    })
+    .await;
+    for k in ["AIzaP", "AIzaQ"] {
+        s.mock.set_key(k, KeyMode::Overloaded.into());
+    }
+    // Two requests, each trying both keys: two failures per key open both breakers.
+    for _ in 0..2 {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 503);
+    }
+    assert_eq!(keys_seen(&s.mock, "generateContent").len(), 4);
+    // Every breaker is open: one trial call per request, not one per key, and not none.
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(keys_seen(&s.mock, "generateContent").len(), 5, "one trial attempt");
+    // The upstream recovers: the next request is served, an hour before the breakers close.
+    for k in ["AIzaP", "AIzaQ"] {
+        s.mock.set_key(k, KeyMode::Ok.into());
+    }
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_key_out_of_its_own_quota_is_told_with_the_quota_delay() {
+    let s = setup(&["AIzaQ1", "AIzaQ2", "AIzaQ3"]).await;
+    for k in ["AIzaQ1", "AIzaQ2", "AIzaQ3"] {
+        s.mock.set_key(k, KeyMode::rate_limited("60s").into());
+    }
+    for _ in 0..3 {
+        let r = generate(&s.proxy, "gemini-2.5-flash").await;
+        assert_eq!(r.status(), 429);
+        let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((59..=60).contains(&retry), "Retry-After {retry}: the keys' quota delay, not an egress pause");
+    }
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["details"][0]["reason"], "ALL_KEYS_RATE_LIMITED", "{v}");
+    assert_eq!(keys_seen(&s.mock, "generateContent").len(), 3, "each key asked once, then left to cool");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn client_errors_pass_through_untouched_without_retry() {
     let s = setup(&["AIzaA", "AIzaB"]).await;
     let r = generate(&s.proxy, "no-such-model").await;
