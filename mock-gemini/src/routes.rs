@@ -62,9 +62,22 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(from_fn_with_state(shared.clone(), record::intake))
+        .layer(axum::middleware::from_fn(echo_cors))
         // The intake middleware enforces its own limit before handlers see the body.
         .layer(DefaultBodyLimit::disable());
     Router::new().nest("/__mock", control::routes()).merge(api).with_state(shared)
+}
+
+/// Google answers a request that names an `Origin` with that origin allowed: a proxy that
+/// answers CORS itself must not pass this on beside its own verdict.
+async fn echo_cors(req: Request, next: axum::middleware::Next) -> Response {
+    let origin = req.headers().get("origin").cloned();
+    let mut res = next.run(req).await;
+    if let Some(origin) = origin {
+        res.headers_mut().insert("access-control-allow-origin", origin);
+        res.headers_mut().append("vary", axum::http::HeaderValue::from_static("Origin"));
+    }
+    res
 }
 
 /// Any path or method Google does not serve: 404 NOT_FOUND in the surface's envelope.

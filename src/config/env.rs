@@ -1,6 +1,7 @@
 //! The zero-config path: with no config file, GEMINI_API_KEYS and GEMINI_PROXY_TOKENS (and
-//! optionally GEMINI_PROXY_LISTEN, GEMINI_PROXY_UPSTREAM) describe a one-pool proxy. The
-//! result is TOML text, so it goes through exactly the same validation as a file.
+//! optionally GEMINI_PROXY_LISTEN, GEMINI_PROXY_UPSTREAM, GEMINI_PROXY_ADMIN_LISTEN) describe a
+//! one-pool proxy. The result is TOML text, so it goes through exactly the same validation as a
+//! file.
 
 use super::validate::EnvLookup;
 
@@ -26,6 +27,16 @@ pub(super) fn toml_from_env(env: &dyn EnvLookup) -> Result<String, String> {
         let mut t = toml::Table::new();
         t.insert("base_url".into(), toml::Value::String(up));
         doc.insert("upstream".into(), toml::Value::Table(t));
+    }
+    // The admin listener's default port (9090) is Prometheus's own: it must be movable, or
+    // switched off, without writing a file.
+    if let Some(admin_listen) = env.var("GEMINI_PROXY_ADMIN_LISTEN") {
+        let mut t = toml::Table::new();
+        match admin_listen.trim() {
+            "off" | "none" | "" => t.insert("enabled".into(), toml::Value::Boolean(false)),
+            addr => t.insert("listen".into(), toml::Value::String(addr.to_owned())),
+        };
+        doc.insert("admin".into(), toml::Value::Table(t));
     }
     let mut pool = toml::Table::new();
     pool.insert("name".into(), toml::Value::String("default".into()));

@@ -308,6 +308,9 @@ pub struct AccessSection {
     pub max_connections: Option<usize>,
     /// Streamed responses at once.
     pub max_streams: Option<usize>,
+    /// Web origins whose pages may call the proxy from a browser (CORS), e.g.
+    /// `["https://app.example.com"]`, or `["*"]` for any; none when absent.
+    pub cors_origins: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -131,6 +131,33 @@ pub struct AccessSettings {
     pub global_rpm: Option<u32>,
     pub max_connections: Option<usize>,
     pub max_streams: Option<usize>,
+    /// Browser origins allowed to call the data plane.
+    pub cors: CorsOrigins,
+}
+
+/// Which web origins get CORS answers: none (the default: no CORS headers at all), any, or a
+/// list of exact origins (`scheme://host[:port]`, lower case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    #[default]
+    None,
+    Any,
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    pub fn enabled(&self) -> bool {
+        *self != CorsOrigins::None
+    }
+
+    /// Whether a request's `Origin` may see the answer.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        match self {
+            CorsOrigins::None => false,
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => list.iter().any(|o| o.as_bytes().eq_ignore_ascii_case(origin)),
+        }
+    }
 }
 
 /// JWT client authentication.

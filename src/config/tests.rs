@@ -153,6 +153,56 @@ fn environment_builds_a_loopback_proxy() {
 }
 
 #[test]
+fn environment_moves_or_switches_off_the_admin_listener() {
+    let path = std::path::Path::new("/nonexistent/proxy.toml");
+    let with = |admin: &'static str| FakeEnv(HashMap::from([("GEMINI_API_KEYS", "k1"), ("GEMINI_PROXY_ADMIN_LISTEN", admin)]));
+    let s = load(path, false, &with("127.0.0.1:19191")).unwrap().settings;
+    assert!(s.admin.enabled);
+    assert_eq!(s.admin.listen, "127.0.0.1:19191".parse().unwrap());
+    assert!(!load(path, false, &with("off")).unwrap().settings.admin.enabled);
+    let err = load(path, false, &with("nowhere")).unwrap_err();
+    assert!(err.to_string().contains("admin"), "{err}");
+    let default = load(path, false, &FakeEnv(HashMap::from([("GEMINI_API_KEYS", "k1")]))).unwrap().settings;
+    assert_eq!(default.admin.listen.port(), 9090);
+}
+
+#[test]
+fn the_admin_listener_may_not_share_a_port_with_the_data_plane() {
+    let with = |server: &str, admin: &str| {
+        format!("[server]\nlisten = \"{server}\"\n[admin]\nlisten = \"{admin}\"\n[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n[[clients]]\nname = \"c\"\ntoken = \"client-token-123\"\n")
+    };
+    for (server, admin) in
+        [("0.0.0.0:8080", "127.0.0.1:8080"), ("127.0.0.1:8080", "0.0.0.0:8080"), ("[::]:8080", "127.0.0.1:8080"), ("127.0.0.1:8080", "127.0.0.1:8080")]
+    {
+        let err = parse_str(&with(server, admin), "t", &no_env()).unwrap_err();
+        assert!(err.to_string().contains("admin.listen"), "{server} and {admin}: {err}");
+    }
+    for (server, admin) in [("0.0.0.0:8080", "127.0.0.1:9090"), ("127.0.0.2:8080", "127.0.0.1:8080")] {
+        assert!(parse_str(&with(server, admin), "t", &no_env()).is_ok(), "{server} and {admin}");
+    }
+}
+
+#[test]
+fn cors_origins_are_origins_or_a_lone_star() {
+    let with = |list: &str| format!("[access]\ncors_origins = {list}\n[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n");
+    let s = parse_str(&with(r#"["https://App.example.com/", "http://localhost:5173"]"#), "t", &no_env()).unwrap();
+    assert_eq!(s.access.cors, CorsOrigins::List(vec!["https://app.example.com".into(), "http://localhost:5173".into()]));
+    assert!(s.access.cors.allows(b"https://app.example.com") && !s.access.cors.allows(b"https://app.example.com.evil.net"));
+    assert_eq!(parse_str(&with(r#"["*"]"#), "t", &no_env()).unwrap().access.cors, CorsOrigins::Any);
+    assert_eq!(parse_str("[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n", "t", &no_env()).unwrap().access.cors, CorsOrigins::None);
+    for bad in [
+        r#"["app.example.com"]"#,
+        r#"["https://app.example.com/path"]"#,
+        r#"["ftp://x.example"]"#,
+        r#"["*", "https://a.example"]"#,
+        r#"["https://u@a.example"]"#,
+    ] {
+        let err = parse_str(&with(bad), "t", &no_env()).unwrap_err();
+        assert!(err.to_string().contains("cors_origins"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn sizes_and_durations() {
     let text = "[server]\nbody_limit = \"5MiB\"\ngrace_period = \"2s\"\n[upstream]\nfirst_byte_timeout = \"10m\"\n[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n";
     let s = parse_str(text, "t", &no_env()).unwrap();

@@ -340,10 +340,11 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
             }
         },
     };
-    if server.listen.contains(&admin_listen) && a.enabled != Some(false) {
+    let data_plane = server.listen.iter().chain(tls.as_ref().map(|t| t.listen.as_slice()).unwrap_or(&[]));
+    if a.enabled != Some(false) && data_plane.clone().any(|l| sockets_overlap(*l, admin_listen)) {
         match &a.listen {
-            Some(l) => c.at(l, "admin.listen must differ from server.listen"),
-            None => c.global("admin.listen (default 127.0.0.1:9090) must differ from server.listen"),
+            Some(l) => c.at(l, "admin.listen must not share its port with a server.listen or tls.listen address (a wildcard address such as 0.0.0.0 takes the port on every address)"),
+            None => c.global("admin.listen (default 127.0.0.1:9090) must not share its port with a server.listen or tls.listen address"),
         }
     }
     let admin_token = match (&a.token, &a.token_env) {
@@ -591,6 +592,45 @@ fn access_settings(c: &mut Collector, a: &AccessSection) -> AccessSettings {
         global_rpm: a.global_rpm,
         max_connections: a.max_connections,
         max_streams: a.max_streams,
+        cors: cors_origins(c, &a.cors_origins),
+    }
+}
+
+/// Whether two listeners would fight over one port: the same port, and the same address or a
+/// wildcard (`0.0.0.0`, `[::]`) on either side (a wildcard binds every address of its family,
+/// and on Linux `[::]` takes IPv4 too unless IPV6_V6ONLY is set).
+fn sockets_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// `access.cors_origins`: `"*"` alone, or origins as browsers send them.
+fn cors_origins(c: &mut Collector, list: &Option<Vec<Spanned<String>>>) -> CorsOrigins {
+    let Some(list) = list else { return CorsOrigins::None };
+    if list.iter().any(|o| o.get_ref().trim() == "*") {
+        if list.len() > 1 {
+            c.global("access.cors_origins: \"*\" already allows every origin; list it alone");
+        }
+        return CorsOrigins::Any;
+    }
+    let mut out = Vec::new();
+    for o in list {
+        let origin = o.get_ref().trim().trim_end_matches('/').to_ascii_lowercase();
+        let valid = origin.parse::<http::Uri>().ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some_and(|a| !a.as_str().contains('@') && !a.host().is_empty())
+                && matches!(u.path(), "" | "/")
+                && u.query().is_none()
+        });
+        if valid {
+            out.push(origin);
+        } else {
+            c.at(o, format!("access.cors_origins: {:?} is not an origin like \"https://app.example.com\" (scheme, host and port only) or \"*\"", o.get_ref()));
+        }
+    }
+    if out.is_empty() {
+        CorsOrigins::None
+    } else {
+        CorsOrigins::List(out)
     }
 }
 

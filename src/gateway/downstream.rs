@@ -69,6 +69,8 @@ pub struct Downstream {
     /// When the last request's answer was complete: the keep-alive wait counts from there
     /// (a precise reading taken anyway, for the access log). Set by each request.
     pub answered_at: Option<std::time::Instant>,
+    /// The current request's CORS grant: every answer to it carries the grant's headers.
+    pub cors: Option<super::cors::Grant>,
     /// The keep-alive wait's watch for shutdown, kept across requests like the timers (see
     /// `next_head`). Made on first use.
     shutdown_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -103,6 +105,7 @@ impl Downstream {
             idle_timer: deadline::Timer::default(),
             upstream_timer: deadline::Timer::default(),
             answered_at: None,
+            cors: None,
             shutdown_wait: None,
         }
     }

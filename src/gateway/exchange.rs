@@ -63,6 +63,7 @@ pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstre
         error: None,
     };
     ds.answered_at = None;
+    ds.cors = super::cors::Grant::for_request(&rt.settings.access.cors, &head);
     let keep = serve(shared, rt, ds, &head, &mut log, started).await;
     // A relayed answer was timed when its last byte went out (see `deliver`).
     let answered_at = *ds.answered_at.get_or_insert_with(Instant::now);
@@ -106,7 +107,8 @@ async fn fail(ds: &mut Downstream, log: &mut AccessRecord, err: ApiError, openai
     log.status = err.code;
     log.error = Some(err.message.clone());
     let written = respond::error(ds, &err, openai, close, head_only).await;
-    written && !close
+    log.bytes_out = written.unwrap_or(0);
+    written.is_some() && !close
 }
 
 async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &RequestHead, log: &mut AccessRecord, started: Instant) -> bool {
@@ -115,10 +117,26 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     if let Some(token) = head.path().strip_prefix("/.well-known/acme-challenge/") {
         return acme_http01(shared, ds, log, token).await;
     }
+    if super::cors::is_preflight(head) {
+        return match ds.cors.clone() {
+            Some(grant) => super::cors::preflight(ds, log, &grant, head).await,
+            None => {
+                shared.refusals.count("cors_origin");
+                let origin = head.header_str("origin").unwrap_or("");
+                let err = ApiError::new(
+                    403,
+                    "PERMISSION_DENIED",
+                    "CORS_ORIGIN_NOT_ALLOWED",
+                    format!("browser requests from origin {origin:?} are not allowed: list it in access.cors_origins"),
+                );
+                fail(ds, log, err, false, false, false).await
+            }
+        };
+    }
     let Some(mut route) = route::parse(head.method(), head.path()) else {
         // The body (if any) is unread: close rather than parse it as the next request.
         let close = !matches!(head.framing(), Ok(Framing::None));
-        let err = ApiError::not_found(format!("{} is not a Gemini API path (expected /v1/..., /v1beta/..., /v1beta/openai/... or /upload/...)", head.path()));
+        let err = ApiError::not_found(unserved_path(head.path()));
         return fail(ds, log, err, false, close, head_only).await;
     };
     let openai = route.surface == Surface::OpenAi;
@@ -133,7 +151,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     // Who is asking: behind a trusted proxy, X-Forwarded-For names the client.
     let access = &settings.access;
     let peer_ip = ds.peer.map(|a| a.ip());
-    let client_ip = peer_ip.map(|p| ip::client_ip(access, p, head.header_str("x-forwarded-for")));
+    let client_ip = peer_ip.map(|p| if ip::is_trusted_proxy(access, p) { ip::client_ip(access, p, forwarded_for(head).as_deref()) } else { ip::canonical(p) });
     if let (Some(p), Some(c)) = (peer_ip, client_ip) {
         // Direct peers were checked when they connected; a forwarded client is checked here.
         if ip::is_trusted_proxy(access, p) && !ip::permitted(access, c) {
@@ -374,6 +392,32 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         None => ApiError::bad_gateway("no upstream attempt could be made"),
     };
     fail(ds, log, err, openai, false, head_only).await
+}
+
+/// Every `X-Forwarded-For` line, in order, as one list: a proxy in front may append a line of
+/// its own rather than extend the client's, and reading only the first line would take the
+/// client's own claim for the address the proxy saw.
+fn forwarded_for(head: &RequestHead) -> Option<std::borrow::Cow<'_, str>> {
+    let mut lines = head.headers().filter(|(n, _)| n.eq_ignore_ascii_case(b"x-forwarded-for")).map(|(_, v)| std::str::from_utf8(v).unwrap_or(""));
+    let first = lines.next()?;
+    let Some(second) = lines.next() else { return Some(std::borrow::Cow::Borrowed(first)) };
+    let mut all = format!("{first},{second}");
+    for line in lines {
+        all.push(',');
+        all.push_str(line);
+    }
+    Some(std::borrow::Cow::Owned(all))
+}
+
+/// Why a path is not served, in terms of what is.
+fn unserved_path(path: &str) -> String {
+    if path.starts_with("/ws/") {
+        return "the Live API (WebSocket, /ws/...) is not proxied: connect to Google directly for it".to_owned();
+    }
+    if path.contains("/openai/") {
+        return format!("{path} is not served: the OpenAI-compatible API is under /v1beta/openai/ (chat/completions, embeddings, models)");
+    }
+    format!("{path} is not a Gemini API path: this proxy serves /v1/..., /v1beta/... and /v1alpha/..., /v1beta/openai/... and /upload/v1beta/files")
 }
 
 /// The client's error when the upstream could not be reached or did not answer.

@@ -80,13 +80,15 @@ fn names<'a>(lists: impl IntoIterator<Item = &'a str>) -> Vec<Box<[u8]>> {
 }
 
 impl Hygiene {
-    pub fn new(settings: &HygieneSettings, upstream: &UpstreamSettings) -> Self {
+    /// `cors`: the proxy answers CORS itself, so the upstream's verdict is dropped.
+    pub fn new(settings: &HygieneSettings, upstream: &UpstreamSettings, cors: bool) -> Self {
         let accept_encoding = upstream.strip_accept_encoding.then_some("accept-encoding");
+        let upstream_cors = if cors { super::cors::UPSTREAM_HEADERS } else { &[] };
         Hygiene {
             request_skip: SkipList::new(names(
                 HOP_BY_HOP.iter().chain(CREDENTIAL_AND_OURS).copied().chain(settings.strip_request.iter().map(String::as_str)).chain(accept_encoding),
             )),
-            response_skip: SkipList::new(names(HOP_BY_HOP.iter().copied().chain(settings.strip_response.iter().map(String::as_str)))),
+            response_skip: SkipList::new(names(HOP_BY_HOP.iter().chain(upstream_cors).copied().chain(settings.strip_response.iter().map(String::as_str)))),
         }
     }
 
@@ -178,7 +180,7 @@ mod tests {
             strip_request: DEFAULT_STRIP_REQUEST.iter().map(|s| s.to_string()).collect(),
             strip_response: DEFAULT_STRIP_RESPONSE.iter().map(|s| s.to_string()).collect(),
         };
-        Hygiene::new(&s, &upstream())
+        Hygiene::new(&s, &upstream(), false)
     }
 
     #[test]
@@ -203,7 +205,7 @@ mod tests {
         let long = format!("x-{}", "l".repeat(70));
         let near = format!("x-{}", "l".repeat(69));
         let s = HygieneSettings { strip_request: vec![" X-Custom ".into(), long.clone()], strip_response: vec![] };
-        let h = Hygiene::new(&s, &upstream());
+        let h = Hygiene::new(&s, &upstream(), false);
         let raw = format!("GET / HTTP/1.1\r\nx-custom: 1\r\nX-Custoo: 2\r\n{}: 3\r\n{near}: 4\r\n\r\n", long.to_uppercase());
         let req = RequestHead::parse(&mut BytesMut::from(raw.as_bytes()), 8192).unwrap().unwrap();
         let mut out = Vec::new();

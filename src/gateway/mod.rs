@@ -3,6 +3,7 @@
 //! client, picks a key from the pool, forwards with retries on other keys, and relays the answer
 //! byte for byte. The modules it calls (auth, gemini, pool, upstream) know nothing of it.
 
+mod cors;
 pub mod counters;
 mod downstream;
 mod exchange;
@@ -53,7 +54,7 @@ impl Runtime {
             Some(prev) if prev.target.settings == settings.upstream => prev.target.clone(),
             _ => Arc::new(UpstreamTarget::new(settings.upstream.clone())),
         };
-        let hygiene = Hygiene::new(&settings.hygiene, &settings.upstream);
+        let hygiene = Hygiene::new(&settings.hygiene, &settings.upstream, settings.access.cors.enabled());
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         Runtime { generation, settings: Arc::new(settings), pools, clients, target, hygiene }

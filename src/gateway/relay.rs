@@ -208,7 +208,7 @@ pub async fn relay(
             result.error = Some(format!("upstream response framing: {e}"));
             result.status = 502;
             let err = crate::gemini::error::ApiError::bad_gateway(format!("the upstream sent an invalid response: {e}"));
-            super::respond::error(ds, &err, false, true, plan.head_only).await;
+            result.bytes_out = super::respond::error(ds, &err, false, true, plan.head_only).await.unwrap_or(0);
             result.client_keep_alive = false;
             return result;
         }
@@ -245,6 +245,9 @@ pub async fn relay(
     }
     if !result.client_keep_alive {
         http1::write_header(&mut pending, b"connection", b"close");
+    }
+    if let Some(grant) = &ds.cors {
+        grant.write_headers(&mut pending);
     }
     pending.extend_from_slice(b"\r\n");
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Writes `err` as a complete response. Returns false if the client is gone.
-pub async fn error(ds: &mut Downstream, err: &ApiError, openai: bool, close: bool, head_only: bool) -> bool {
+/// Writes `err` as a complete response. Returns the bytes written (for the access log), or
+/// `None` if the client is gone.
+pub async fn error(ds: &mut Downstream, err: &ApiError, openai: bool, close: bool, head_only: bool) -> Option<u64> {
     let body = err.to_json(openai);
     let mut out = Vec::with_capacity(256 + body.len());
     http1::write_status_line(&mut out, err.code);
@@ -21,22 +22,30 @@ pub async fn error(ds: &mut Downstream, err: &ApiError, openai: bool, close: boo
     if close {
         http1::write_header(&mut out, b"connection", b"close");
     }
+    if let Some(grant) = &ds.cors {
+        grant.write_headers(&mut out);
+    }
     out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(&body);
     }
-    ds.write_all(&out, WRITE_TIMEOUT).await.is_ok()
+    ds.write_all(&out, WRITE_TIMEOUT).await.ok().map(|_| out.len() as u64)
 }
 
 /// Answers a request whose head could not be read, then the connection closes.
 pub async fn head_error(ds: &mut Downstream, status: u16, message: &str) {
-    let grpc = match status {
-        408 => "DEADLINE_EXCEEDED",
-        431 | 413 => "INVALID_ARGUMENT",
-        501 => "UNIMPLEMENTED",
-        _ => "INVALID_ARGUMENT",
+    let (grpc, reason) = match status {
+        408 => ("DEADLINE_EXCEEDED", "BAD_REQUEST"),
+        431 | 413 => ("INVALID_ARGUMENT", "BAD_REQUEST"),
+        501 => ("UNIMPLEMENTED", "BAD_REQUEST"),
+        503 => ("UNAVAILABLE", "CONNECTION_LIMIT"),
+        _ => ("INVALID_ARGUMENT", "BAD_REQUEST"),
     };
-    let err = ApiError::new(status, grpc, "BAD_REQUEST", message);
+    let mut err = ApiError::new(status, grpc, reason, message);
+    if status == 503 {
+        // The limit is on open connections: one may free up at any moment.
+        err = err.with_retry_after(1);
+    }
     error(ds, &err, false, true, false).await;
     ds.shutdown().await;
 }

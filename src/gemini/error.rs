@@ -52,23 +52,25 @@ impl ApiError {
         Self::new(504, "DEADLINE_EXCEEDED", "UPSTREAM_TIMEOUT", message)
     }
 
-    /// The JSON body. On the OpenAI-compatible surface Gemini wraps the envelope in an array,
-    /// and so do we, so that clients see one shape whoever produced the error.
+    /// The JSON body: Gemini's envelope. On the OpenAI-compatible surface Gemini wraps its own
+    /// errors in a one-element array, which the openai SDK cannot read (its exceptions then say
+    /// only "Error code: 401"); the proxy's own errors stay an object there, with the envelope's
+    /// `type` field the SDK reads, so that its exceptions carry the proxy's message.
     pub fn to_json(&self, openai_surface: bool) -> Vec<u8> {
-        let envelope = serde_json::json!({
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "status": self.status,
-                "details": [{
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": self.reason,
-                    "domain": "gemini-proxy",
-                }],
-            }
+        let mut error = serde_json::json!({
+            "code": self.code,
+            "message": self.message,
+            "status": self.status,
+            "details": [{
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": self.reason,
+                "domain": "gemini-proxy",
+            }],
         });
-        let v = if openai_surface { Value::Array(vec![envelope]) } else { envelope };
-        serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec())
+        if openai_surface {
+            error["type"] = Value::from(self.status);
+        }
+        serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_else(|_| b"{}".to_vec())
     }
 }
 
@@ -204,7 +206,9 @@ mod tests {
         assert_eq!(v["error"]["code"], 401);
         assert_eq!(v["error"]["status"], "UNAUTHENTICATED");
         assert_eq!(v["error"]["message"], "missing proxy token");
+        // The openai SDK reads `error.message` (and `type`) from an object, never from an array.
         let v: Value = serde_json::from_slice(&e.to_json(true)).unwrap();
-        assert_eq!(v[0]["error"]["code"], 401);
+        assert_eq!(v["error"]["message"], "missing proxy token");
+        assert_eq!(v["error"]["type"], "UNAUTHENTICATED");
     }
 }

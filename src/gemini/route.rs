@@ -139,7 +139,8 @@ fn split_version(rest: &str) -> Option<(&str, &str)> {
 pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then_some(v)
+        // Names are compared decoded, as Google reads them: `%6Bey=` is `key=`.
+        (percent_decode(k) == name).then_some(v)
     })
 }
 
@@ -147,7 +148,8 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 pub fn without_key_param(query: &str) -> String {
     let mut out = String::with_capacity(query.len());
     for kv in query.split('&').filter(|kv| !kv.is_empty()) {
-        if kv == "key" || kv.starts_with("key=") {
+        let name = kv.split_once('=').map_or(kv, |(k, _)| k);
+        if percent_decode(name) == "key" {
             continue;
         }
         if !out.is_empty() {
@@ -274,6 +276,10 @@ mod tests {
         assert_eq!(without_key_param("key=x"), "");
         assert_eq!(without_key_param("keyring=1&pageSize=5"), "keyring=1&pageSize=5");
         assert_eq!(query_param("alt=sse&key=gp%2D1", "key"), Some("gp%2D1"));
+        // An encoded name is the same parameter to Google: found, and never logged or forwarded.
+        assert_eq!(query_param("alt=sse&%6Bey=gp-2", "key"), Some("gp-2"));
+        assert_eq!(query_param("alt=sse&k%65y=gp-3&x=1", "key"), Some("gp-3"));
+        assert_eq!(without_key_param("alt=sse&%6Bey=gp-2&k%65y=gp-3&%6B%65%79&keys=1"), "alt=sse&keys=1");
         assert_eq!(percent_decode("gp%2D1"), "gp-1");
         assert_eq!(percent_decode("a%zz"), "a%zz");
     }

@@ -101,7 +101,7 @@ impl UpstreamClient {
             if e.etype() == &pingora::ErrorType::ConnectTimedout {
                 UpstreamFailure::Timeout(target.settings.connect_timeout)
             } else {
-                UpstreamFailure::Connect(e.to_string())
+                UpstreamFailure::Connect(connect_cause(&e))
             }
         })?;
         Ok(UpstreamConn { stream: Wire::adopt(stream), buf: BytesMut::new(), reused: false, eof: false, generation: target.generation })
@@ -215,5 +215,16 @@ impl UpstreamConn {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// What a client is told of a failed connect: the root cause ("Connection refused (os error
+/// 111)", a TLS verification failure), without Pingora's chain of error type, upstream address,
+/// scheme and SNI, which are the operator's business and are in the proxy's own debug log.
+fn connect_cause(e: &pingora::Error) -> String {
+    tracing::debug!(error = %e, "upstream connect failed");
+    match &e.cause {
+        Some(cause) => cause.to_string(),
+        None => e.etype().as_str().to_owned(),
     }
 }

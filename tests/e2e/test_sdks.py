@@ -144,8 +144,11 @@ def test_openai_chat_stream_embeddings_models(proxy, mock):
 
 
 def test_openai_sees_auth_errors_and_retry_after(proxy, mock):
-    with pytest.raises(openai.AuthenticationError):
+    with pytest.raises(openai.AuthenticationError) as err:
         openai_client(proxy, token="gp-wrong").models.list()
+    # The SDK's exception says why, in the proxy's words (it cannot read an error array).
+    assert "proxy token" in str(err.value), str(err.value)
+    assert err.value.type == "UNAUTHENTICATED"
 
     # With every good key rate limited too, the client gets a 429 with Retry-After, which the
     # openai SDK honours for its own retries (Gemini itself never sends one).
@@ -155,3 +158,7 @@ def test_openai_sees_auth_errors_and_retry_after(proxy, mock):
         openai_client(proxy).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}])
     retry_after = int(err.value.response.headers["retry-after"])
     assert 1 <= retry_after <= 30, retry_after
+    # Now every key is known to be cooling: the proxy answers itself, and says so.
+    with pytest.raises(openai.RateLimitError) as err:
+        openai_client(proxy).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}])
+    assert "rate limited" in str(err.value), str(err.value)

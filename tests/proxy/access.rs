@@ -184,6 +184,20 @@ async fn forwarded_clients_are_checked_behind_trusted_proxies_only() {
     let (status, _, v) = error_of(with_xff("203.0.113.1").await.unwrap()).await;
     assert_eq!((status, reason(&v)), (403, "ADDRESS_DENIED"));
     assert_eq!(with_xff("::ffff:198.51.100.9").await.unwrap().status(), 200, "an IPv4-mapped IPv6 address is its IPv4 address");
+    // A proxy in front may add its own line instead of extending the client's: the lines are
+    // one list, read from the right, so a client's own line cannot pass for its address.
+    let two_lines = |client_claim: &'static str, seen_by_proxy: &'static str| {
+        client()
+            .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+            .header("x-goog-api-key", TOKEN)
+            .header("x-forwarded-for", client_claim)
+            .header("x-forwarded-for", seen_by_proxy)
+            .json(&generate_body("x"))
+            .send()
+    };
+    let (status, _, v) = error_of(two_lines("198.51.100.7", "203.0.113.1").await.unwrap()).await;
+    assert_eq!((status, reason(&v)), (403, "ADDRESS_DENIED"), "the address the front proxy saw decides");
+    assert_eq!(two_lines("203.0.113.1", "198.51.100.7").await.unwrap().status(), 200);
     assert!(s.mock.requests().iter().all(|r| r.header("x-forwarded-for").is_none()));
 }
 
@@ -240,6 +254,7 @@ async fn connection_and_stream_limits() {
     }
     let out = raw_exchange(s.proxy.addr, b"GET /v1beta/models HTTP/1.1\r\nhost: x\r\n\r\n", Duration::from_secs(3));
     assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(out.contains("\"UNAVAILABLE\"") && out.contains("CONNECTION_LIMIT") && out.to_ascii_lowercase().contains("retry-after: 1"), "{out}");
     drop((a, b));
 }
 
@@ -421,4 +436,99 @@ async fn limits_change_at_once_over_the_admin_api() {
     let r = client().patch(s.proxy.admin_url("/api/v1/clients/alice")).bearer_auth(ADMIN_TOKEN).json(&json!({"rpm": null})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200, "the limit is gone");
+}
+
+const APP_ORIGIN: &str = "https://app.example.com";
+
+async fn preflight(s: &Setup, origin: &str) -> reqwest::Response {
+    client()
+        .request(reqwest::Method::OPTIONS, s.proxy.url("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type, x-goog-api-key, x-goog-api-client")
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_lets_pages_from_a_listed_origin_call_the_proxy() {
+    let s = setup_with(&["AIzaA"], |t| t.replace("[admin]", &format!("[access]\ncors_origins = [\"{APP_ORIGIN}\"]\n\n[admin]"))).await;
+    // The preflight carries no token: answered by the proxy, never by the upstream.
+    let r = preflight(&s, APP_ORIGIN).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(header(&r, "access-control-allow-origin"), APP_ORIGIN);
+    assert!(header(&r, "access-control-allow-methods").contains("POST"));
+    assert_eq!(header(&r, "access-control-allow-headers"), "content-type, x-goog-api-key, x-goog-api-client");
+    assert!(header(&r, "vary").contains("origin"));
+    assert!(s.mock.requests().is_empty(), "a preflight never reaches the upstream");
+    // The answers themselves say who may read them, errors included.
+    let r = client()
+        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("origin", APP_ORIGIN)
+        .header("x-goog-api-key", TOKEN)
+        .json(&generate_body("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), APP_ORIGIN);
+    assert!(header(&r, "access-control-expose-headers").contains("x-goog-upload-url"));
+    let r = client()
+        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("origin", APP_ORIGIN)
+        .header("x-goog-api-key", "wrong")
+        .json(&generate_body("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "access-control-allow-origin"), APP_ORIGIN, "the page can read why it was refused");
+    // Another origin gets no grant: a refused preflight that says what to configure.
+    let r = preflight(&s, "https://evil.example.net").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(reason(&v), "CORS_ORIGIN_NOT_ALLOWED");
+    assert!(v["error"]["message"].as_str().unwrap().contains("access.cors_origins"), "{v}");
+    let r = client()
+        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("origin", "https://evil.example.net")
+        .header("x-goog-api-key", TOKEN)
+        .json(&generate_body("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_is_off_by_default_and_a_star_allows_every_origin() {
+    let s = setup(&["AIzaA"]).await;
+    let r = preflight(&s, APP_ORIGIN).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+    drop(s);
+
+    let s = setup_with(&["AIzaA"], |t| t.replace("[admin]", "[access]\ncors_origins = [\"*\"]\n\n[admin]")).await;
+    let r = preflight(&s, "http://localhost:5173").await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(header(&r, "access-control-allow-origin"), "*");
+    // The upstream's own verdict is replaced by the proxy's, never doubled.
+    s.mock.set_key("AIzaA", KeyMode::Ok.into());
+    let r = client()
+        .post(s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("origin", "http://localhost:5173")
+        .header("x-goog-api-key", TOKEN)
+        .json(&generate_body("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get_all("access-control-allow-origin").iter().count(), 1);
 }

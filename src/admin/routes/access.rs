@@ -2,6 +2,7 @@
 
 use crate::admin::error::ErrorBody;
 use crate::admin::AdminState;
+use crate::config::CorsOrigins;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,6 +23,8 @@ pub struct AccessView {
     pub global_rpm: Option<u32>,
     pub max_connections: Option<usize>,
     pub max_streams: Option<usize>,
+    /// Browser origins allowed by CORS (`*` for any); empty when CORS is off.
+    pub cors_origins: Vec<String>,
     /// Whether JWT clients are accepted.
     pub jwt: bool,
     pub open_connections: usize,
@@ -47,6 +50,11 @@ pub async fn access(State(s): State<AdminState>) -> Json<AccessView> {
         global_rpm: a.global_rpm,
         max_connections: a.max_connections,
         max_streams: a.max_streams,
+        cors_origins: match &a.cors {
+            CorsOrigins::None => Vec::new(),
+            CorsOrigins::Any => vec!["*".to_owned()],
+            CorsOrigins::List(l) => l.clone(),
+        },
         jwt: rt.settings.jwt.is_some(),
         open_connections: s.shared.connections.current(),
         open_streams: s.shared.streams.current(),
