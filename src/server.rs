@@ -135,9 +135,12 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     server.add_service(background_service("sighup", SighupReloader { manager }));
     server.add_service(background_service("drain", Drain { shared: shared.clone(), access_log, db_writer, grace: settings.server.grace_period }));
 
-    let listen: Vec<String> = settings.server.listen.iter().map(|a| a.to_string()).collect();
+    // Plain text lists, not Debug arrays (which a JSON log shows as a quoted string of quotes).
+    let join = |addrs: &[std::net::SocketAddr]| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+    let tls_listen = settings.tls.as_ref().map(|t| join(&t.listen)).filter(|l| !l.is_empty()).unwrap_or_else(|| "off".into());
     tracing::info!(
-        listen = ?listen,
+        listen = %join(&settings.server.listen),
+        tls = %tls_listen,
         admin = %if settings.admin.enabled { settings.admin.listen.to_string() } else { "off".into() },
         config = %source,
         data_dir = %data_dir.display(),

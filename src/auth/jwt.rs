@@ -113,8 +113,8 @@ impl JwtVerifier {
         let allowed = |a: Algorithm| algorithms.is_empty() || algorithms.contains(&a);
         let mut keys = Vec::new();
         if let Some(secret) = &sources.hs256_secret {
-            if secret.len() < 32 {
-                return Err("the HS256 secret must be at least 32 bytes".into());
+            if secret.len() < MIN_HS256_SECRET {
+                return Err(format!("the HS256 secret must be at least {MIN_HS256_SECRET} bytes"));
             }
             if allowed(Algorithm::HS256) {
                 keys.push(Key { alg: Algorithm::HS256, kid: None, key: DecodingKey::from_secret(secret) });
@@ -216,6 +216,9 @@ impl JwtVerifier {
     }
 }
 
+/// Shortest HS256 secret accepted: 256 bits, the size of the HMAC's output (RFC 7518 3.2).
+pub const MIN_HS256_SECRET: usize = 32;
+
 /// What `gemini-proxy token` puts in a token.
 pub struct MintRequest {
     pub alg: Algorithm,
@@ -234,6 +237,10 @@ pub struct MintRequest {
 
 /// Creates a signed token.
 pub fn mint(req: &MintRequest) -> Result<String, String> {
+    // The verifier refuses shorter secrets; a token made with one could never be accepted.
+    if req.alg == Algorithm::HS256 && req.key.len() < MIN_HS256_SECRET {
+        return Err(format!("the HS256 secret must be at least {MIN_HS256_SECRET} bytes (it is {})", req.key.len()));
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs() as i64;
     let mut claims = req.extra.clone();
     claims.insert("sub".into(), Value::from(req.subject.clone()));
@@ -284,6 +291,22 @@ mod tests {
         };
         f(&mut r);
         mint(&r).unwrap()
+    }
+
+    #[test]
+    fn a_secret_the_verifier_would_refuse_mints_nothing() {
+        let short = MintRequest {
+            alg: Algorithm::HS256,
+            key: b"abc".to_vec(),
+            kid: None,
+            subject: "alice".into(),
+            issuer: None,
+            audience: None,
+            expires_in: 600,
+            not_before_offset: 0,
+            extra: Map::new(),
+        };
+        assert!(mint(&short).unwrap_err().contains("at least 32 bytes"));
     }
 
     #[test]

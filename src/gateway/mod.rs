@@ -105,13 +105,22 @@ impl Shared {
             connections: Slots::default(),
             streams: Slots::default(),
             tls,
-            request_ids: AtomicU64::new(1),
+            request_ids: AtomicU64::new(first_request_id(std::time::SystemTime::now())),
         })
     }
 
     fn next_request_id(&self) -> u64 {
         self.request_ids.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// The first request id of this run: the start time in Unix seconds times a million, so that
+/// ids stay unique across restarts (the access log and the request log outlive a process) as
+/// long as a run averages under a million requests a second, and stay below 2^53 (JavaScript
+/// reads them exactly) for two centuries.
+fn first_request_id(start: std::time::SystemTime) -> u64 {
+    let secs = start.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    secs.saturating_mul(1_000_000).max(1)
 }
 
 /// The Pingora application serving client connections.
@@ -254,5 +263,23 @@ impl pingora::listeners::ConnectionFilter for AccessFilter {
         }
         self.shared.refusals.count("ip_denied");
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_request_id;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn request_ids_of_a_later_run_start_above_an_earlier_runs() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let first = first_request_id(start);
+        // An earlier run of an hour at 100,000 requests a second stays below the next run's ids.
+        let after_an_hour = first + 3600 * 100_000;
+        assert!(after_an_hour < first_request_id(start + Duration::from_secs(3600)));
+        // JavaScript (the admin UI) reads integers exactly up to 2^53.
+        assert!(first_request_id(UNIX_EPOCH + Duration::from_secs(200 * 365 * 86_400)) < 1 << 53);
+        assert_eq!(first_request_id(UNIX_EPOCH), 1);
     }
 }
