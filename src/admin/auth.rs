@@ -5,6 +5,7 @@
 use super::error::{ApiError, ApiResult};
 use super::AdminState;
 use crate::admin::extract::Body;
+use crate::config::AdminSettings;
 use crate::secret::sha256;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -53,6 +54,9 @@ impl Actor {
 struct Session {
     expires: Instant,
     expires_wall: SystemTime,
+    /// The credentials in force at login (see [`AdminAuth::credentials_id`]): a changed password
+    /// or token ends every session made with the old ones.
+    credentials: [u8; 32],
 }
 
 /// Recent failed logins: per address, and all together.
@@ -93,19 +97,43 @@ fn prune(q: &mut VecDeque<Instant>, now: Instant) {
 }
 
 impl AdminAuth {
-    fn new_session(&self, ttl: Duration) -> (String, SystemTime) {
+    /// The password hash a login is checked against: the configured one, else the one
+    /// generated at first start, which is only for a proxy with no admin credential at all (a
+    /// configured token replaces it, as the README says).
+    fn password_hash(&self, admin: &AdminSettings) -> Option<String> {
+        admin.password_hash.clone().or_else(|| {
+            if admin.token_sha256.is_some() {
+                return None;
+            }
+            self.generated_hash.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })
+    }
+
+    /// Names the admin credentials in force, without revealing them.
+    fn credentials_id(&self, admin: &AdminSettings) -> [u8; 32] {
+        let hash = self.password_hash(admin).unwrap_or_default();
+        let token = admin.token_sha256.unwrap_or_default();
+        let mut material = Vec::with_capacity(hash.len() + 33);
+        material.extend_from_slice(hash.as_bytes());
+        material.push(0);
+        material.extend_from_slice(&token);
+        sha256(&material)
+    }
+
+    fn new_session(&self, ttl: Duration, credentials: [u8; 32]) -> (String, SystemTime) {
         let token = random_token("gps_");
         let expires_wall = SystemTime::now() + ttl;
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         s.retain(|_, v| v.expires > now);
-        s.insert(sha256(token.as_bytes()), Session { expires: now + ttl, expires_wall });
+        s.insert(sha256(token.as_bytes()), Session { expires: now + ttl, expires_wall, credentials });
         (token, expires_wall)
     }
 
-    fn session(&self, token: &str) -> Option<SystemTime> {
+    fn session(&self, token: &str, admin: &AdminSettings) -> Option<SystemTime> {
+        let credentials = self.credentials_id(admin);
         let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.get(&sha256(token.as_bytes())).filter(|v| v.expires > Instant::now()).map(|v| v.expires_wall)
+        s.get(&sha256(token.as_bytes())).filter(|v| v.expires > Instant::now() && v.credentials == credentials).map(|v| v.expires_wall)
     }
 
     fn end_session(&self, token: &str) {
@@ -162,13 +190,13 @@ pub fn identify(state: &AdminState, headers: &HeaderMap, addr: Option<IpAddr>) -
                 return Some(Actor { kind: "token", addr, session_expires: None });
             }
         }
-        if let Some(exp) = state.auth.session(t) {
+        if let Some(exp) = state.auth.session(t, admin) {
             return Some(Actor { kind: "session", addr, session_expires: Some(exp) });
         }
         return None;
     }
     let c = cookie(headers)?;
-    state.auth.session(c).map(|exp| Actor { kind: "session", addr, session_expires: Some(exp) })
+    state.auth.session(c, admin).map(|exp| Actor { kind: "session", addr, session_expires: Some(exp) })
 }
 
 /// Middleware: every route behind it needs a valid token or session.
@@ -216,8 +244,7 @@ pub async fn login(State(state): State<AdminState>, ConnectInfo(peer): ConnectIn
     let settings = state.shared.runtime.load().settings.clone();
     let (ok, wrong) = match (req.password, req.token) {
         (Some(password), None) => {
-            let hash = settings.admin.password_hash.clone().or_else(|| state.auth.generated_hash.lock().unwrap_or_else(|p| p.into_inner()).clone());
-            let Some(hash) = hash else {
+            let Some(hash) = state.auth.password_hash(&settings.admin) else {
                 return Err(ApiError::unauthorized("password login is not set up: use the admin token"));
             };
             // Argon2 is deliberately slow: keep it off the async workers.
@@ -243,7 +270,7 @@ pub async fn login(State(state): State<AdminState>, ConnectInfo(peer): ConnectIn
     }
     state.auth.succeeded(addr);
     let ttl = settings.admin.session_ttl;
-    let (token, expires) = state.auth.new_session(ttl);
+    let (token, expires) = state.auth.new_session(ttl, state.auth.credentials_id(&settings.admin));
     let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", ttl.as_secs());
     let body = SessionView { token: Some(token), kind: "session".into(), expires_at: Some(expires) };
     Ok(([(SET_COOKIE, cookie)], Json(body)).into_response())

@@ -487,3 +487,26 @@ async fn a_reload_under_streaming_load_fails_no_request_and_a_removed_key_stops_
     let dropped_after: Vec<_> = remaining.iter().skip(reloaded_at + 6).filter(|r| r.key.as_deref() == Some("AIzaDROP")).collect();
     assert!(dropped_after.is_empty(), "the removed key was used after the reload: {} times", dropped_after.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_admin_password_ends_the_sessions_made_with_the_old_one() {
+    let old = gemini_proxy::admin::auth::hash_password("old password here").unwrap();
+    let s = setup_with(&["AIzaA"], |t| in_section(t, "admin", &format!("password_hash = \"{old}\""))).await;
+    let c = client();
+    let r = c.post(s.proxy.admin_url("/api/v1/auth/login")).json(&json!({"password": "old password here"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let session = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    assert_eq!(c.get(s.proxy.admin_url("/api/v1/keys")).bearer_auth(&session).send().await.unwrap().status(), 200);
+
+    // The password is changed (say, because it leaked): sessions made with it end at once.
+    let new = gemini_proxy::admin::auth::hash_password("new password here").unwrap();
+    let text = std::fs::read_to_string(&s.proxy.config_path).unwrap().replace(&old, &new);
+    std::fs::write(&s.proxy.config_path, text).unwrap();
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(c.get(s.proxy.admin_url("/api/v1/keys")).bearer_auth(&session).send().await.unwrap().status(), 401);
+    let r = c.post(s.proxy.admin_url("/api/v1/auth/login")).json(&json!({"password": "old password here"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c.post(s.proxy.admin_url("/api/v1/auth/login")).json(&json!({"password": "new password here"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -39,7 +39,10 @@ pub async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     let health = s.db.health();
     let ready = usable_keys > 0 && health.writable;
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(Readiness { ready, usable_keys, store_writable: health.writable, store_error: health.last_error }))
+    // The last commit error explains a failing store; once commits succeed again it is
+    // history, and showing it beside `ready: true` read as a current fault.
+    let store_error = if health.writable { None } else { health.last_error };
+    (code, Json(Readiness { ready, usable_keys, store_writable: health.writable, store_error }))
 }
 
 /// Prometheus metrics.
