@@ -315,8 +315,11 @@ fn advance(counter: &IntCounterVec, seen: &Mutex<std::collections::HashMap<&'sta
     let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
     for (label, n) in now {
         let last = seen.entry(label).or_insert(0);
+        // Touched even at zero, so that the series exists from the first scrape: an alert on
+        // `increase(...) > 0` cannot fire on a series that appears with its first drop.
+        let series = counter.with_label_values(&[label]);
         if *n > *last {
-            counter.with_label_values(&[label]).inc_by(*n - *last);
+            series.inc_by(*n - *last);
             *last = *n;
         }
     }

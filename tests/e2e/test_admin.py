@@ -36,6 +36,9 @@ def test_metrics_parse_with_the_prometheus_parser(proxy):
     assert {"ok", "rate_limited", "key_disabled"} <= outcomes, outcomes
     disabled = [s for s in families["gemini_proxy_key_state"].samples if s.labels["state"] == "disabled"]
     assert len(disabled) == 1
+    # Drop counters exist at zero before any drop, so an alert on their increase can fire.
+    dropped = {s.labels["sink"]: s.value for s in families["gemini_proxy_dropped_records"].samples if s.name.endswith("_total")}
+    assert dropped == {"access_log": 0, "state_store": 0}, dropped
     text = admin_get(proxy, "/metrics")
     for secret in ["AIzaE2E", TOKEN, ADMIN_TOKEN]:
         assert secret not in text, f"{secret} in metrics"
