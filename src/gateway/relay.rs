@@ -245,6 +245,9 @@ pub async fn relay(
     }
     if !result.client_keep_alive {
         http1::write_header(&mut pending, b"connection", b"close");
+    } else if plan.client_http10 {
+        // An HTTP/1.0 client that asked for keep-alive closes unless the answer confirms it.
+        http1::write_header(&mut pending, b"connection", b"keep-alive");
     }
     if let Some(grant) = &ds.cors {
         grant.write_headers(&mut pending);

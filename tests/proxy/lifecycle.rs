@@ -65,6 +65,24 @@ async fn chunked_requests_keepalive_and_pipelining() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn http10_clients_get_keep_alive_only_when_they_ask_and_are_told_so() {
+    let s = setup(&["AIzaK"]).await;
+    let get = |keep_alive: bool| {
+        let ka = if keep_alive { "connection: keep-alive\r\n" } else { "" };
+        format!("GET /v1beta/models HTTP/1.0\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\n{ka}\r\n")
+    };
+    // Two pipelined requests asking for keep-alive, then one without: three answers, the first
+    // two confirming keep-alive (an HTTP/1.0 client closes without it), then the close.
+    let out = raw_exchange(s.proxy.addr, format!("{}{}{}", get(true), get(true), get(false)).as_bytes(), Duration::from_secs(5));
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").filter(|a| !a.is_empty()).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    for a in &answers[..2] {
+        assert!(a.starts_with("200") && a.to_ascii_lowercase().contains("connection: keep-alive"), "{a}");
+    }
+    assert!(answers[2].to_ascii_lowercase().contains("connection: close"), "{}", answers[2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn expect_continue_is_answered() {
     let s = setup(&["AIzaK"]).await;
     let body = serde_json::to_string(&generate_body("x")).unwrap();
