@@ -651,7 +651,8 @@ async fn deliver(
     };
     let plan = relay::Plan::for_request(route, head, &res);
     let tls = ds.tls;
-    let mut upload_binding: Option<String> = None;
+    let fp = key.health.fingerprint;
+    let client = log.client.clone();
     let result: Relay = relay::relay(
         shared,
         rt,
@@ -664,7 +665,11 @@ async fn deliver(
         |upload_url| {
             let origin = relay::public_origin(head, settings, tls);
             let (rewritten, upload_id) = relay::rewrite_upload_url(upload_url, &origin, &settings.upstream.path_prefix)?;
-            upload_binding = upload_id;
+            // Bound before the URL reaches the client: its first chunk, without a key, can
+            // arrive on another connection the moment the client has the URL.
+            if let Some(id) = upload_id {
+                shared.store.bind_upload(&id, UploadSession { key: fp, client: client.clone(), expires: Instant::now() + OWNERSHIP_TTL });
+            }
             Some(rewritten)
         },
         answer_at.saturating_duration_since(started),
@@ -694,11 +699,8 @@ async fn deliver(
         pool.report(lease.index, model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, end);
         log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started, end));
     }
-    // Remember which key owns what was just created.
-    let fp = key.health.fingerprint;
-    if let Some(upload_id) = upload_binding {
-        shared.store.bind_upload(&upload_id, UploadSession { key: fp, client: log.client.clone(), expires: Instant::now() + OWNERSHIP_TTL });
-    }
+    // Remember which key owns what was just created. (Only known once the whole answer went
+    // out: a request naming it that the client sends at once may still miss this.)
     if let Some(name) = &result.created_resource {
         shared.store.bind_owner(name, fp, OWNERSHIP_TTL);
     }
