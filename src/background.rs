@@ -86,7 +86,9 @@ impl BackgroundService for Drain {
         if left > 0 {
             tracing::warn!(in_flight = left, "grace period over: cutting the remaining requests");
         }
-        // The access log first: it also forwards records to the state store's queue.
+        // Key states and bindings the last requests changed, then the access log (it also
+        // forwards records to the state store's queue): both before the store's final flush.
+        crate::control::key_sync::persist_changes(&self.shared, &self.db_writer);
         self.access_log.flush();
         if let Err(e) = self.db_writer.flush_within(Duration::from_secs(5)) {
             tracing::error!(error = %e, "could not flush the state store before exiting");

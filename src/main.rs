@@ -33,7 +33,7 @@ enum Command {
         /// Config file [default: config/proxy.toml, if it exists]
         #[arg(short, long)]
         config: Option<PathBuf>,
-        /// Where state lives (SQLite: key state, usage, request log, config versions, audit log)
+        /// Where state lives (SQLite: key state, which key owns each file, cache and upload, usage, request log, config versions, audit log)
         #[arg(long, default_value = "./data", env = "GEMINI_PROXY_DATA_DIR")]
         data_dir: PathBuf,
     },

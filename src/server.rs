@@ -5,6 +5,7 @@ use crate::admin::auth::{hash_password, random_token, AdminAuth, GENERATED_HASH_
 use crate::admin::{AdminServer, AdminState};
 use crate::background::{Drain, Maintenance};
 use crate::config::Loaded;
+use crate::control::bindings;
 use crate::control::key_sync::{self, KeySync};
 use crate::control::reload::SighupReloader;
 use crate::control::ConfigManager;
@@ -73,6 +74,8 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
     if restored > 0 {
         tracing::info!(keys = restored, "restored saved key state (disabled keys and cooldowns)");
     }
+    let bound = bindings::restore(&shared, &db);
+    tracing::info!(owned_resources = bound.owners, uploads = bound.uploads, "restored which keys own files, caches and upload sessions");
 
     let manager = Arc::new(ConfigManager::new(source.clone(), text.clone(), shared.clone(), Some(db.clone()), metrics.clone(), data_dir.to_owned()));
     record_startup_version(&db, &text);

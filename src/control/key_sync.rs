@@ -1,5 +1,6 @@
 //! Key state that survives restarts: changed keys are written to the state store once a second
-//! (the data plane only sets a flag), and saved state is applied at start-up.
+//! (the data plane only sets a flag), with the new resource bindings (`bindings`), and saved
+//! state is applied at start-up.
 
 use crate::gateway::Shared;
 use crate::pool::health::{Disabled, Durable};
@@ -73,26 +74,32 @@ pub fn restore(shared: &Shared, db: &Store) -> usize {
     n
 }
 
-/// Writes changed key state once a second.
+/// Hands changed key states and new bindings to the writer, which commits them at its next
+/// tick; never waits on SQLite. Run once a second by [`KeySync`], and by `Drain` at shutdown
+/// once in-flight requests are done.
+pub fn persist_changes(shared: &Shared, writer: &StoreWriter) {
+    persist_keys(shared, writer);
+    super::bindings::persist_new(shared, writer);
+}
+
+fn persist_keys(shared: &Shared, writer: &StoreWriter) {
+    let dirty = shared.store.changed_keys();
+    if dirty.is_empty() {
+        return;
+    }
+    let rt = shared.runtime.load_full();
+    let names: HashMap<Fingerprint, &str> = rt.pools.iter().flat_map(|p| p.keys.iter()).map(|k| (k.health.fingerprint, &*k.name)).collect();
+    let now = Instant::now();
+    for h in dirty {
+        let name = names.get(&h.fingerprint).copied().unwrap_or("");
+        writer.key_state(to_persisted(h.fingerprint, name, &h.durable(now)));
+    }
+}
+
+/// Writes changed key state and new bindings once a second.
 pub struct KeySync {
     pub shared: Arc<Shared>,
     pub writer: StoreWriter,
-}
-
-impl KeySync {
-    fn sync(&self) {
-        let dirty = self.shared.store.changed_keys();
-        if dirty.is_empty() {
-            return;
-        }
-        let rt = self.shared.runtime.load_full();
-        let names: HashMap<Fingerprint, &str> = rt.pools.iter().flat_map(|p| p.keys.iter()).map(|k| (k.health.fingerprint, &*k.name)).collect();
-        let now = Instant::now();
-        for h in dirty {
-            let name = names.get(&h.fingerprint).copied().unwrap_or("");
-            self.writer.key_state(to_persisted(h.fingerprint, name, &h.durable(now)));
-        }
-    }
 }
 
 #[async_trait]
@@ -100,11 +107,11 @@ impl BackgroundService for KeySync {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => self.sync(),
-                _ = shutdown.changed() => {
-                    self.sync();
-                    return;
-                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => persist_changes(&self.shared, &self.writer),
+                // Not here: `Drain` persists the last changes after the in-flight requests,
+                // which may still create files, and before its final flush. Doing it here too
+                // would race that flush.
+                _ = shutdown.changed() => return,
             }
         }
     }

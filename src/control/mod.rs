@@ -1,7 +1,9 @@
 //! The control plane's core, shared by the admin API and signals: applying a new configuration
 //! (validate completely, write atomically, swap the snapshot, record a version and an audit
-//! entry), reloading from disk on SIGHUP, and keeping key state in the state store.
+//! entry), reloading from disk on SIGHUP, and keeping key state and resource ownership in the
+//! state store.
 
+pub mod bindings;
 pub mod key_sync;
 pub mod reload;
 

@@ -1,9 +1,10 @@
-//! One writer commit: request-log rows, the latest key states and the per-minute usage that
-//! requests add up to (folded in memory first, see [`UsageFold`]), in a single transaction.
+//! One writer commit: request-log rows, the latest key states and bindings, and the per-minute
+//! usage that requests add up to (folded in memory first, see [`UsageFold`]), in a single
+//! transaction.
 
 use super::error::{Context, StoreError};
 use super::histogram::{Histogram, SparseHistogram};
-use super::types::{PersistedKeyState, UsageCounts};
+use super::types::{BindingKind, PersistedBinding, PersistedKeyState, UsageCounts};
 use super::{fingerprint_hex, sql_u64, unix_ms};
 use crate::courtesy::Courtesy;
 use crate::secret::Fingerprint;
@@ -53,7 +54,57 @@ const UPSERT_KEY: &str = "INSERT INTO key_state (fingerprint, name, disabled, co
      ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, disabled = excluded.disabled, \
      cooldowns = excluded.cooldowns, updated_ms = excluded.updated_ms";
 
+const UPSERT_BINDING: &str = "INSERT INTO binding (kind, name, key_fp, client, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (kind, name) DO UPDATE SET key_fp = excluded.key_fp, client = excluded.client, expires_ms = excluded.expires_ms";
+
 const MINUTE_MS: i64 = 60_000;
+
+/// A binding row's identity.
+pub(crate) type BindingId = (BindingKind, String);
+
+/// Key states and bindings waiting for a commit. Maps rather than queues: only the latest
+/// state of a key or binding matters, and a newer one replaces an older one not yet written.
+#[derive(Default)]
+pub(crate) struct PendingState {
+    pub(crate) keys: HashMap<String, PersistedKeyState>,
+    pub(crate) bindings: HashMap<BindingId, PersistedBinding>,
+}
+
+impl PendingState {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.bindings.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.keys.clear();
+        self.bindings.clear();
+    }
+
+    /// Adds `b`, replacing a pending binding of the same kind and name. A new name is refused
+    /// when `max` bindings are waiting already: returns whether `b` was kept.
+    pub(crate) fn add_binding(&mut self, b: PersistedBinding, max: usize) -> bool {
+        let id = (b.kind, b.name.clone());
+        if self.bindings.len() >= max && !self.bindings.contains_key(&id) {
+            return false;
+        }
+        self.bindings.insert(id, b);
+        true
+    }
+
+    /// Moves `newer` in: its key states replace older ones (never dropped: there is one per
+    /// key), its bindings are added as by [`PendingState::add_binding`]. Returns how many
+    /// bindings did not fit.
+    pub(crate) fn absorb(&mut self, newer: PendingState, max_bindings: usize) -> u64 {
+        self.keys.extend(newer.keys);
+        let mut dropped = 0;
+        for b in newer.bindings.into_values() {
+            if !self.add_binding(b, max_bindings) {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+}
 
 /// The outcome classes of the usage counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,15 +256,9 @@ impl UsageFold {
 
 /// Commits, in one IMMEDIATE transaction (the write lock is taken up front, so a concurrent
 /// admin write makes this wait through the busy timeout instead of failing half-way): request-log
-/// rows for `rows`, the usage `usage` adds up to when given, and `keys`. On error nothing is
-/// written and the caller may retry the same input.
-pub(crate) fn commit(
-    conn: &mut Connection,
-    path: &Path,
-    rows: &[AccessRecord],
-    usage: Option<&UsageFold>,
-    keys: &HashMap<String, PersistedKeyState>,
-) -> Result<(), StoreError> {
+/// rows for `rows`, the usage `usage` adds up to when given, and the key states and bindings of
+/// `state`. On error nothing is written and the caller may retry the same input.
+pub(crate) fn commit(conn: &mut Connection, path: &Path, rows: &[AccessRecord], usage: Option<&UsageFold>, state: &PendingState) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin a flush", path)?;
     if !rows.is_empty() {
         insert_rows(&tx, path, rows)?;
@@ -221,15 +266,27 @@ pub(crate) fn commit(
     if let Some(usage) = usage.filter(|u| !u.is_empty()) {
         upsert_usage(&tx, path, usage)?;
     }
-    if !keys.is_empty() {
+    if !state.keys.is_empty() {
         let mut upsert = tx.prepare_cached(UPSERT_KEY).ctx("prepare the key-state upsert", path)?;
-        for k in keys.values() {
+        for k in state.keys.values() {
             let disabled = k.disabled.as_ref().map(serde_json::to_string).transpose().unwrap_or(None);
             let cooldowns = serde_json::to_string(&k.cooldowns).unwrap_or_else(|_| String::from("[]"));
             upsert.execute(params![k.fingerprint, k.name, disabled, cooldowns, k.updated_ms]).ctx("upsert a key state", path)?;
         }
     }
+    if !state.bindings.is_empty() {
+        upsert_bindings(&tx, path, state.bindings.values())?;
+    }
     tx.commit().ctx("commit a flush", path)
+}
+
+/// Upserts bindings. The error names the operation only: an upload id must not reach a log.
+fn upsert_bindings<'a>(tx: &Connection, path: &Path, bindings: impl Iterator<Item = &'a PersistedBinding>) -> Result<(), StoreError> {
+    let mut upsert = tx.prepare_cached(UPSERT_BINDING).ctx("prepare the binding upsert", path)?;
+    for b in bindings {
+        upsert.execute(params![b.kind.as_str(), b.name, b.key_fp, b.client, b.expires_ms]).ctx("upsert a binding", path)?;
+    }
+    Ok(())
 }
 
 fn insert_rows(tx: &Connection, path: &Path, rows: &[AccessRecord]) -> Result<(), StoreError> {
@@ -331,7 +388,8 @@ pub(crate) mod tests {
     ) -> Result<(), StoreError> {
         let mut usage = UsageFold::default();
         requests.iter().for_each(|r| usage.add(r));
-        commit(conn, path, requests, Some(&usage), keys)
+        let state = PendingState { keys: keys.clone(), bindings: HashMap::new() };
+        commit(conn, path, requests, Some(&usage), &state)
     }
 
     /// A request record as the gateway makes them, for tests and measurements.
@@ -446,6 +504,20 @@ pub(crate) mod tests {
             conn.query_row("SELECT count(*), max(disabled) FROM key_state", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("row");
         assert_eq!(n, 1);
         assert!(disabled.expect("disabled").contains("API key not valid"));
+    }
+
+    #[test]
+    fn pending_bindings_are_bounded_but_a_replacement_always_fits() {
+        let b = |name: &str, fp: &str| PersistedBinding { kind: BindingKind::Owner, name: name.into(), key_fp: fp.into(), client: None, expires_ms: 1 };
+        let mut pending = PendingState::default();
+        assert!(pending.add_binding(b("files/a", "1"), 2));
+        assert!(pending.add_binding(b("files/b", "1"), 2));
+        assert!(!pending.add_binding(b("files/c", "1"), 2), "full");
+        assert!(pending.add_binding(b("files/a", "2"), 2), "the same name replaces");
+        let mut backlog = PendingState::default();
+        backlog.add_binding(b("files/z", "1"), 2);
+        assert_eq!(backlog.absorb(pending, 2), 1, "one of the two new names fits");
+        assert_eq!(backlog.bindings.len(), 2);
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Durable state in SQLite (WAL): key state, per-minute usage, the request log, config
-//! versions, the audit log and settings, in `<data-dir>/state.db`.
+//! Durable state in SQLite (WAL): key state, which key owns each file, cache and upload
+//! session, per-minute usage, the request log, config versions, the audit log and settings, in
+//! `<data-dir>/state.db`.
 //!
 //! Three kinds of connection, so that nothing waits on anything it does not need:
 //! - one writer thread ([`Store::start_writer`]) owns a connection and commits, every tick, the
-//!   request-log rows and key states queued by the data plane, in one transaction, with the
+//!   request-log rows queued by the data plane and the key states and bindings handed over by
+//!   the once-a-second sync (`control::key_sync`), in one transaction, with the
 //!   per-minute usage of those requests. A pool large enough that a tick's usage spans more
 //!   than a thousand rows has its usage folded in memory and committed every 40 ticks instead
 //!   (see `writer.rs`). The data plane only does a `try_send` ([`StoreWriter::request`]); a
@@ -29,8 +31,8 @@ mod crash_tests;
 
 pub use error::StoreError;
 pub use types::{
-    AuditQuery, AuditRow, ConfigVersion, ConfigVersionMeta, GroupTotal, MinutePoint, PersistedCooldown, PersistedDisable, PersistedKeyState, RequestQuery,
-    RequestRow, Retention, StatsQuery, StatusFilter, StoreHealth, Totals, UsageCounts,
+    AuditQuery, AuditRow, BindingKind, ConfigVersion, ConfigVersionMeta, GroupTotal, MinutePoint, PersistedBinding, PersistedCooldown, PersistedDisable,
+    PersistedKeyState, RequestQuery, RequestRow, Retention, StatsQuery, StatusFilter, StoreHealth, Totals, UsageCounts,
 };
 pub use writer::{StoreWriter, FLUSH_WAIT};
 

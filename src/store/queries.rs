@@ -1,9 +1,12 @@
-//! Reads for the REST API and for start-up: key states, the request log, and usage
+//! Reads for the REST API and for start-up: key states, bindings, the request log, and usage
 //! (per-minute series and totals), with the filters the API offers.
 
 use super::error::{Context, StoreError};
 use super::histogram::Histogram;
-use super::types::{clamp_limit, GroupTotal, MinutePoint, PersistedKeyState, RequestQuery, RequestRow, StatsQuery, StatusFilter, Totals, UsageCounts};
+use super::types::{
+    clamp_limit, BindingKind, GroupTotal, MinutePoint, PersistedBinding, PersistedKeyState, RequestQuery, RequestRow, StatsQuery, StatusFilter, Totals,
+    UsageCounts,
+};
 use super::{u64_of, Store};
 use crate::secret::Fingerprint;
 use rusqlite::types::Value;
@@ -244,7 +247,37 @@ fn load_key_states(conn: &Connection, path: &Path) -> Result<Vec<PersistedKeySta
     Ok(out)
 }
 
+/// The bindings that have not expired at `now_ms`. A row of an unknown kind (written by a
+/// newer build) is skipped; its name is not logged, since it may be an upload id.
+fn load_bindings(conn: &Connection, path: &Path, now_ms: i64) -> Result<Vec<PersistedBinding>, StoreError> {
+    let mut stmt = conn.prepare("SELECT kind, name, key_fp, client, expires_ms FROM binding WHERE expires_ms > ?1").ctx("prepare the binding load", path)?;
+    let rows = stmt
+        .query_map([now_ms], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, i64>(4)?))
+        })
+        .ctx("load bindings", path)?;
+    let mut out = Vec::new();
+    let mut unknown = 0u64;
+    for row in rows {
+        let (kind, name, key_fp, client, expires_ms) = row.ctx("load bindings", path)?;
+        match BindingKind::parse(&kind) {
+            Some(kind) => out.push(PersistedBinding { kind, name, key_fp, client, expires_ms }),
+            None => unknown += 1,
+        }
+    }
+    if unknown > 0 {
+        tracing::warn!(rows = unknown, "ignoring stored bindings of an unknown kind");
+    }
+    Ok(out)
+}
+
 impl Store {
+    /// Every binding (resource owner, upload session) persisted that has not expired at
+    /// `now_ms` (Unix milliseconds), for restoring them at start-up.
+    pub fn load_bindings(&self, now_ms: i64) -> Result<Vec<PersistedBinding>, StoreError> {
+        self.read(|c, p| load_bindings(c, p, now_ms))
+    }
+
     /// Every key state ever persisted (the caller ignores fingerprints no longer configured).
     pub fn load_key_states(&self) -> Result<Vec<PersistedKeyState>, StoreError> {
         self.read(load_key_states)

@@ -1,5 +1,6 @@
-//! Pruning old history (request log by age and row count, usage by age) in small batches from
-//! the writer thread, so that no single transaction holds the write lock for long.
+//! Pruning old history (request log by age and row count, usage by age) and expired bindings in
+//! small batches from the writer thread, so that no single transaction holds the write lock for
+//! long.
 
 use super::error::{Context, StoreError};
 use super::types::Retention;
@@ -47,7 +48,8 @@ impl Pruner {
 }
 
 /// Deletes up to `batch` rows per rule in one transaction. Returns whether any rule may have
-/// more to delete. A limit of 0 disables its rule.
+/// more to delete. A limit of 0 disables its rule; expired bindings are always deleted (they
+/// are never loaded again, whatever the retention).
 pub(crate) fn prune_batch(conn: &mut Connection, path: &Path, r: &Retention, now_ms: i64, batch: usize) -> Result<bool, StoreError> {
     let batch_i = i64::try_from(batch).unwrap_or(i64::MAX);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin pruning", path)?;
@@ -80,6 +82,10 @@ pub(crate) fn prune_batch(conn: &mut Connection, path: &Path, r: &Retention, now
             .ctx("prune usage by age", path)?;
         more |= n > 0;
     }
+    let n = tx
+        .execute("DELETE FROM binding WHERE (kind, name) IN (SELECT kind, name FROM binding WHERE expires_ms <= ?1 LIMIT ?2)", params![now_ms, batch_i])
+        .ctx("prune expired bindings", path)?;
+    more |= n >= batch;
     tx.commit().ctx("commit pruning", path)?;
     Ok(more)
 }
@@ -126,6 +132,31 @@ mod tests {
         let keep_all = Retention { request_log_days: 0, request_log_rows: 0, usage_days: 0, config_versions: 0, ..Retention::default() };
         assert!(!prune_batch(&mut conn, &path, &keep_all, now + 100 * DAY_MS, 8).expect("prune"));
         assert_eq!(count(&conn, "request_log"), 40);
+    }
+
+    #[test]
+    fn expired_bindings_are_pruned_whatever_the_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).expect("open");
+        crate::store::schema::migrate(&mut conn, &path).expect("migrate");
+        let now = 1_700_000_000_000i64;
+        for i in 0..5 {
+            // Expired: 3 rows (up to and including now); live: 2.
+            let expires = now - 2 + i;
+            conn.execute("INSERT INTO binding VALUES ('owner', ?1, ?2, NULL, ?3)", params![format!("files/{i}"), "ab".repeat(16), expires]).expect("insert");
+        }
+        let keep_all = Retention { request_log_days: 0, request_log_rows: 0, usage_days: 0, config_versions: 0, ..Retention::default() };
+        assert!(prune_batch(&mut conn, &path, &keep_all, now, 2).expect("prune"), "a full batch: maybe more");
+        assert!(!prune_batch(&mut conn, &path, &keep_all, now, 2).expect("prune"));
+        let left: Vec<String> = conn
+            .prepare("SELECT name FROM binding ORDER BY name")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(left, vec!["files/3", "files/4"]);
     }
 
     #[test]

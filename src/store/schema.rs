@@ -12,7 +12,8 @@ struct Migration {
 }
 
 /// Append only: a released migration is never edited, a change is a new entry.
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "initial schema", sql: V1 }];
+const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "initial schema", sql: V1 }, Migration { version: 2, name: "resource ownership and upload sessions", sql: V2 }];
 
 /// The schema version this build writes.
 pub(crate) fn latest_version() -> i64 {
@@ -104,6 +105,24 @@ CREATE TABLE setting (
 );
 "#;
 
+const V2: &str = r#"
+-- Which key created a file or cachedContent (kind 'owner', name 'files/abc'), and which key
+-- and client an upload session belongs to (kind 'upload', name the upload id). Gemini
+-- resources belong to the creating key's project, so after a restart requests naming them must
+-- still go out with that key. An upload id authorises its chunks on its own, like the secrets
+-- in config_version: this file is 0600. Rows past expires_ms are never loaded, and pruned.
+CREATE TABLE binding (
+    kind       TEXT NOT NULL,        -- 'owner' or 'upload'
+    name       TEXT NOT NULL,
+    key_fp     TEXT NOT NULL,        -- full fingerprint in hex, as in key_state
+    client     TEXT,                 -- uploads: the client that started it
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+-- Pruning by expiry without scanning a million rows.
+CREATE INDEX binding_expires ON binding (expires_ms);
+"#;
+
 /// The highest applied version, 0 for a new database.
 fn current_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     conn.query_row("SELECT coalesce(max(version), 0) FROM schema_version", [], |r| r.get(0)).ctx("read the schema version", path)
@@ -149,6 +168,25 @@ mod tests {
         assert_eq!(current_version(&conn, &path).expect("version"), latest_version());
         let rows: i64 = conn.query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0)).expect("count");
         assert_eq!(rows, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_version_1_database_gains_the_binding_table_and_keeps_its_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let mut conn = Connection::open(&path).expect("open");
+        // As the first release left it.
+        conn.execute_batch(&format!(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL); \
+             {V1} INSERT INTO schema_version VALUES (1, 'initial schema', 0); \
+             INSERT INTO setting VALUES ('a', 'b', 0);"
+        ))
+        .expect("a version 1 database");
+        migrate(&mut conn, &path).expect("migrate");
+        assert_eq!(current_version(&conn, &path).expect("version"), 2);
+        let kept: String = conn.query_row("SELECT value FROM setting WHERE name = 'a'", [], |r| r.get(0)).expect("kept");
+        assert_eq!(kept, "b");
+        conn.execute("INSERT INTO binding VALUES ('upload', 'id', 'ab', 'alice', 1)", []).expect("the new table");
     }
 
     #[test]

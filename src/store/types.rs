@@ -59,6 +59,68 @@ pub struct PersistedCooldown {
     pub kind: String,
 }
 
+/// What a persisted binding says: which key's project owns a resource, or which key (and
+/// client) an upload session was started with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindingKind {
+    /// A file or cachedContent (`files/abc`) created with the key.
+    Owner,
+    /// An upload session, named by its upload id.
+    Upload,
+}
+
+impl BindingKind {
+    /// The form stored in `binding.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingKind::Owner => "owner",
+            BindingKind::Upload => "upload",
+        }
+    }
+
+    /// The inverse of [`BindingKind::as_str`]; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(BindingKind::Owner),
+            "upload" => Some(BindingKind::Upload),
+            _ => None,
+        }
+    }
+}
+
+/// A resource's owner or an upload session, as stored: a restart must not send requests for a
+/// file to a key of another project (Google answers 403), nor refuse an upload's chunks.
+///
+/// `Debug` leaves out the name of an upload: an upload id alone authorises its chunks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PersistedBinding {
+    pub kind: BindingKind,
+    /// The resource name (`files/abc`, `cachedContents/x`) or the upload id.
+    pub name: String,
+    /// The key's full fingerprint in hex (32 digits), as in `key_state`.
+    pub key_fp: String,
+    /// The client that started an upload; `None` for owners and anonymous uploads.
+    pub client: Option<String>,
+    /// Unix milliseconds after which the binding is forgotten.
+    pub expires_ms: i64,
+}
+
+impl std::fmt::Debug for PersistedBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.kind {
+            BindingKind::Owner => self.name.as_str(),
+            BindingKind::Upload => "<upload id>",
+        };
+        f.debug_struct("PersistedBinding")
+            .field("kind", &self.kind)
+            .field("name", &name)
+            .field("key_fp", &self.key_fp)
+            .field("client", &self.client)
+            .field("expires_ms", &self.expires_ms)
+            .finish()
+    }
+}
+
 /// Status filter of the request log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -257,7 +319,7 @@ pub struct StoreHealth {
     pub writable: bool,
     /// The last write or pruning error, kept after recovery for diagnosis.
     pub last_error: Option<String>,
-    /// Records lost: queue full, or writer stopped.
+    /// Records lost: queue full, or writer stopped; also bindings lost when too many waited.
     pub dropped_records: u64,
     /// Requests whose usage is committed, since the start (with or without a request-log row).
     pub written_records: u64,

@@ -1,14 +1,14 @@
 //! The writer thread and its sending handle: the data plane queues records without ever
-//! blocking, and one OS thread commits them in batches every tick.
+//! blocking, and one OS thread commits them in batches every tick, with the key states and
+//! bindings handed over since the last one.
 
 use super::error::StoreError;
-use super::flush::{self, UsageFold};
+use super::flush::{self, PendingState, UsageFold};
 use super::retention::Pruner;
-use super::types::{PersistedKeyState, Retention, StoreHealth};
+use super::types::{PersistedBinding, PersistedKeyState, Retention, StoreHealth};
 use crate::courtesy::Courtesy;
 use crate::telemetry::access_log::AccessRecord;
 use rusqlite::Connection;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
@@ -22,6 +22,11 @@ pub const FLUSH_WAIT: Duration = Duration::from_secs(5);
 const FINAL_ATTEMPTS: u32 = 3;
 /// While commits fail, the error is logged at most this often (it stays in `health()`).
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Bindings that may wait for a commit, on the handle and again in the writer's backlog while
+/// commits fail; beyond that new ones are dropped and counted. Bindings come with resource
+/// creations, far rarer than requests: at ten a second this is close to three hours of a
+/// database that cannot be written, in about 20 MB.
+const MAX_PENDING_BINDINGS: usize = 100_000;
 
 /// The writer's health, shared by the store (for `health()`), the handles and the thread.
 pub(crate) struct WriterState {
@@ -126,9 +131,10 @@ struct Handle {
     /// `Option` only so that `Drop` can close the channel before waking the thread. Boxed:
     /// the channel allocates all its slots up front, 8 bytes each rather than ~250.
     tx: Option<SyncSender<Box<AccessRecord>>>,
-    /// Pending key states by fingerprint. A map rather than the queue: a key state must never
-    /// be dropped for lack of room, and only the latest per key matters.
-    keys: Arc<Mutex<HashMap<String, PersistedKeyState>>>,
+    /// Pending key states by fingerprint and bindings by kind and name. Maps rather than the
+    /// queue: a key state must never be dropped for lack of room, and only the latest per key
+    /// or binding matters.
+    durable: Arc<Mutex<PendingState>>,
     flush: Arc<FlushSync>,
     state: Arc<WriterState>,
     thread: Thread,
@@ -161,7 +167,36 @@ impl StoreWriter {
     /// Records a key's state; committed at the next tick. Never dropped: pending states are
     /// kept per fingerprint, and a newer one replaces an older one not yet written.
     pub fn key_state(&self, s: PersistedKeyState) {
-        self.inner.keys.lock().unwrap_or_else(|p| p.into_inner()).insert(s.fingerprint.clone(), s);
+        self.lock_durable().keys.insert(s.fingerprint.clone(), s);
+    }
+
+    /// Records bindings (resource owners, upload sessions); committed at the next tick. Never
+    /// blocks: a newer binding replaces a pending one of the same kind and name, and when
+    /// [`MAX_PENDING_BINDINGS`] are waiting (the database cannot be written) new names are
+    /// dropped and counted in [`StoreWriter::dropped`].
+    pub fn bindings(&self, bindings: impl IntoIterator<Item = PersistedBinding>) {
+        let mut dropped = 0u64;
+        {
+            let mut pending = self.lock_durable();
+            for b in bindings {
+                if !pending.add_binding(b, MAX_PENDING_BINDINGS) {
+                    dropped += 1;
+                }
+            }
+        }
+        self.count_dropped(dropped);
+    }
+
+    /// Counts `n` records lost before they reached the writer (a binding the state store
+    /// could not keep for persisting), in [`StoreWriter::dropped`] and the store's health.
+    pub fn count_dropped(&self, n: u64) {
+        if n > 0 {
+            self.inner.state.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn lock_durable(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.inner.durable.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Blocks until everything queued before the call is committed, for at most
@@ -217,13 +252,13 @@ pub(crate) fn start(
     // A zero-capacity channel would be a rendezvous: every try_send would fail.
     let queue = queue.max(1);
     let (tx, rx) = sync_channel(queue);
-    let keys = Arc::new(Mutex::new(HashMap::new()));
+    let durable = Arc::new(Mutex::new(PendingState::default()));
     let flush = Arc::new(FlushSync { state: Mutex::new(FlushState { completed_ok: true, ..FlushState::default() }), done: Condvar::new() });
     let writer = Writer {
         conn,
         path,
         rx,
-        keys: keys.clone(),
+        durable: durable.clone(),
         flush: flush.clone(),
         state: state.clone(),
         every: flush_every.max(Duration::from_millis(1)),
@@ -234,7 +269,7 @@ pub(crate) fn start(
     };
     let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || writer.run()).map_err(StoreError::Spawn)?;
     let thread = handle.thread().clone();
-    Ok(StoreWriter { inner: Arc::new(Handle { tx: Some(tx), keys, flush, state, thread }) })
+    Ok(StoreWriter { inner: Arc::new(Handle { tx: Some(tx), durable, flush, state, thread }) })
 }
 
 /// What draining the queue ended on.
@@ -252,7 +287,7 @@ struct Writer {
     conn: Connection,
     path: PathBuf,
     rx: Receiver<Box<AccessRecord>>,
-    keys: Arc<Mutex<HashMap<String, PersistedKeyState>>>,
+    durable: Arc<Mutex<PendingState>>,
     flush: Arc<FlushSync>,
     state: Arc<WriterState>,
     every: Duration,
@@ -336,9 +371,9 @@ impl Pending {
 impl Writer {
     fn run(mut self) {
         let _stop = StopGuard(self.flush.clone());
-        // Requests and key states not yet committed; kept across failed commits.
+        // Requests, key states and bindings not yet committed; kept across failed commits.
         let mut pending = Pending::default();
-        let mut keys: HashMap<String, PersistedKeyState> = HashMap::new();
+        let mut durable = PendingState::default();
         let mut last_logged: Option<Instant> = None;
         loop {
             // Ticks at a fixed rate, from the start of one drain to the next, so that what a
@@ -351,8 +386,10 @@ impl Writer {
                 (s.requested, s.requested > s.completed)
             };
             let drained = self.drain(&mut pending);
-            keys.extend(std::mem::take(&mut *self.keys.lock().unwrap_or_else(|p| p.into_inner())));
-            let ok = self.commit(&mut pending, &mut keys, flush_waiting || drained == Drained::Closed, &mut last_logged);
+            let handed = std::mem::take(&mut *self.durable.lock().unwrap_or_else(|p| p.into_inner()));
+            let dropped = durable.absorb(handed, MAX_PENDING_BINDINGS);
+            self.state.dropped.fetch_add(dropped, Ordering::Relaxed);
+            let ok = self.commit(&mut pending, &mut durable, flush_waiting || drained == Drained::Closed, &mut last_logged);
             // A failed commit answers waiting flushes at once (with the error); a full batch
             // that committed leaves them for the next pass, which reaches the end of the queue.
             if drained != Drained::Full || !ok {
@@ -365,7 +402,7 @@ impl Writer {
                 }
             }
             if drained == Drained::Closed {
-                self.finish(pending, keys, &mut last_logged);
+                self.finish(pending, durable, &mut last_logged);
                 return;
             }
             // A full batch that committed means more is waiting: go on without sleeping.
@@ -416,10 +453,10 @@ impl Writer {
         fold_due(&pending.usage, old, force)
     }
 
-    /// Commits the log rows, key states and usage that is due (a slice of a sealed fold, or the
+    /// Commits the log rows, key states, bindings and usage that is due (a slice of a sealed fold, or the
     /// fold); on success empties what it committed. `force` (a flush, or the end) commits all
     /// usage, in as many transactions as there are slices. Returns whether it worked.
-    fn commit(&mut self, pending: &mut Pending, keys: &mut HashMap<String, PersistedKeyState>, force: bool, last_logged: &mut Option<Instant>) -> bool {
+    fn commit(&mut self, pending: &mut Pending, durable: &mut PendingState, force: bool, last_logged: &mut Option<Instant>) -> bool {
         if !force && pending.usage.rows() > SLICE && self.usage_due(pending, false) {
             pending.sealed.extend(std::mem::take(&mut pending.usage).into_slices(SLICE));
             pending.usage_since = None;
@@ -432,7 +469,7 @@ impl Writer {
             } else {
                 UsagePart::None
             };
-            if pending.rows.is_empty() && keys.is_empty() && matches!(part, UsagePart::None) {
+            if pending.rows.is_empty() && durable.is_empty() && matches!(part, UsagePart::None) {
                 return true;
             }
             let usage = match part {
@@ -441,11 +478,11 @@ impl Writer {
                 UsagePart::None => None,
             };
             let requests = usage.map_or(0, UsageFold::requests);
-            match flush::commit(&mut self.conn, &self.path, &pending.rows, usage, keys) {
+            match flush::commit(&mut self.conn, &self.path, &pending.rows, usage, durable) {
                 Ok(()) => {
                     self.state.committed(requests);
                     pending.rows.clear();
-                    keys.clear();
+                    durable.clear();
                     match part {
                         UsagePart::Sealed => {
                             pending.sealed.pop_front();
@@ -478,16 +515,17 @@ impl Writer {
     }
 
     /// The last handle is gone: commit what is left, retrying a few times, then give up.
-    fn finish(&mut self, mut pending: Pending, mut keys: HashMap<String, PersistedKeyState>, last_logged: &mut Option<Instant>) {
+    fn finish(&mut self, mut pending: Pending, mut durable: PendingState, last_logged: &mut Option<Instant>) {
         for _ in 0..FINAL_ATTEMPTS {
-            if self.commit(&mut pending, &mut keys, true, last_logged) {
+            if self.commit(&mut pending, &mut durable, true, last_logged) {
                 return;
             }
             std::thread::sleep(self.every);
         }
-        let lost = pending.requests();
+        let bindings = durable.bindings.len() as u64;
+        let lost = pending.requests() + bindings;
         self.state.dropped.fetch_add(lost, Ordering::Relaxed);
-        tracing::error!(lost, keys = keys.len(), "store writer stopped with records it could not commit");
+        tracing::error!(lost, keys = durable.keys.len(), bindings, "store writer stopped with records it could not commit");
     }
 }
 
@@ -496,7 +534,7 @@ mod tests {
     use super::*;
     use crate::store::error::Context;
     use crate::store::flush::tests::record;
-    use crate::store::{PersistedDisable, RequestQuery, Store};
+    use crate::store::{BindingKind, PersistedDisable, RequestQuery, Store};
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -694,6 +732,42 @@ mod tests {
         assert_eq!(states[1].cooldowns[0].until_ms, 99);
     }
 
+    fn binding(kind: BindingKind, name: &str, key: &str, expires_ms: i64) -> PersistedBinding {
+        let client = (kind == BindingKind::Upload).then(|| String::from("alice"));
+        PersistedBinding { kind, name: name.into(), key_fp: key.repeat(16), client, expires_ms }
+    }
+
+    #[test]
+    fn bindings_survive_a_restart_latest_wins_expired_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = now();
+        {
+            let s = Store::open(dir.path(), Retention::default()).expect("open");
+            let w = s.start_writer(Duration::from_secs(3600), 16).expect("writer");
+            w.bindings([binding(BindingKind::Owner, "files/a", "11", t + 1000)]);
+            // The same resource again (a new key, a later expiry) replaces it, pending or not.
+            w.bindings([binding(BindingKind::Owner, "files/a", "22", t + 60_000), binding(BindingKind::Upload, "upload-id-1", "33", t + 60_000)]);
+            w.flush().expect("flush");
+            w.bindings([binding(BindingKind::Owner, "cachedContents/c", "11", t + 60_000), binding(BindingKind::Owner, "files/gone", "11", t - 1)]);
+            // The same name as an owner and as an upload are two bindings.
+            w.bindings([binding(BindingKind::Owner, "upload-id-1", "44", t + 60_000)]);
+            w.flush().expect("flush");
+            assert_eq!(w.dropped(), 0);
+        }
+        let s = Store::open(dir.path(), Retention::default()).expect("reopen");
+        let mut loaded = s.load_bindings(t).expect("load");
+        loaded.sort_by(|a, b| (a.kind.as_str(), &a.name).cmp(&(b.kind.as_str(), &b.name)));
+        let want = vec![
+            binding(BindingKind::Owner, "cachedContents/c", "11", t + 60_000),
+            binding(BindingKind::Owner, "files/a", "22", t + 60_000),
+            binding(BindingKind::Owner, "upload-id-1", "44", t + 60_000),
+            binding(BindingKind::Upload, "upload-id-1", "33", t + 60_000),
+        ];
+        assert_eq!(loaded, want, "files/gone had expired");
+        // Later, everything has expired.
+        assert!(s.load_bindings(t + 60_000).expect("load").is_empty());
+    }
+
     #[test]
     fn a_failing_commit_keeps_the_writer_alive_and_is_retried() {
         let (_dir, s) = store();
@@ -768,7 +842,7 @@ mod tests {
         // Commit path, as the writer thread runs it: a batch per tick, log rows within the
         // default budget, the usage fold committed when small or every LARGE_FOLD_TICKS.
         let mut conn = crate::store::conn::open(s.path(), crate::store::conn::Role::Write).expect("conn");
-        let keys_none = HashMap::new();
+        let keys_none = PendingState::default();
         let mut budget = RowBudget::new(Retention::default().request_log_ok_per_second);
         let mut usage = UsageFold::default();
         let (mut ticks_folded, mut usage_commits, mut usage_rows, mut usage_time) = (0, 0, 0, Duration::ZERO);

@@ -172,6 +172,55 @@ impl Proxy {
         std::mem::replace(&mut self.dir, placeholder)
     }
 
+    /// Kills the process with SIGKILL (no shutdown work at all, as in a crash) and hands back
+    /// its directory.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    /// Stops the process gracefully and starts a new one on the same port, config and
+    /// directory, and so on the same state store.
+    pub fn restart(self) -> Proxy {
+        let (addr, toml) = (self.addr, self.config_text());
+        Proxy::start_in(self.stop(), addr, Some(&toml), &[], &[])
+    }
+
+    /// [`Proxy::restart`] after a SIGKILL instead of a graceful stop.
+    pub fn restart_after_crash(self) -> Proxy {
+        let (addr, toml) = (self.addr, self.config_text());
+        Proxy::start_in(self.crash(), addr, Some(&toml), &[], &[])
+    }
+
+    fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.config_path).expect("read the config")
+    }
+
+    /// The state store's database.
+    pub fn state_db(&self) -> PathBuf {
+        self.dir.path().join("data").join("state.db")
+    }
+
+    /// Waits (bounded) until the state store holds a binding of `kind` (`owner`, `upload`) for
+    /// `name`: the writer commits on its own schedule, about a second after the binding.
+    pub fn wait_for_binding(&self, kind: &str, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let conn = rusqlite::Connection::open_with_flags(self.state_db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open the state store");
+        loop {
+            let found: i64 =
+                conn.query_row("SELECT count(*) FROM binding WHERE kind = ?1 AND name = ?2", [kind, name], |r| r.get(0)).expect("query the state store");
+            if found > 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the {kind} binding was never committed to the state store");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }

@@ -4,9 +4,9 @@
 use crate::harness::*;
 use serde_json::Value;
 
-async fn start_upload(s: &Setup, size: usize) -> reqwest::Response {
+async fn start_upload(proxy: &Proxy, size: usize) -> reqwest::Response {
     client()
-        .post(s.proxy.url("/upload/v1beta/files"))
+        .post(proxy.url("/upload/v1beta/files"))
         .header("x-goog-api-key", TOKEN)
         .header("X-Goog-Upload-Protocol", "resumable")
         .header("X-Goog-Upload-Command", "start")
@@ -22,7 +22,7 @@ async fn start_upload(s: &Setup, size: usize) -> reqwest::Response {
 async fn the_upload_url_points_at_the_proxy_and_chunks_keep_their_key() {
     let s = setup(&["AIzaA", "AIzaB", "AIzaC"]).await;
     let data = vec![b'x'; 300_000];
-    let r = start_upload(&s, data.len()).await;
+    let r = start_upload(&s.proxy, data.len()).await;
     assert_eq!(r.status(), 200);
     let url = r.headers()["x-goog-upload-url"].to_str().unwrap().to_owned();
     assert!(url.starts_with(&format!("http://{}/upload/v1beta/files?upload_id=", s.proxy.addr)), "{url}");
@@ -128,4 +128,102 @@ async fn a_file_whose_key_is_rate_limited_is_not_sent_to_another_key() {
     assert!((24..=25).contains(&retry), "the owner key's own delay: {retry}");
     let generate_keys = keys_seen(&s.mock, "generateContent");
     assert_eq!(generate_keys, vec![owner]);
+}
+
+/// Keys the mock saw for the requests after the first `from`.
+fn keys_since(mock: &mock_gemini::MockGemini, from: usize) -> Vec<String> {
+    mock.requests().into_iter().skip(from).map(|r| r.key.unwrap_or_default()).collect()
+}
+
+/// Sends a chunk to an upload URL without any key, as the Python SDK does.
+async fn chunk(url: &str, command: &str, offset: usize, data: &[u8]) -> reqwest::Response {
+    client().post(url).header("X-Goog-Upload-Command", command).header("X-Goog-Upload-Offset", offset.to_string()).body(data.to_vec()).send().await.unwrap()
+}
+
+/// Every key is its own project at the mock, as keys of separate Google projects are: a file
+/// asked for with another key than its creator's gets a 403. After a restart the proxy must
+/// still know which key created what, and which key an unfinished upload belongs to.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_and_an_unfinished_upload_keep_their_key_across_a_restart() {
+    let Setup { mock, proxy } = setup(&["AIzaA", "AIzaB", "AIzaC"]).await;
+    let data = vec![b'x'; 200_000];
+
+    // A finished upload.
+    let r = start_upload(&proxy, data.len()).await;
+    assert_eq!(r.status(), 200);
+    let url = r.headers()["x-goog-upload-url"].to_str().unwrap().to_owned();
+    let last = chunk(&url, "upload, finalize", 0, &data).await;
+    assert_eq!(last.status(), 200);
+    let file: Value = last.json().await.unwrap();
+    let name = file["file"]["name"].as_str().unwrap().to_owned();
+    let file_key = keys_seen(&mock, "/upload/")[0].clone();
+
+    // An upload started and half sent.
+    let before = mock.requests().len();
+    let r = start_upload(&proxy, data.len()).await;
+    assert_eq!(r.status(), 200);
+    let url2 = r.headers()["x-goog-upload-url"].to_str().unwrap().to_owned();
+    let first = chunk(&url2, "upload", 0, &data[..100_000]).await;
+    assert_eq!(first.status(), 200, "{:?}", first.text().await);
+    let upload2_keys = keys_since(&mock, before);
+    assert_eq!(upload2_keys.len(), 2);
+    assert_eq!(upload2_keys[0], upload2_keys[1]);
+
+    // A graceful restart (SIGTERM), as a deploy does.
+    let proxy = proxy.restart();
+    assert!(proxy.stderr().contains("restored which keys own files, caches and upload sessions"), "{}", proxy.stderr());
+
+    // Requests naming the file, by path and in a body, all go out with its creator's key.
+    let before = mock.requests().len();
+    let c = client();
+    for _ in 0..4 {
+        let r = c.get(proxy.url(&format!("/v1beta/{name}"))).header("x-goog-api-key", TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+    let body = serde_json::json!({"contents": [{"parts": [{"fileData": {"mimeType": "text/plain", "fileUri": file["file"]["uri"]}}, {"text": "summarise"}]}]});
+    for _ in 0..3 {
+        let r = c.post(proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+    let later = keys_since(&mock, before);
+    assert_eq!(later.len(), 7);
+    assert!(later.iter().all(|k| *k == file_key), "every request naming the file uses {file_key}: {later:?}");
+
+    // The unfinished upload finishes, keyless, on the key it started with (without the
+    // session the proxy would refuse a chunk that carries no key with a 401).
+    let before = mock.requests().len();
+    let last = chunk(&url2, "upload, finalize", 100_000, &data[100_000..]).await;
+    assert_eq!(last.status(), 200, "{:?}", last.text().await);
+    assert_eq!(last.headers()["x-goog-upload-status"], "final");
+    let file2: Value = last.json().await.unwrap();
+    assert_eq!(file2["file"]["sizeBytes"], "200000");
+    assert_eq!(keys_since(&mock, before), vec![upload2_keys[0].clone()]);
+}
+
+/// A crash loses at most the bindings of the last second or so: once the state store has one,
+/// it survives a `kill -9`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_keeps_its_key_after_a_crash() {
+    let Setup { mock, proxy } = setup(&["AIzaOWNER", "AIzaOTHER"]).await;
+    let c = client();
+    let r = c
+        .post(proxy.url("/v1beta/cachedContents"))
+        .header("x-goog-api-key", TOKEN)
+        .json(&serde_json::json!({"model": "models/gemini-2.5-flash", "contents": [{"parts": [{"text": "ctx"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let name = r.json::<Value>().await.unwrap()["name"].as_str().unwrap().to_owned();
+    let owner = mock.requests()[0].key.clone().unwrap();
+    proxy.wait_for_binding("owner", &name);
+
+    let proxy = proxy.restart_after_crash();
+    let before = mock.requests().len();
+    let body = serde_json::json!({"cachedContent": name, "contents": [{"parts": [{"text": "q"}]}]});
+    for _ in 0..4 {
+        let r = c.post(proxy.url("/v1beta/models/gemini-2.5-flash:generateContent")).header("x-goog-api-key", TOKEN).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+    assert_eq!(keys_since(&mock, before), vec![owner; 4]);
 }
