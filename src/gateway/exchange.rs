@@ -24,9 +24,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long the proxy remembers upload sessions and which key owns a created resource.
-/// (Gemini files live 48 hours; caches and batches can live longer.)
-const OWNERSHIP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Largest upstream error body read for classification.
 const ERROR_BODY_CAP: usize = 256 * 1024;
 
@@ -119,7 +116,8 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     }
     if super::cors::is_preflight(head) {
         return match ds.cors.clone() {
-            Some(grant) => super::cors::preflight(ds, log, &grant, head).await,
+            // Boxed: a rare path, kept out of every request's state (see the size test below).
+            Some(grant) => Box::pin(super::cors::preflight(ds, log, &grant, head)).await,
             None => {
                 shared.refusals.count("cors_origin");
                 let origin = head.header_str("origin").unwrap_or("");
@@ -650,31 +648,8 @@ async fn deliver(
         _ => None,
     };
     let plan = relay::Plan::for_request(route, head, &res);
-    let tls = ds.tls;
-    let fp = key.health.fingerprint;
-    let client = log.client.clone();
-    let result: Relay = relay::relay(
-        shared,
-        rt,
-        ds,
-        head,
-        conn,
-        res,
-        plan,
-        retry_after,
-        |upload_url| {
-            let origin = relay::public_origin(head, settings, tls);
-            let (rewritten, upload_id) = relay::rewrite_upload_url(upload_url, &origin, &settings.upstream.path_prefix)?;
-            // Bound before the URL reaches the client: its first chunk, without a key, can
-            // arrive on another connection the moment the client has the URL.
-            if let Some(id) = upload_id {
-                shared.store.bind_upload(&id, UploadSession { key: fp, client: client.clone(), expires: Instant::now() + OWNERSHIP_TTL });
-            }
-            Some(rewritten)
-        },
-        answer_at.saturating_duration_since(started),
-    )
-    .await;
+    let owner = relay::Owner { key: key.health.fingerprint, client: log.client.clone() };
+    let result: Relay = relay::relay(shared, rt, ds, head, conn, res, plan, retry_after, owner, answer_at.saturating_duration_since(started)).await;
     let end = Instant::now();
     ds.answered_at = Some(end);
 
@@ -698,11 +673,6 @@ async fn deliver(
         let outcome = if result.upstream_broke { Outcome::Failure(FailureKind::Broken) } else { outcome };
         pool.report(lease.index, model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, end);
         log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started, end));
-    }
-    // Remember which key owns what was just created. (Only known once the whole answer went
-    // out: a request naming it that the client sends at once may still miss this.)
-    if let Some(name) = &result.created_resource {
-        shared.store.bind_owner(name, fp, OWNERSHIP_TTL);
     }
     result.client_keep_alive
 }

@@ -8,10 +8,12 @@ use crate::config::Settings;
 use crate::gemini::route::{query_param, Action, Route, Surface};
 use crate::gemini::usage::{created_resource_name, Usage, UsageScanner};
 use crate::http1::{self, ChunkError, ChunkedDecoder, Framing, RequestHead, ResponseHead};
+use crate::pool::store::UploadSession;
+use crate::secret::Fingerprint;
 use crate::upstream::{UpstreamConn, UpstreamFailure};
 use bytes::Buf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes of a creating call's response kept to read the created resource's name.
 const CAPTURE: usize = 64 * 1024;
@@ -51,6 +53,18 @@ impl Plan {
         let sse = res.header("content-type").is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
         Plan { usage, capture, sse, client_http10: head.minor_version == 0, head_only: head.method() == "HEAD" }
     }
+}
+
+/// How long the proxy remembers upload sessions and which key owns a created resource.
+/// (Gemini files live 48 hours; caches and batches can live longer.)
+pub const OWNERSHIP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Who owns what an answer creates (the upload session its URL opens, the resource its body
+/// names): the key that got it, and the client that asked. One small value rather than two
+/// closures capturing the request's references, which made every request's state bigger.
+pub struct Owner {
+    pub key: Fingerprint,
+    pub client: Option<Arc<str>>,
 }
 
 /// What happened while relaying.
@@ -186,9 +200,10 @@ pub async fn relay(
     res: ResponseHead,
     plan: Plan,
     retry_after: Option<u64>,
-    rewrite_upload_url: impl FnMut(&[u8]) -> Option<String>,
+    owner: Owner,
     first_byte: Duration,
 ) -> Relay {
+    let mut on_created = Some(|name: &str| shared.store.bind_owner(name, owner.key, OWNERSHIP_TTL));
     let up = &rt.settings.upstream;
     let write_timeout = up.idle_timeout;
     let mut result = Relay {
@@ -226,7 +241,18 @@ pub async fn relay(
 
     // Head.
     let mut pending = Vec::with_capacity(512);
-    rt.hygiene.response_head(&res, &mut pending, rewrite_upload_url);
+    let tls = ds.tls;
+    rt.hygiene.response_head(&res, &mut pending, |upload_url| {
+        let origin = public_origin(head, &rt.settings, tls);
+        let (rewritten, upload_id) = rewrite_upload_url(upload_url, &origin, &rt.settings.upstream.path_prefix)?;
+        // Bound before the URL reaches the client: its first chunk, without a key, can arrive
+        // on another connection the moment the client has the URL.
+        if let Some(id) = upload_id {
+            let session = UploadSession { key: owner.key, client: owner.client.clone(), expires: Instant::now() + OWNERSHIP_TTL };
+            shared.store.bind_upload(&id, session);
+        }
+        Some(rewritten)
+    });
     match client {
         ClientFraming::Length(n) => http1::write_content_length(&mut pending, n),
         ClientFraming::ChunkedPassthrough | ClientFraming::ChunkedEncode => http1::write_header(&mut pending, b"transfer-encoding", b"chunked"),
@@ -290,6 +316,11 @@ pub async fn relay(
                     break;
                 }
             };
+            if complete {
+                // Before the last bytes go out: a client may name what it created in its very
+                // next request, and that request must find the owner known.
+                name_created(&pump, &mut on_created, &mut result);
+            }
             let data: &[u8] = match emit {
                 Emit::Raw => &conn.buf[..consumed],
                 Emit::Out => &pump.out,
@@ -341,11 +372,20 @@ pub async fn relay(
     }
 
     result.usage = pump.scanner.as_ref().and_then(UsageScanner::finish);
-    result.created_resource = pump.capture.as_deref().and_then(created_resource_name);
+    name_created(&pump, &mut on_created, &mut result);
     if done && res.keeps_alive() && upstream_framing != Framing::UntilClose {
         shared.upstream.checkin(conn);
     }
     result
+}
+
+/// Hands the name of the resource a complete captured answer created to `on_created`, once.
+fn name_created(pump: &Pump, on_created: &mut Option<impl FnOnce(&str)>, result: &mut Relay) {
+    let Some(name) = pump.capture.as_deref().and_then(created_resource_name) else { return };
+    if let Some(f) = on_created.take() {
+        f(&name);
+        result.created_resource = Some(name);
+    }
 }
 
 fn client_gone(mut result: Relay, e: std::io::Error) -> Relay {
