@@ -82,8 +82,9 @@ pub fn parse_str(text: &str, origin: &str, env: &dyn EnvLookup) -> Result<Settin
         };
         LocatedProblem { line, column, message }
     };
-    let file: file::ConfigFile =
-        toml::from_str(text).map_err(|e| ConfigError::Invalid { origin: origin.to_owned(), problems: vec![locate(e.span(), e.message().to_owned())] })?;
+    // Parser and serde messages quote the values they could not use, which may be secrets.
+    let file: file::ConfigFile = toml::from_str(text)
+        .map_err(|e| ConfigError::Invalid { origin: origin.to_owned(), problems: vec![locate(e.span(), redact::problem_message(e.message()))] })?;
     validate::validate(file, env)
         .map_err(|problems| ConfigError::Invalid { origin: origin.to_owned(), problems: problems.into_iter().map(|p| locate(p.span, p.message)).collect() })
 }

@@ -1,11 +1,12 @@
 //! Secrets out of config text shown over the admin API, and back in when it is saved: keys,
-//! client tokens and admin credentials become `"redacted:..."` placeholders that name them by
-//! fingerprint, and a document coming back with those placeholders gets the real values again.
+//! client tokens, the JWT secret and admin credentials become `"redacted:..."` placeholders that
+//! name them by fingerprint, and a document coming back with those placeholders gets the real
+//! values again. Also: secrets out of the messages the TOML parser and serde write about a file.
 
 use crate::secret::{sha256, Fingerprint};
 use std::collections::HashMap;
 use toml_edit::visit_mut::{self, VisitMut};
-use toml_edit::{DocumentMut, Item, Value};
+use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 const PREFIX: &str = "redacted:";
 
@@ -21,48 +22,56 @@ fn token_placeholder(secret: &str) -> String {
     format!("{PREFIX}token:{}", short_hex(&sha256(secret.as_bytes())))
 }
 
-/// Applies `f` to every secret-holding string of the document: pool keys (plain or `key =`),
-/// client `token`, admin `token` and `password_hash`. `f` gets the kind and the value and
-/// returns the replacement, if any.
+/// The kind of secret a string holds, by the name of the field it is in: pool keys (entries
+/// of `keys`, `key =` of a key table), client and admin `token`, the admin `password_hash` and
+/// the `[jwt] secret`. Going by field name rather than by path covers every layout the loader
+/// accepts (sections, `[[pools.keys]]`, inline arrays of inline tables, dotted keys), and none
+/// of these names holds anything but a secret.
+fn secret_kind(field: &str) -> Option<&'static str> {
+    match field {
+        "keys" | "key" => Some("key"),
+        "token" => Some("token"),
+        "secret" => Some("secret"),
+        "password_hash" => Some("password_hash"),
+        _ => None,
+    }
+}
+
+/// Applies `f` to every secret-holding string of the document. `f` gets the kind and the
+/// value and returns the replacement, if any; the value keeps its decoration (comments).
 fn for_each_secret(doc: &mut DocumentMut, mut f: impl FnMut(&str, &str) -> Option<String>) {
-    let mut replace = |v: &mut Value, kind: &str| {
-        if let Some(s) = v.as_str() {
-            if let Some(new) = f(kind, s) {
+    walk_table(doc.as_table_mut(), &mut f);
+}
+
+fn walk_table(t: &mut dyn TableLike, f: &mut dyn FnMut(&str, &str) -> Option<String>) {
+    for (key, item) in t.iter_mut() {
+        walk_item(item, key.get(), f);
+    }
+}
+
+fn walk_item(item: &mut Item, field: &str, f: &mut dyn FnMut(&str, &str) -> Option<String>) {
+    match item {
+        Item::Value(v) => walk_value(v, field, f),
+        Item::Table(t) => walk_table(t, f),
+        Item::ArrayOfTables(a) => a.iter_mut().for_each(|t| walk_table(t, f)),
+        Item::None => {}
+    }
+}
+
+/// `field` is the name the value is held under; array entries are held under their array's.
+fn walk_value(v: &mut Value, field: &str, f: &mut dyn FnMut(&str, &str) -> Option<String>) {
+    match v {
+        Value::Array(a) => a.iter_mut().for_each(|e| walk_value(e, field, f)),
+        Value::InlineTable(t) => walk_table(t, f),
+        Value::String(s) => {
+            let new = secret_kind(field).and_then(|kind| f(kind, s.value()));
+            if let Some(new) = new {
                 let decor = v.decor().clone();
                 *v = Value::from(new);
                 *v.decor_mut() = decor;
             }
         }
-    };
-    if let Some(pools) = doc.get_mut("pools").and_then(Item::as_array_of_tables_mut) {
-        for pool in pools.iter_mut() {
-            if let Some(keys) = pool.get_mut("keys").and_then(Item::as_array_mut) {
-                for entry in keys.iter_mut() {
-                    match entry {
-                        Value::InlineTable(t) => {
-                            if let Some(k) = t.get_mut("key") {
-                                replace(k, "key");
-                            }
-                        }
-                        other => replace(other, "key"),
-                    }
-                }
-            }
-        }
-    }
-    if let Some(clients) = doc.get_mut("clients").and_then(Item::as_array_of_tables_mut) {
-        for client in clients.iter_mut() {
-            if let Some(v) = client.get_mut("token").and_then(Item::as_value_mut) {
-                replace(v, "token");
-            }
-        }
-    }
-    if let Some(admin) = doc.get_mut("admin").and_then(Item::as_table_like_mut) {
-        for field in ["token", "password_hash"] {
-            if let Some(v) = admin.get_mut(field).and_then(Item::as_value_mut) {
-                replace(v, field);
-            }
-        }
+        _ => {}
     }
 }
 
@@ -70,6 +79,7 @@ fn placeholder(kind: &str, secret: &str) -> String {
     match kind {
         "key" => key_placeholder(secret),
         "token" => token_placeholder(secret),
+        "secret" => format!("{PREFIX}secret:{}", short_hex(&sha256(secret.as_bytes()))),
         other => format!("{PREFIX}{other}"),
     }
 }
@@ -84,8 +94,6 @@ pub fn redact(text: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnredactError {
-    #[error("the config is not valid TOML: {0}")]
-    Syntax(String),
     #[error("{0} does not match any secret of the running configuration; write the secret itself")]
     Unknown(String),
 }
@@ -102,7 +110,9 @@ pub fn unredact(edited: &str, current: &str) -> Result<String, UnredactError> {
             None
         });
     }
-    let mut doc = edited.parse::<DocumentMut>().map_err(|e| UnredactError::Syntax(e.to_string()))?;
+    // Text that is not TOML has no placeholders to restore: it goes on to the config parser,
+    // which says where it breaks (this error's own rendering would quote the line, secrets and all).
+    let Ok(mut doc) = edited.parse::<DocumentMut>() else { return Ok(edited.to_owned()) };
     struct Restore<'a> {
         known: &'a HashMap<String, String>,
         unknown: Option<String>,
@@ -135,6 +145,62 @@ pub fn unredact(edited: &str, current: &str) -> Result<String, UnredactError> {
     }
 }
 
+/// A message of the TOML parser or of serde about a config file, without the values it
+/// quotes: serde quotes the string it could not use (`invalid type: string "AIza...", expected
+/// a sequence`), so a key written in the wrong place would reach `check`'s output, the logs and
+/// the API's answers. A typo'd key is not known as a key yet, so this goes by shape, not by
+/// matching known secrets: double-quoted values are dropped (the type, and the line and column
+/// the caller adds, stay); backquoted words are kept only when they look like a field name, a
+/// number or punctuation (`unknown field `wieght``, `integer `5``, ``expected `]` ``) and
+/// become `…` otherwise.
+pub fn problem_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(['"', '`']) {
+        out.push_str(&rest[..at]);
+        let quote = if rest[at..].starts_with('`') { '`' } else { '"' };
+        let body = &rest[at + 1..];
+        // An unclosed quote runs to the end: nothing after it is shown.
+        let (inner, after) = match closing(body, quote) {
+            Some(end) => (&body[..end], &body[end + 1..]),
+            None => (body, ""),
+        };
+        if quote == '`' {
+            out.push('`');
+            out.push_str(if harmless(inner) { inner } else { "…" });
+            out.push('`');
+        } else if out.ends_with(' ') {
+            out.pop();
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Byte offset of the quote closing a quoted run that starts at `body` (serde escapes quotes
+/// inside its Debug-formatted strings with a backslash).
+fn closing(body: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quote == '"' => escaped = true,
+            c if c == quote => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A backquoted word that cannot be a secret: a config field name, a number, punctuation.
+fn harmless(word: &str) -> bool {
+    let field = !word.is_empty() && word.len() <= 32 && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    let number = word.len() <= 20 && word.parse::<f64>().is_ok();
+    let punctuation = !word.is_empty() && word.len() <= 3 && word.chars().all(|c| c.is_ascii_punctuation());
+    field || number || punctuation
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +231,82 @@ token = "gp-alice-secret"
         let edited = shown.replace("{ key_env = \"K3\" }", "{ key_env = \"K3\" }, \"AIzaNEW\"");
         let back = unredact(&edited, TEXT).unwrap();
         assert!(back.contains("\"AIzaPLAIN\"") && back.contains("\"AIzaNEW\""));
+    }
+
+    /// Every layout the loader accepts, with a secret in each secret-bearing field.
+    const LAYOUTS: &str = r#"pools = [{ name = "inline", keys = ["AIzaINLINE1", { key = "AIzaINLINE2", name = "two" }] }]
+clients = [{ name = "a", token = "gp-inline-client-token" }]
+
+[admin]
+token = "admin-secret-token-long"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+
+[jwt]
+secret = "jwt-hs256-secret-at-least-32-bytes-long"
+"#;
+
+    const SECTIONS: &str = r#"jwt = { secret = "jwt-inline-table-secret-32-bytes-long" }
+admin.token = "admin-dotted-token-long"
+
+[[pools]]
+name = "aot"
+
+[[pools.keys]]
+key = "AIzaSECTION1"   # first
+name = "one"
+
+[[pools.keys]]
+key = "AIzaSECTION2"
+
+[[clients]]
+name = "b"
+token = "gp-section-client-token"
+"#;
+
+    #[test]
+    fn every_layout_and_secret_field_is_redacted_and_restored() {
+        let secrets = [
+            "$argon2id$",
+            "AIzaINLINE1",
+            "AIzaINLINE2",
+            "gp-inline-client-token",
+            "admin-secret-token-long",
+            "jwt-hs256-secret-at-least-32-bytes-long",
+            "jwt-inline-table-secret-32-bytes-long",
+            "AIzaSECTION1",
+            "AIzaSECTION2",
+            "gp-section-client-token",
+            "admin-dotted-token-long",
+        ];
+        for text in [LAYOUTS, SECTIONS] {
+            let shown = redact(text);
+            for secret in secrets {
+                assert!(!shown.contains(secret), "{secret} shown: {shown}");
+            }
+            assert_eq!(unredact(&shown, text).unwrap(), text, "placeholders come back as the secrets");
+        }
+        let shown = redact(SECTIONS);
+        assert!(shown.contains("# first") && shown.contains("redacted:secret:") && shown.contains("redacted:key:"), "{shown}");
+        // The placeholder names the secret: another JWT secret shows differently.
+        assert_ne!(redact(&SECTIONS.replace("jwt-inline", "jwt-INLINE")), shown);
+    }
+
+    #[test]
+    fn text_that_is_not_toml_goes_on_unchanged_for_the_parser_to_report() {
+        assert_eq!(unredact("keys = [AIzaBROKEN", TEXT).unwrap(), "keys = [AIzaBROKEN");
+    }
+
+    #[test]
+    fn problem_messages_lose_the_values_they_quote() {
+        let m = problem_message("invalid type: string \"AIzaSyTYPO\\\"x\", expected a sequence");
+        assert_eq!(m, "invalid type: string, expected a sequence");
+        assert_eq!(problem_message("invalid value: string \"AIzaSyX\", expected one of `a`, `b`"), "invalid value: string, expected one of `a`, `b`");
+        assert_eq!(problem_message("unknown field `wieght`, expected one of `key`, `key_env`"), "unknown field `wieght`, expected one of `key`, `key_env`");
+        assert_eq!(problem_message("invalid type: integer `5`, expected a string"), "invalid type: integer `5`, expected a string");
+        assert_eq!(problem_message("invalid string\nexpected `\"`, `'`"), "invalid string\nexpected `\"`, `'`");
+        assert_eq!(problem_message("duplicate key `AIzaSyDUP`"), "duplicate key `…`");
+        assert_eq!(problem_message("cut short \"AIzaSyUNCLOSED"), "cut short");
+        assert_eq!(problem_message("invalid duration \"2 fortnights\": unknown unit"), "invalid duration: unknown unit");
     }
 
     #[test]

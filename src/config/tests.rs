@@ -213,3 +213,22 @@ fn sizes_and_durations() {
     let err = parse_str(&bad, "t", &no_env()).unwrap_err();
     assert_eq!(err.problems()[0].line, Some(3));
 }
+
+#[test]
+fn a_key_in_the_wrong_place_is_not_echoed_by_the_parser() {
+    let key = "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q";
+    for (text, line) in [
+        (format!("[[pools]]\nname = \"p\"\nkeys = \"{key}\"\n"), 3),
+        (format!("[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n[server]\nthreads = \"{key}\"\n"), 5),
+        (format!("[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n[key_health]\nprobe_interval = \"{key}\"\n"), 5),
+        (format!("[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n[[clients]]\nname = \"c\"\n\"{key}\" = 1\n"), 6),
+        (format!("[[pools]]\nname = \"p\"\nkeys = [{key}]\n"), 3),
+    ] {
+        let err = parse_str(&text, "t", &no_env()).unwrap_err();
+        let shown = err.to_string();
+        assert!(!shown.contains("AIzaSy"), "the key is echoed: {shown}");
+        assert_eq!(err.problems()[0].line, Some(line), "{shown}");
+    }
+    let err = parse_str(&format!("[[pools]]\nname = \"p\"\nkeys = \"{key}\"\n"), "t", &no_env()).unwrap_err();
+    assert!(err.problems()[0].message.contains("invalid type: string, expected a sequence"), "{err}");
+}

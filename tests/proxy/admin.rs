@@ -510,3 +510,36 @@ async fn a_changed_admin_password_ends_the_sessions_made_with_the_old_one() {
     let r = c.post(s.proxy.admin_url("/api/v1/auth/login")).json(&json!({"password": "new password here"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+fn on_disk(p: &Proxy) -> String {
+    std::fs::read_to_string(&p.config_path).expect("read the config file")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_problems_never_quote_a_key() {
+    let s = setup(&["AIzaA"]).await;
+    let typo = "AIzaSyTypoPastedWhereAListBelongs0123456";
+    let broken = on_disk(&s.proxy).replace("keys = [\"AIzaA\"]", &format!("keys = \"{typo}\""));
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/validate", Some(json!({"text": broken}))).await;
+    assert_eq!((st, &v["valid"]), (StatusCode::OK, &json!(false)), "{v}");
+    assert!(!v.to_string().contains(typo) && v["problems"][0]["line"].is_number(), "{v}");
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": broken}))).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(!v.to_string().contains(typo), "{v}");
+    // The same mistake in the file, reloaded by the API and by SIGHUP.
+    std::fs::write(&s.proxy.config_path, &broken).unwrap();
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(!v.to_string().contains(typo), "{v}");
+    s.proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.proxy.stderr().contains("SIGHUP: reload rejected") {
+        assert!(Instant::now() < deadline, "SIGHUP not handled:\n{}", s.proxy.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!s.proxy.stderr().contains(typo), "{}", s.proxy.stderr());
+    // And `gemini-proxy check`.
+    let out = std::process::Command::new(binary()).args(["check", "-c"]).arg(&s.proxy.config_path).output().unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && printed.contains("expected a sequence") && !printed.contains(typo), "{printed}");
+}

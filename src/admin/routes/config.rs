@@ -32,8 +32,8 @@ pub struct ConfigView {
     pub source: String,
     /// Whether it can be changed over the API (only file-based configurations can).
     pub writable: bool,
-    /// The TOML text, with keys and tokens replaced by `redacted:...` placeholders. Sending the
-    /// placeholders back keeps the secrets they stand for.
+    /// The TOML text, with keys, tokens, the JWT secret and the admin password hash replaced by
+    /// `redacted:...` placeholders. Sending the placeholders back keeps the secrets they stand for.
     pub text: String,
     /// The latest recorded version.
     pub version: Option<i64>,
