@@ -1,5 +1,6 @@
 //! Errors of the admin API, as JSON in the same envelope the data plane uses.
 
+use crate::config::edit::EditError;
 use crate::config::LocatedProblem;
 use crate::control::ApplyError;
 use axum::http::{HeaderValue, StatusCode};
@@ -108,9 +109,9 @@ impl From<ApplyError> for ApiError {
             ApplyError::ReadOnly(m) => ApiError::conflict(m),
             ApplyError::Io(m) => ApiError::internal(m),
             ApplyError::Edit(e) => match e {
-                crate::config::edit::EditError::NoSuchPool(_) | crate::config::edit::EditError::NoSuchClient(_) => ApiError::not_found(e.to_string()),
-                crate::config::edit::EditError::ClientExists(_) => ApiError::conflict(e.to_string()),
-                other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+                EditError::NoSuchPool(_) | EditError::NoSuchClient(_) | EditError::NoSuchKey(_) => ApiError::not_found(e.to_string()),
+                EditError::ClientExists(_) | EditError::KeyExists(_) => ApiError::conflict(e.to_string()),
+                EditError::Syntax(_) | EditError::NoPools | EditError::Layout { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             },
             ApplyError::Unredact(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         }

@@ -1,6 +1,7 @@
 //! The control plane's core, shared by the admin API and signals: applying a new configuration
-//! (validate completely, write atomically, swap the snapshot, record a version and an audit
-//! entry), reloading from disk on SIGHUP, and keeping key state and resource ownership in the
+//! (validate completely, write atomically, swap the snapshot, record a version and one audit
+//! entry when the text changed), reloading from disk on SIGHUP, and keeping key state and
+//! resource ownership in the
 //! state store.
 
 pub mod bindings;
@@ -34,12 +35,36 @@ pub enum ApplyError {
 /// What applying a configuration did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Applied {
-    /// Config version recorded in the state store.
+    /// The config version the running configuration is recorded as.
     pub version: Option<i64>,
-    /// False when the new text equals the running one.
+    /// False when the new text equals the running one (then no version or audit entry is
+    /// recorded, and nothing is written).
     pub changed: bool,
     /// Settings that only take effect after a restart.
     pub restart_needed: Vec<String>,
+}
+
+/// A change to the configuration, as the version history and the audit log record it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Audit action: `config.replace`, `keys.add`, `clients.revoke`...
+    pub action: &'static str,
+    /// What it changed: `config`, a pool, a client.
+    pub target: String,
+    /// Shown in the version history.
+    pub comment: String,
+    /// Audit detail (a JSON object); the version and the restart notes are added to it.
+    pub detail: serde_json::Value,
+}
+
+impl Change {
+    pub fn new(action: &'static str, target: impl Into<String>, comment: impl Into<String>) -> Change {
+        Change { action, target: target.into(), comment: comment.into(), detail: serde_json::json!({}) }
+    }
+
+    pub fn with_detail(self, detail: serde_json::Value) -> Change {
+        Change { detail, ..self }
+    }
 }
 
 /// Owns the running configuration: its text, where it lives, and how it changes.
@@ -94,83 +119,116 @@ impl ConfigManager {
         };
         let text = std::fs::read_to_string(path).map_err(|e| ApplyError::Io(format!("{}: {e}", path.display())))?;
         let mut guard = self.text.lock().await;
-        self.apply_locked(&mut guard, text, actor, "config.reload", "reloaded from disk", false).await
+        self.apply_locked(&mut guard, text, actor, &Change::new("config.reload", "config", "reloaded from disk"), false).await
     }
 
     /// Replaces the configuration with `text` (placeholders of the running secrets allowed).
     pub async fn replace(&self, text: &str, actor: &str, comment: &str) -> Result<Applied, ApplyError> {
         let mut guard = self.text.lock().await;
         let real = redact::unredact(text, &guard)?;
-        self.apply_locked(&mut guard, real, actor, "config.replace", comment, true).await
+        self.apply_locked(&mut guard, real, actor, &Change::new("config.replace", "config", comment), true).await
     }
 
-    /// Applies an edit of the running document (add keys, add a client...).
+    /// Applies an edit of the running document (add keys, add a client...). When `f` fails,
+    /// nothing is written or recorded.
     pub async fn edit<T>(
         &self,
         actor: &str,
-        action: &str,
-        comment: &str,
+        change: Change,
         f: impl FnOnce(&mut ConfigDoc, &dyn EnvLookup) -> Result<T, EditError>,
     ) -> Result<(T, Applied), ApplyError> {
         let mut guard = self.text.lock().await;
         let mut doc = ConfigDoc::parse(&guard)?;
         let out = f(&mut doc, self.env())?;
-        let applied = self.apply_locked(&mut guard, doc.text(), actor, action, comment, true).await?;
+        let applied = self.apply_locked(&mut guard, doc.text(), actor, &change, true).await?;
         Ok((out, applied))
     }
 
-    async fn apply_locked(
-        &self,
-        current: &mut String,
-        text: String,
-        actor: &str,
-        action: &str,
-        comment: &str,
-        write_file: bool,
-    ) -> Result<Applied, ApplyError> {
-        let settings = match config::parse_str(&text, &self.origin(), self.env()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.metrics.reload(false);
-                let problems = e.problems().to_vec();
-                tracing::warn!(actor, problems = problems.len(), first = %problems.first().map(|p| p.to_string()).unwrap_or_default(), "configuration rejected; the running one stays in force");
-                return Err(ApplyError::Invalid(problems));
-            }
-        };
-        if write_file {
-            match &self.source {
-                ConfigSource::File(path) => write_atomically(path, &text).map_err(|e| ApplyError::Io(format!("{}: {e}", path.display())))?,
-                ConfigSource::Environment => {
-                    return Err(ApplyError::ReadOnly(
-                        "the proxy runs from environment variables, not a config file: start it with `-c FILE` to change its configuration over the API".into(),
-                    ))
-                }
-            }
-        }
+    /// Validates `text`, writes it to the file (`write_file`, when it changed), swaps it in,
+    /// and records a version and one audit entry when it changed. Any error leaves the file,
+    /// the running configuration and the records as they were.
+    async fn apply_locked(&self, current: &mut String, text: String, actor: &str, change: &Change, write_file: bool) -> Result<Applied, ApplyError> {
+        let settings = self.validate(&text, actor)?;
+        let path = if write_file { Some(self.writable_path()?) } else { None };
         let changed = *current != text;
-        let restart_needed = restart_needed(&self.boot, &settings);
-        // New certificate files (or self-signed names) serve new handshakes at once.
-        if let (Some(front), Some(t)) = (&self.shared.tls, &settings.tls) {
-            match crate::tls::configured_entries(t, &self.data_dir.join("tls")) {
-                Ok(entries) => front.store.set_configured(entries),
-                Err(e) => return Err(ApplyError::Invalid(vec![LocatedProblem { line: None, column: None, message: format!("tls: {e}") }])),
-            }
+        // Prepared before the file is written: a certificate that fails to load refuses the change.
+        let tls_entries = match (&self.shared.tls, &settings.tls) {
+            (Some(_), Some(t)) => Some(
+                crate::tls::configured_entries(t, &self.data_dir.join("tls"))
+                    .map_err(|e| ApplyError::Invalid(vec![LocatedProblem { line: None, column: None, message: format!("tls: {e}") }]))?,
+            ),
+            _ => None,
+        };
+        if let (Some(path), true) = (path, changed) {
+            write_atomically(path, &text).map_err(|e| ApplyError::Io(format!("{}: {e}", path.display())))?;
         }
+        // New certificate files (or self-signed names) serve new handshakes at once.
+        if let (Some(front), Some(entries)) = (&self.shared.tls, tls_entries) {
+            front.store.set_configured(entries);
+        }
+        let restart_needed = restart_needed(&self.boot, &settings);
         let old = self.shared.runtime.load_full();
         let runtime = Runtime::build(settings, &*self.shared.store, Some(&old));
         self.shared.runtime.store(Arc::new(runtime));
         *current = text;
         self.metrics.reload(true);
-        let mut version = None;
-        if let Some(db) = &self.db {
-            let (db2, text_copy, actor_s, comment_s) = (db.clone(), current.clone(), actor.to_owned(), comment.to_owned());
-            version = tokio::task::spawn_blocking(move || db2.add_config_version(&text_copy, &actor_s, &comment_s)).await.ok().and_then(Result::ok);
-            let detail = serde_json::json!({"version": version, "comment": comment, "changed": changed, "restart_needed": restart_needed});
-            let (db, actor_s, action_s) = (db.clone(), actor.to_owned(), action.to_owned());
-            let _ = tokio::task::spawn_blocking(move || db.add_audit(&actor_s, &action_s, "config", &detail)).await;
-        }
-        tracing::info!(actor, action, version, changed, restart_needed = ?restart_needed, "configuration applied");
+        let version = if changed { self.record(current, actor, change, &restart_needed).await } else { self.latest_version().await };
+        tracing::info!(actor, action = change.action, version, changed, restart_needed = ?restart_needed, "configuration applied");
         Ok(Applied { version, changed, restart_needed })
+    }
+
+    fn validate(&self, text: &str, actor: &str) -> Result<Settings, ApplyError> {
+        config::parse_str(text, &self.origin(), self.env()).map_err(|e| {
+            self.metrics.reload(false);
+            let problems = e.problems().to_vec();
+            tracing::warn!(actor, problems = problems.len(), first = %problems.first().map(|p| p.to_string()).unwrap_or_default(), "configuration rejected; the running one stays in force");
+            ApplyError::Invalid(problems)
+        })
+    }
+
+    /// The file API changes are written to.
+    fn writable_path(&self) -> Result<&Path, ApplyError> {
+        match &self.source {
+            ConfigSource::File(path) => Ok(path),
+            ConfigSource::Environment => Err(ApplyError::ReadOnly(
+                "the proxy runs from environment variables, not a config file: start it with `-c FILE` to change its configuration over the API".into(),
+            )),
+        }
+    }
+
+    /// Records `text` as a version (unless it is the latest one already) and the change as one
+    /// audit entry; returns the version. Failures are logged: the change is applied by now.
+    async fn record(&self, text: &str, actor: &str, change: &Change, restart_needed: &[String]) -> Option<i64> {
+        let db = self.db.clone()?;
+        let (text, actor, change, restart_needed) = (text.to_owned(), actor.to_owned(), change.clone(), restart_needed.to_vec());
+        let recorded = tokio::task::spawn_blocking(move || {
+            let version = match db.add_config_version_if_new(&text, &actor, &change.comment) {
+                Ok((id, _)) => Some(id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record the config version");
+                    None
+                }
+            };
+            let mut detail = change.detail;
+            if let Some(d) = detail.as_object_mut() {
+                d.insert("version".into(), version.into());
+                d.insert("comment".into(), change.comment.into());
+                d.insert("restart_needed".into(), restart_needed.into());
+            }
+            if let Err(e) = db.add_audit(&actor, change.action, &change.target, &detail) {
+                tracing::warn!(error = %e, "cannot record an audit entry");
+            }
+            version
+        })
+        .await;
+        recorded.ok().flatten()
+    }
+
+    /// The latest recorded version: what an unchanged configuration is recorded as.
+    async fn latest_version(&self) -> Option<i64> {
+        let db = self.db.clone()?;
+        let latest = tokio::task::spawn_blocking(move || db.config_versions(1)).await;
+        latest.ok()?.ok()?.first().map(|m| m.id)
     }
 }
 

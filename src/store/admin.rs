@@ -64,6 +64,17 @@ impl Store {
         })
     }
 
+    /// Like `add_config_version`, unless `text` is the latest version already (same SHA-256):
+    /// then nothing is added and that version's id comes back with `false`, so that re-applying
+    /// an unchanged file does not push real versions out of the history.
+    pub fn add_config_version_if_new(&self, text: &str, actor: &str, comment: &str) -> Result<(i64, bool), StoreError> {
+        let sha = hex(&crate::secret::sha256(text.as_bytes()));
+        if let Some(latest) = self.config_versions(1)?.into_iter().next().filter(|m| m.sha256 == sha) {
+            return Ok((latest.id, false));
+        }
+        self.add_config_version(text, actor, comment).map(|id| (id, true))
+    }
+
     /// The newest config versions first, without their text; `limit` clamped to 1..=1000.
     pub fn config_versions(&self, limit: usize) -> Result<Vec<ConfigVersionMeta>, StoreError> {
         self.read(|c, p| {
@@ -168,6 +179,11 @@ mod tests {
         // Identical text still makes a version: the caller decides.
         let again = s.add_config_version("text 4", "bob", "").expect("add");
         assert!(again > ids[4]);
+        // Unless it asks for a version only when the text is new.
+        assert_eq!(s.add_config_version_if_new("text 4", "bob", "").expect("add"), (again, false));
+        let (fresh, added) = s.add_config_version_if_new("text 5", "bob", "").expect("add");
+        assert!(added && fresh > again);
+        assert!(s.add_config_version_if_new("text 4", "bob", "").expect("add").1, "only the latest version counts");
     }
 
     #[test]

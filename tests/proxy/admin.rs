@@ -511,8 +511,141 @@ async fn a_changed_admin_password_ends_the_sessions_made_with_the_old_one() {
     assert_eq!(r.status(), 200);
 }
 
+const AOT_KEY: &str = "AIzaSectionKeyOfPoolAot";
+const JWT_SECRET: &str = "jwt-test-secret-that-is-at-least-32-bytes";
+
+/// The harness config rewritten in the other layouts the loader accepts: clients as an inline
+/// array, a second pool `aot` whose key is a `[[pools.keys]]` section, and a `[jwt]` secret.
+fn other_layouts(text: String) -> String {
+    let (head, _clients) = text.split_once("\n[[clients]]").expect("the harness config has clients");
+    format!(
+        "clients = [{{ name = \"alice\", token = \"{TOKEN}\" }}, {{ name = \"bob\", token = \"{TOKEN_BOB}\" }}]\n{head}\n\
+         [[pools]]\nname = \"aot\"\n\n[[pools.keys]]\nkey = \"{AOT_KEY}\"\nname = \"aot-one\"\n\n[jwt]\nsecret = \"{JWT_SECRET}\"\n"
+    )
+}
+
 fn on_disk(p: &Proxy) -> String {
     std::fs::read_to_string(&p.config_path).expect("read the config file")
+}
+
+async fn audit_len(p: &Proxy) -> usize {
+    get(p, "/api/v1/audit").await.as_array().unwrap().len()
+}
+
+async fn key_fingerprint(p: &Proxy, name: &str) -> String {
+    let keys = get(p, "/api/v1/keys").await;
+    let key = keys["keys"].as_array().unwrap().iter().find(|k| k["name"] == name).unwrap_or_else(|| panic!("no key {name}: {keys}"));
+    key["fingerprint"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_edits_keep_entries_written_in_every_layout() {
+    let s = setup_with(&["AIzaA"], other_layouts).await;
+    let audit_before = audit_len(&s.proxy).await;
+
+    // A key added to a pool written with [[pools.keys]] joins the one already there.
+    let added = key39('S');
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/keys", Some(json!({"key": added, "pool": "aot"}))).await;
+    assert_eq!(st, 201, "{v}");
+    let text = on_disk(&s.proxy);
+    assert!(text.contains(AOT_KEY) && text.contains(&added) && text.matches("[[pools.keys]]").count() == 2, "{text}");
+    assert_eq!(get(&s.proxy, "/api/v1/keys?pool=aot").await["total"], 2);
+
+    // A client added to inline clients: the others keep working.
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/clients", Some(json!({"name": "carol", "rpm": 50}))).await;
+    assert_eq!(st, 201, "{v}");
+    let carol = v["token"].as_str().unwrap().to_owned();
+    for token in [TOKEN, TOKEN_BOB, carol.as_str()] {
+        assert_eq!(generate_as(&s.proxy, token, "gemini-2.5-flash").await.status(), 200, "{token}");
+    }
+    let text = on_disk(&s.proxy);
+    assert!(!text.contains("[[clients]]") && text.contains(TOKEN) && text.contains(TOKEN_BOB) && text.contains("carol"), "{text}");
+    let (st, v) = call(&s.proxy, Method::PATCH, "/api/v1/clients/alice", Some(json!({"tpm": 1000}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(on_disk(&s.proxy).contains("tpm = 1000"));
+
+    // A key written as a [[pools.keys]] section is deleted, the other stays.
+    let fp = key_fingerprint(&s.proxy, "aot-one").await;
+    let (st, v) = call(&s.proxy, Method::DELETE, &format!("/api/v1/keys/{fp}"), None).await;
+    assert_eq!((st, v["removed"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    let text = on_disk(&s.proxy);
+    assert!(!text.contains(AOT_KEY) && text.contains(&added), "{text}");
+    assert_eq!(get(&s.proxy, "/api/v1/keys?pool=aot").await["total"], 1);
+
+    let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(generate_as(&s.proxy, &carol, "gemini-2.5-flash").await.status(), 401);
+    assert_eq!(generate_as(&s.proxy, TOKEN, "gemini-2.5-flash").await.status(), 200);
+    assert_eq!(audit_len(&s.proxy).await, audit_before + 5, "one audit entry per change");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_and_unchanged_requests_write_and_record_nothing() {
+    let s = setup_with(&["AIzaA"], other_layouts).await;
+    let text = on_disk(&s.proxy);
+    let versions = get(&s.proxy, "/api/v1/config/versions").await;
+    let audit = get(&s.proxy, "/api/v1/audit").await;
+    let refused: &[(Method, &str, Option<Value>, u16)] = &[
+        (Method::DELETE, "/api/v1/clients/zzz", None, 404),
+        (Method::PATCH, "/api/v1/clients/zzz", Some(json!({"rpm": 1})), 404),
+        (Method::POST, "/api/v1/clients", Some(json!({"name": "alice"})), 409),
+        (Method::POST, "/api/v1/keys", Some(json!({"key": key39('Q'), "pool": "nope"})), 404),
+        (Method::POST, "/api/v1/keys", Some(json!({"key": AOT_KEY, "pool": "aot"})), 409),
+        (Method::DELETE, "/api/v1/keys/ffffffffffff", None, 404),
+        (Method::PATCH, "/api/v1/clients/bob", Some(json!({"pools": ["nope"]})), 422),
+    ];
+    for (method, path, body, want) in refused {
+        let (st, v) = call(&s.proxy, method.clone(), path, body.clone()).await;
+        assert_eq!(st.as_u16(), *want, "{method} {path}: {v}");
+    }
+    // Unchanged text: applied, but no new version.
+    let shown = get(&s.proxy, "/api/v1/config").await["text"].as_str().unwrap().to_owned();
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": shown}))).await;
+    assert_eq!((st, &v["changed"], &v["version"]), (StatusCode::OK, &json!(false), &versions[0]["id"]), "{v}");
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
+    assert_eq!((st, &v["changed"]), (StatusCode::OK, &json!(false)), "{v}");
+    for n in 1..=2 {
+        s.proxy.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.proxy.stderr().matches("SIGHUP: configuration reloaded").count() < n {
+            assert!(Instant::now() < deadline, "SIGHUP {n} not handled:\n{}", s.proxy.stderr());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(on_disk(&s.proxy), text, "the file is untouched");
+    assert_eq!(get(&s.proxy, "/api/v1/config/versions").await, versions);
+    assert_eq!(get(&s.proxy, "/api/v1/audit").await, audit);
+    assert_eq!(generate_as(&s.proxy, TOKEN_BOB, "gemini-2.5-flash").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_in_every_layout_stay_out_of_config_answers_and_come_back_on_put() {
+    let s = setup_with(&["AIzaPlainKeyOfPoolDefault"], other_layouts).await;
+    let secrets = ["AIzaPlainKeyOfPoolDefault", AOT_KEY, TOKEN, TOKEN_BOB, ADMIN_TOKEN, JWT_SECRET];
+    let hidden = |what: &str, text: &str| {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    };
+    let shown = get(&s.proxy, "/api/v1/config").await["text"].as_str().unwrap().to_owned();
+    hidden("GET /config", &shown);
+    let first = get(&s.proxy, "/api/v1/config/versions").await[0]["id"].as_i64().unwrap();
+    hidden("the version", get(&s.proxy, &format!("/api/v1/config/versions/{first}")).await["text"].as_str().unwrap());
+
+    // The placeholders go back as the secrets they stand for.
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": format!("# edited\n{shown}")}))).await;
+    assert_eq!((st, &v["changed"]), (StatusCode::OK, &json!(true)), "{v}");
+    let text = on_disk(&s.proxy);
+    assert!(text.starts_with("# edited\n") && secrets.iter().all(|x| text.contains(x)), "{text}");
+    assert_eq!(generate_as(&s.proxy, TOKEN_BOB, "gemini-2.5-flash").await.status(), 200);
+    let version = v["version"].as_i64().unwrap();
+    hidden("the new version", get(&s.proxy, &format!("/api/v1/config/versions/{version}")).await["text"].as_str().unwrap());
+    // A diff that touches secret lines shows placeholders only.
+    let (st, v) = call(&s.proxy, Method::DELETE, &format!("/api/v1/keys/{}", key_fingerprint(&s.proxy, "aot-one").await), None).await;
+    assert_eq!(st, 200, "{v}");
+    let diff = get(&s.proxy, &format!("/api/v1/config/diff?from={first}")).await["diff"].as_str().unwrap().to_owned();
+    assert!(diff.contains("-key = \"redacted:key:"), "{diff}");
+    hidden("the diff", &diff);
 }
 
 #[tokio::test(flavor = "multi_thread")]

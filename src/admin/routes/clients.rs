@@ -6,6 +6,7 @@ use crate::admin::error::{ApiError, ApiResult, ErrorBody};
 use crate::admin::extract::{Body, PathParam};
 use crate::admin::AdminState;
 use crate::config::edit::ClientChanges;
+use crate::control::Change;
 use crate::limits::ClientUsage;
 use crate::secret::sha256;
 use axum::extract::State;
@@ -118,15 +119,6 @@ fn valid_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
-fn audit(s: &AdminState, actor: &Actor, action: &str, target: &str) {
-    let (db, actor, action, target) = (s.db.clone(), actor.label(), action.to_owned(), target.to_owned());
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = db.add_audit(&actor, &action, &target, &serde_json::json!({})) {
-            tracing::warn!(error = %e, "cannot record an audit entry");
-        }
-    });
-}
-
 /// Creates a client with a fresh token.
 #[utoipa::path(post, path = "/api/v1/clients", tag = "clients", security(("bearer" = [])), request_body = NewClient,
     responses((status = 201, body = CreatedClient), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -146,9 +138,8 @@ pub async fn create(
         Some(Some(l.models.clone())),
         [("rpm", Some(l.rpm.map(u64::from))), ("tpm", Some(l.tpm)), ("tpd", Some(l.tpd)), ("concurrency", Some(l.concurrency.map(u64::from)))],
     );
-    let ((), applied) =
-        s.manager.edit(&actor.label(), "clients.create", &format!("client {} created", req.name), |doc, _| doc.add_client(&req.name, &hash, &changes)).await?;
-    audit(&s, &actor, "clients.create", &req.name);
+    let change = Change::new("clients.create", &req.name, format!("client {} created", req.name));
+    let ((), applied) = s.manager.edit(&actor.label(), change, |doc, _| doc.add_client(&req.name, &hash, &changes)).await?;
     Ok((StatusCode::CREATED, Json(CreatedClient { name: req.name, token, version: applied.version })))
 }
 
@@ -161,11 +152,9 @@ pub struct Changed {
 #[utoipa::path(delete, path = "/api/v1/clients/{name}", tag = "clients", security(("bearer" = [])), params(("name" = String, Path, description = "client name")),
     responses((status = 200, body = Changed), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn revoke(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(name): PathParam<String>) -> ApiResult<Json<Changed>> {
-    let (found, applied) = s.manager.edit(&actor.label(), "clients.revoke", &format!("client {name} revoked"), |doc, _| Ok(doc.remove_client(&name))).await?;
-    if !found {
-        return Err(ApiError::not_found(format!("no client named {name:?}")));
-    }
-    audit(&s, &actor, "clients.revoke", &name);
+    // An unknown name fails the edit (404) before anything is written or recorded.
+    let change = Change::new("clients.revoke", &name, format!("client {name} revoked"));
+    let ((), applied) = s.manager.edit(&actor.label(), change, |doc, _| doc.remove_client(&name)).await?;
     Ok(Json(Changed { version: applied.version }))
 }
 
@@ -202,9 +191,8 @@ pub async fn update(
     Body(req): Body<ClientUpdate>,
 ) -> ApiResult<Json<Changed>> {
     let changes = changes(req.pools, req.models, [("rpm", req.rpm), ("tpm", req.tpm), ("tpd", req.tpd), ("concurrency", req.concurrency)]);
-    let ((), applied) =
-        s.manager.edit(&actor.label(), "clients.update", &format!("client {name} updated"), |doc, _| doc.update_client(&name, &changes)).await?;
-    audit(&s, &actor, "clients.update", &name);
+    let change = Change::new("clients.update", &name, format!("client {name} updated"));
+    let ((), applied) = s.manager.edit(&actor.label(), change, |doc, _| doc.update_client(&name, &changes)).await?;
     Ok(Json(Changed { version: applied.version }))
 }
 

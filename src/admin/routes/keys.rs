@@ -6,7 +6,8 @@ use crate::admin::auth::Actor;
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
 use crate::admin::extract::{Body, Params, PathParam};
 use crate::admin::AdminState;
-use crate::config::edit::NewKey;
+use crate::config::edit::{EditError, NewKey};
+use crate::control::Change;
 use crate::gateway::probe::{check_key, Verdict};
 use crate::pool::health::{Availability, KeyHealth, LastError, ModelView};
 use crate::pool::outcome::DisableReason;
@@ -218,23 +219,20 @@ async fn add_keys(s: &AdminState, actor: &Actor, pool: Option<String>, keys: Vec
     if dry_run || fresh.is_empty() {
         return Ok(Added { added, skipped, version: None });
     }
-    let target = pool.clone();
+    let change = Change::new("keys.add", pool.as_deref().unwrap_or("(first pool)"), format!("{} key(s) added", fresh.len()))
+        .with_detail(serde_json::json!({"added": added.iter().map(|k| &k.fingerprint).collect::<Vec<_>>()}));
     let ((), applied) = s
         .manager
-        .edit(&actor.label(), "keys.add", &format!("{} key(s) added", fresh.len()), |doc, env| {
-            // Checked again under the config lock, in case another change added some meanwhile.
-            let now_present: HashSet<String> = doc.pool_secrets(target.as_deref(), env)?.into_iter().collect();
-            fresh.retain(|k| !now_present.contains(&k.secret));
-            doc.add_keys(target.as_deref(), &fresh)
+        .edit(&actor.label(), change, |doc, env| {
+            // Checked again under the config lock, in case another change added one meanwhile:
+            // refused rather than skipped, so that the answer and the audit entry stay exact.
+            let now_present: HashSet<String> = doc.pool_secrets(pool.as_deref(), env)?.into_iter().collect();
+            if let Some(k) = fresh.iter().find(|k| now_present.contains(&k.secret)) {
+                return Err(EditError::KeyExists(Fingerprint::of(k.secret.as_bytes())));
+            }
+            doc.add_keys(pool.as_deref(), &fresh)
         })
         .await?;
-    audit(
-        s,
-        actor,
-        "keys.add",
-        pool.as_deref().unwrap_or("(first pool)"),
-        serde_json::json!({"added": added.iter().map(|k| &k.fingerprint).collect::<Vec<_>>()}),
-    );
     Ok(Added { added, skipped, version: applied.version })
 }
 
@@ -439,11 +437,9 @@ pub struct Deleted {
 pub async fn delete(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(fp): PathParam<String>) -> ApiResult<Json<Deleted>> {
     let (secret, h, name) = find(&s, &fp)?;
     let key = secret.fingerprint();
-    let (removed, applied) = s.manager.edit(&actor.label(), "keys.delete", &format!("key {name} deleted"), |doc, env| Ok(doc.remove_key(key, env))).await?;
-    if removed == 0 {
-        return Err(ApiError::conflict("this key comes from an environment variable the config names indirectly; edit the config to remove it"));
-    }
-    audit(&s, &actor, "keys.delete", &name, serde_json::json!({"fingerprint": h.fingerprint.to_string()}));
+    let change = Change::new("keys.delete", &name, format!("key {name} deleted")).with_detail(serde_json::json!({"fingerprint": h.fingerprint.to_string()}));
+    // A key the file does not hold (removed meanwhile) fails the edit: nothing is written.
+    let (removed, applied) = s.manager.edit(&actor.label(), change, |doc, env| doc.remove_key(key, env)).await?;
     Ok(Json(Deleted { removed, version: applied.version }))
 }
 
