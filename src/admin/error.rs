@@ -107,6 +107,7 @@ impl From<ApplyError> for ApiError {
                 retry_after: None,
             },
             ApplyError::ReadOnly(m) => ApiError::conflict(m),
+            e @ ApplyError::EditedOnDisk(_) => ApiError::conflict(e.to_string()),
             ApplyError::Io(m) => ApiError::internal(m),
             ApplyError::Edit(e) => match e {
                 EditError::NoSuchPool(_) | EditError::NoSuchClient(_) | EditError::NoSuchKey(_) => ApiError::not_found(e.to_string()),

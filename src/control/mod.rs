@@ -1,8 +1,7 @@
 //! The control plane's core, shared by the admin API and signals: applying a new configuration
-//! (validate completely, write atomically, swap the snapshot, record a version and one audit
-//! entry when the text changed), reloading from disk on SIGHUP, and keeping key state and
-//! resource ownership in the
-//! state store.
+//! (validate completely, refuse to overwrite a file edited behind its back, write atomically,
+//! swap the snapshot, record a version and one audit entry when the text changed), reloading
+//! from disk on SIGHUP, and keeping key state and resource ownership in the state store.
 
 pub mod bindings;
 pub mod key_sync;
@@ -15,6 +14,7 @@ use crate::gateway::{Runtime, Shared};
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +24,12 @@ pub enum ApplyError {
     Invalid(Vec<LocatedProblem>),
     #[error("{0}")]
     ReadOnly(String),
+    /// The file no longer holds what was last loaded or written: writing would lose the edit.
+    #[error(
+        "the config file {} was edited outside the API since it was loaded: reload it first (SIGHUP or POST /api/v1/config/reload), then repeat the change",
+        .0.display()
+    )]
+    EditedOnDisk(PathBuf),
     #[error("cannot write the configuration file: {0}")]
     Io(String),
     #[error(transparent)]
@@ -73,7 +79,8 @@ pub struct ConfigManager {
     shared: Arc<Shared>,
     db: Option<Arc<Store>>,
     metrics: Arc<Metrics>,
-    /// The running text. The lock also serialises changes: one at a time.
+    /// The running text, which is also what the file held when it was last loaded or written
+    /// (a rejected reload leaves both as they were). The lock also serialises changes.
     text: tokio::sync::Mutex<String>,
     /// Settings the process started with (some cannot change without a restart).
     boot: Arc<Settings>,
@@ -160,6 +167,7 @@ impl ConfigManager {
             _ => None,
         };
         if let (Some(path), true) = (path, changed) {
+            ensure_not_edited(path, current)?;
             write_atomically(path, &text).map_err(|e| ApplyError::Io(format!("{}: {e}", path.display())))?;
         }
         // New certificate files (or self-signed names) serve new handshakes at once.
@@ -232,6 +240,17 @@ impl ConfigManager {
     }
 }
 
+/// Refuses to write over a file that no longer holds `loaded` (what was last loaded from it
+/// or written to it): an operator's edit that was not reloaded yet would be lost.
+fn ensure_not_edited(path: &Path, loaded: &str) -> Result<(), ApplyError> {
+    match std::fs::read(path) {
+        Ok(on_disk) if crate::secret::sha256(&on_disk) == crate::secret::sha256(loaded.as_bytes()) => Ok(()),
+        Ok(_) => Err(ApplyError::EditedOnDisk(path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApplyError::EditedOnDisk(path.to_owned())),
+        Err(e) => Err(ApplyError::Io(format!("{}: {e}", path.display()))),
+    }
+}
+
 /// Settings that the running process cannot change in place.
 fn restart_needed(boot: &Settings, new: &Settings) -> Vec<String> {
     let mut out = Vec::new();
@@ -270,23 +289,91 @@ fn restart_needed(boot: &Settings, new: &Settings) -> Vec<String> {
 }
 
 /// Writes `text` to `path` so that readers see the old file or the new one, never a mix:
-/// temp file in the same directory, fsync, rename, fsync of the directory.
+/// temp file in the same directory, fsync, rename, fsync of the directory. A symbolic link is
+/// followed, so the file it points to is replaced and the link stays. The temp file is created
+/// with the file's permissions (0600 for a new file) before anything is written into it: these
+/// files hold secrets.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let path = match std::fs::canonicalize(path) {
+        Ok(real) => real,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(e),
+    };
     let dir: PathBuf = path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "config".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
+    let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+    let written = write_new(&tmp, text, mode).and_then(|()| std::fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    if let Ok(meta) = std::fs::metadata(path) {
-        // Keep the operator's permissions (the file holds secrets).
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
-    }
-    std::fs::rename(&tmp, path)?;
+    written?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Creates `tmp` afresh with `mode` and writes `text` into it, synced to disk.
+fn write_new(tmp: &Path, text: &str, mode: u32) -> std::io::Result<()> {
+    // Left over by a process that died mid-write (same pid after a restart): not ours to keep.
+    if let Err(e) = std::fs::remove_file(tmp) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+    // Exactly the original mode (the umask may have narrowed it), set while the file is empty.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_file_is_private_and_an_old_one_keeps_its_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new.toml");
+        write_atomically(&path, "a = 1\n").expect("write");
+        assert_eq!(mode(&path), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+        // A temp file left by a dead process with our pid does not stop the write.
+        std::fs::write(dir.path().join(format!(".new.toml.tmp-{}", std::process::id())), "stale").expect("stale");
+        write_atomically(&path, "a = 2\n").expect("write");
+        assert_eq!((std::fs::read_to_string(&path).expect("read").as_str(), mode(&path)), ("a = 2\n", 0o664));
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1, "no temp file left");
+    }
+
+    #[test]
+    fn a_symbolic_link_is_followed_not_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("etc")).expect("mkdir");
+        let real = dir.path().join("etc/proxy.toml");
+        std::fs::write(&real, "a = 1\n").expect("write");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let link = dir.path().join("proxy.toml");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        write_atomically(&link, "a = 2\n").expect("write");
+        assert!(std::fs::symlink_metadata(&link).expect("lstat").file_type().is_symlink());
+        assert_eq!((std::fs::read_to_string(&real).expect("read").as_str(), mode(&real)), ("a = 2\n", 0o640));
+    }
+
+    #[test]
+    fn a_file_changed_since_it_was_loaded_is_not_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, "a = 1\n").expect("write");
+        assert!(ensure_not_edited(&path, "a = 1\n").is_ok());
+        assert!(matches!(ensure_not_edited(&path, "a = 0\n"), Err(ApplyError::EditedOnDisk(_))));
+        std::fs::remove_file(&path).expect("rm");
+        assert!(matches!(ensure_not_edited(&path, "a = 1\n"), Err(ApplyError::EditedOnDisk(_))));
+    }
 }

@@ -676,3 +676,56 @@ async fn config_problems_never_quote_a_key() {
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success() && printed.contains("expected a sequence") && !printed.contains(typo), "{printed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_after_an_unreloaded_file_change_is_refused() {
+    let s = setup(&["AIzaA"]).await;
+    let versions = get(&s.proxy, "/api/v1/config/versions").await;
+    let operator = on_disk(&s.proxy).replace("probe_interval = \"1s\"", "probe_interval = \"2s\"");
+    std::fs::write(&s.proxy.config_path, &operator).unwrap();
+    let key = key39('K');
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/keys", Some(json!({"key": key}))).await;
+    assert_eq!(st, 409, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("edited outside the API"), "{v}");
+    let shown = get(&s.proxy, "/api/v1/config").await["text"].as_str().unwrap().to_owned();
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": shown.replace("threads = 2", "threads = 3")}))).await;
+    assert_eq!(st, 409, "{v}");
+    let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/bob", None).await;
+    assert_eq!(st, 409);
+    assert_eq!(on_disk(&s.proxy), operator, "the operator's edit is kept");
+    assert_eq!(get(&s.proxy, "/api/v1/config/versions").await, versions, "nothing recorded");
+
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
+    assert_eq!((st, &v["changed"]), (StatusCode::OK, &json!(true)), "{v}");
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/keys", Some(json!({"key": key}))).await;
+    assert_eq!(st, 201, "{v}");
+    let text = on_disk(&s.proxy);
+    assert!(text.contains("probe_interval = \"2s\"") && text.contains(&key), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlinked_config_is_written_through_the_link_with_its_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("real");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("gemini.toml");
+    std::fs::write(&real, "").unwrap();
+    // Group-writable: kept exactly, though the umask would narrow a new file's mode.
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o660)).unwrap();
+    std::os::unix::fs::symlink("real/gemini.toml", dir.path().join("proxy.toml")).unwrap();
+    // The harness writes the config to `proxy.toml`, through the link.
+    let p = Proxy::start_in(dir, addr, Some(&config(addr, &mock.base_url(), &["AIzaA"])), &[], &[]);
+    let key = key39('L');
+    let (st, v) = call(&p, Method::POST, "/api/v1/keys", Some(json!({"key": key}))).await;
+    assert_eq!(st, 201, "{v}");
+    let link = std::fs::symlink_metadata(&p.config_path).unwrap();
+    assert!(link.file_type().is_symlink(), "the link stays a link");
+    assert!(std::fs::read_to_string(&real).unwrap().contains(&key), "the real file is written");
+    assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o660);
+    let strays: Vec<_> = std::fs::read_dir(&real_dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "gemini.toml").collect();
+    assert!(strays.is_empty(), "temp files left: {strays:?}");
+    assert_eq!(get(&p, "/api/v1/keys").await["total"], 2);
+}
