@@ -18,6 +18,7 @@
 mod admin;
 mod conn;
 mod error;
+mod file_watch;
 mod flush;
 mod histogram;
 mod queries;

@@ -3,6 +3,7 @@
 //! bindings handed over since the last one.
 
 use super::error::StoreError;
+use super::file_watch::FileWatch;
 use super::flush::{self, PendingState, UsageFold};
 use super::retention::Pruner;
 use super::types::{PersistedBinding, PersistedKeyState, Retention, StoreHealth};
@@ -37,6 +38,9 @@ pub(crate) struct WriterState {
     unlogged: AtomicU64,
     /// Unix ms of the last successful commit; `i64::MIN` for never.
     last_flush_ms: AtomicI64,
+    /// The database file was deleted or replaced under the writer: commits still succeed, into
+    /// a file that is gone, so the store stays unwritable until a restart.
+    file_lost: AtomicBool,
 }
 
 impl WriterState {
@@ -48,6 +52,7 @@ impl WriterState {
             written: AtomicU64::new(0),
             unlogged: AtomicU64::new(0),
             last_flush_ms: AtomicI64::new(i64::MIN),
+            file_lost: AtomicBool::new(false),
         }
     }
 
@@ -65,9 +70,18 @@ impl WriterState {
 
     /// A commit succeeded; `requests` of them had their usage committed (and are now written).
     fn committed(&self, requests: u64) {
-        self.writable.store(true, Ordering::Relaxed);
+        self.writable.store(!self.file_lost.load(Ordering::Relaxed), Ordering::Relaxed);
         self.written.fetch_add(requests, Ordering::Relaxed);
         self.last_flush_ms.store(super::now_ms(), Ordering::Relaxed);
+    }
+
+    /// The file is gone: say so in `health()` (and so in /readyz) until the restart.
+    fn file_lost(&self, problem: String) {
+        if !self.file_lost.swap(true, Ordering::Relaxed) {
+            tracing::error!(problem = %problem, "state database file lost");
+        }
+        self.writable.store(false, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(problem);
     }
 
     fn note_error(&self, e: &StoreError) {
@@ -254,6 +268,7 @@ pub(crate) fn start(
     let (tx, rx) = sync_channel(queue);
     let durable = Arc::new(Mutex::new(PendingState::default()));
     let flush = Arc::new(FlushSync { state: Mutex::new(FlushState { completed_ok: true, ..FlushState::default() }), done: Condvar::new() });
+    let watch = FileWatch::new(&path);
     let writer = Writer {
         conn,
         path,
@@ -266,6 +281,7 @@ pub(crate) fn start(
         cap: queue,
         rows: RowBudget::new(retention.request_log_ok_per_second),
         pruner: Pruner::new(retention),
+        watch,
     };
     let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || writer.run()).map_err(StoreError::Spawn)?;
     let thread = handle.thread().clone();
@@ -294,6 +310,7 @@ struct Writer {
     cap: usize,
     rows: RowBudget,
     pruner: Pruner,
+    watch: FileWatch,
 }
 
 /// Which requests get a request-log row: every error and retried request, and successful ones
@@ -394,6 +411,9 @@ impl Writer {
             // that committed leaves them for the next pass, which reaches the end of the queue.
             if drained != Drained::Full || !ok {
                 self.flush.complete(ticket, ok);
+            }
+            if let Some(problem) = self.watch.lost(Instant::now()) {
+                self.state.file_lost(problem);
             }
             if ok {
                 if let Err(e) = self.pruner.tick(&mut self.conn, &self.path, Instant::now(), super::now_ms()) {

@@ -403,6 +403,28 @@ async fn readyz_is_503_without_a_usable_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn readyz_is_503_once_the_state_database_file_is_deleted() {
+    let s = setup(&["AIzaA"]).await;
+    let (st, v) = call(&s.proxy, Method::GET, "/readyz", None).await;
+    assert_eq!(st, 200, "{v}");
+    // SQLite writes on into the deleted file without an error; the proxy must notice itself.
+    std::fs::remove_file(s.proxy.state_db()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let v = loop {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200, "serving goes on");
+        let (st, v) = call(&s.proxy, Method::GET, "/readyz", None).await;
+        if st == 503 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the deleted database went unnoticed: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(v["store_writable"], false, "{v}");
+    assert!(v["store_error"].as_str().unwrap().contains("deleted"), "{v}");
+    assert!(s.proxy.stderr().contains("state database file lost"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn disabled_keys_stay_disabled_and_cooldowns_survive_a_restart() {
     let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
     let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
