@@ -290,6 +290,9 @@ async fn client_routes_create_use_update_revoke() {
     assert_eq!(st, 409);
     let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"pools": ["nope"]}))).await;
     assert_eq!(st, 422, "a client cannot name a missing pool");
+    let (st, v) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"rmp": 100}))).await;
+    assert_eq!(st, 422, "a typo is refused, not taken as an empty change: {v}");
+    assert!(v.to_string().contains("rmp"), "{v}");
     let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"pools": ["default"], "rpm": 100}))).await;
     assert_eq!(st, 200);
     let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;

@@ -158,8 +158,10 @@ pub async fn revoke(State(s): State<AdminState>, Extension(actor): Extension<Act
     Ok(Json(Changed { version: applied.version }))
 }
 
-/// Fields to change: absent leaves a field as it is, `null` removes it (no limit).
+/// Fields to change: absent leaves a field as it is, `null` removes it (no limit). An unknown
+/// field is refused: a typo (`rmp`) must not answer 200 and change nothing.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClientUpdate {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>)]

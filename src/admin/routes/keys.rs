@@ -156,6 +156,7 @@ pub async fn list(State(s): State<AdminState>, Params(q): Params<ListQuery>) -> 
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AddKey {
     /// Pool to add to (the first pool when absent).
     pub pool: Option<String>,
@@ -252,6 +253,7 @@ pub async fn add(State(s): State<AdminState>, Extension(actor): Extension<Actor>
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Import {
     pub pool: Option<String>,
     /// Any text: every Gemini API key in it (`AIza` followed by 35 characters) is taken.
@@ -317,6 +319,7 @@ fn find(s: &AdminState, fp: &str) -> ApiResult<(Secret, Arc<KeyHealth>, String)>
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ValidateKeys {
     /// Fingerprints to check; every key when empty or absent.
     #[serde(default)]
