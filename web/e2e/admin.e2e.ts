@@ -1,9 +1,10 @@
 // End-to-end: the admin UI as embedded in the real gemini-proxy binary, in headless Chromium,
 // against the mock Gemini. The scenarios run in order and build on each other.
 
+import { writeFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import type { Page } from 'playwright-core'
-import { ADMIN_PASSWORD, ADMIN_TOKEN, CLIENT_TOKEN, INITIAL_KEYS, TLS_NAMES, fingerprint, geminiKey, shot, startWorld, stopWorld, type World } from './harness'
+import type { Page, Route } from 'playwright-core'
+import { ADMIN_PASSWORD, ADMIN_TOKEN, CLIENT_TOKEN, INITIAL_KEYS, TLS_NAMES, fingerprint, geminiKey, shot, startExtraProxy, startWorld, stopWorld, type World } from './harness'
 
 let w: World
 let page: Page
@@ -54,6 +55,27 @@ async function login(p: Page, password = ADMIN_PASSWORD): Promise<void> {
   await p.click('[data-test=login-submit]')
 }
 
+/** The data-test of the focused element. */
+const focused = (p: Page = page) => p.evaluate(() => document.activeElement?.getAttribute('data-test') ?? document.activeElement?.tagName ?? null)
+
+/** The keys the API reports as disabled, by fingerprint. */
+async function disabledKeys(): Promise<string[]> {
+  const list = await w.proxy.api<{ keys: { fingerprint: string; state: string }[] }>('GET', '/api/v1/keys')
+  return list.keys.filter((k) => k.state === 'disabled').map((k) => k.fingerprint)
+}
+
+/** Runs a bulk action from the "Selected" menu; returns the question asked first. */
+async function bulkAction(op: 'enable' | 'disable' | 'reset', confirmLabel: string): Promise<string> {
+  await page.click('[data-test=bulk-actions]')
+  await page.locator(`[data-test=bulk-${op}]`).click()
+  const box = page.locator('.el-message-box')
+  await box.waitFor()
+  const question = (await box.textContent()) ?? ''
+  await box.locator('button', { hasText: confirmLabel }).click()
+  await box.waitFor({ state: 'hidden' })
+  return question
+}
+
 describe('admin UI, embedded in gemini-proxy', () => {
   it('is served with the right caching, beside the API that keeps its own answers', async () => {
     const base = w.proxy.admin
@@ -99,6 +121,46 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await nav('dashboard')
     await page.locator('[data-test=stat-rps]').waitFor()
     await shot(w, '03-dashboard-empty')
+  })
+
+  it('says when a page cannot be loaded because the proxy is unreachable, and stays where it was', async () => {
+    // As when the proxy is down: the request log's code and the health check cannot be fetched.
+    const refuse = (r: Route) => r.abort('connectionrefused')
+    await page.route(/\/assets\/RequestsView-[^/]+$/, refuse)
+    await page.route(/\/healthz$/, refuse)
+    try {
+      await page.click('[data-test=nav-requests]')
+      await toast('error', 'Cannot open Request log: cannot reach the proxy')
+      expect(new URL(page.url()).pathname).toBe('/dashboard')
+      expect(await page.textContent('h1')).toBe('Dashboard')
+      expect(await page.getAttribute('[data-test=nav-dashboard]', 'aria-current')).toBe('page')
+      expect(await page.getAttribute('[data-test=nav-requests]', 'aria-current')).toBeNull()
+      await shot(w, '03b-page-unreachable')
+    } finally {
+      await page.unrouteAll()
+    }
+    // A fresh document: the browser remembers failed module loads for the page's lifetime.
+    await page.reload()
+    await page.locator('[data-test=stat-rps]').waitFor()
+  })
+
+  it('can be driven from the keyboard: Tab reaches the menu, Enter opens a page', async () => {
+    await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur())
+    let seen: string | null = null
+    for (let i = 0; i < 15 && seen !== 'nav-keys'; i++) {
+      await page.keyboard.press('Tab')
+      seen = await focused()
+    }
+    expect(seen).toBe('nav-keys')
+    await page.keyboard.press('Enter')
+    await page.waitForURL(/\/keys$/)
+    expect(await page.getAttribute('[data-test=nav-keys]', 'aria-current')).toBe('page')
+    // Controls known by a placeholder only have names of their own.
+    expect(await page.getAttribute(field('keys-search'), 'aria-label')).toBe('Search keys by name or fingerprint')
+    expect(await page.getAttribute('[data-test=keys-state-filter] input', 'aria-label')).toBe('Filter by state')
+    await expect.poll(() => page.locator('[data-test=keys-table] .el-table__row').count()).toBe(2)
+    expect(await page.locator(`[data-test=select-${fingerprint(INITIAL_KEYS[0]!)}]`).getAttribute('aria-label')).toMatch(/^Select key-/)
+    await nav('dashboard')
   })
 
   it('imports keys in bulk: the preview shows what is added and skipped, then the table has them', async () => {
@@ -162,10 +224,68 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await page.locator('[data-test=keys-table] .el-table__header .el-checkbox').click()
   })
 
+  it('acts in bulk only on the selected keys that are shown, after saying what it will do', async () => {
+    const shown = fingerprint(NEW_KEYS[1]!)
+    await page.locator('[data-test=select-shown]').click()
+    await expect.poll(() => page.textContent('[data-test=validate-selected]')).toContain('Validate (4)')
+    // A search hides three keys: they leave the selection, the header box stays honest.
+    await page.fill(field('keys-search'), shown)
+    await expect.poll(() => page.locator('[data-test=keys-table] .el-table__row').count()).toBe(1)
+    await expect.poll(() => page.textContent('[data-test=validate-selected]')).toContain('Validate (1)')
+    expect(await page.textContent('[data-test=keys-selected]')).toContain('1 selected')
+    const question = await bulkAction('disable', 'Disable')
+    expect(question).toContain('Disable 1 key')
+    expect(question).toContain('Disable the selected key?')
+    const dialog = page.locator('[data-test=batch-dialog]')
+    await expect.poll(() => dialog.locator('[data-test=batch-summary]').textContent(), { timeout: 15_000 }).toContain('Done: 1 key(s), 0 failed.')
+    await page.click('[data-test=batch-close]')
+    expect(await disabledKeys()).toEqual([shown])
+    await shot(w, '07b-keys-bulk-disabled')
+
+    // All four shown and selected: "enable" skips the three that are not disabled, and says so.
+    await page.fill(field('keys-search'), '')
+    await expect.poll(() => page.locator('[data-test=keys-table] .el-table__row').count()).toBe(4)
+    await expect.poll(() => page.textContent('[data-test=validate-selected]')).toContain('Validate (1)')
+    await page.locator('[data-test=select-shown]').click()
+    await expect.poll(() => page.textContent('[data-test=validate-selected]')).toContain('Validate (4)')
+    const again = await bulkAction('enable', 'Enable')
+    expect(again).toContain('Enable 1 key')
+    expect(again).toContain('3 selected keys are not disabled and stay as they are.')
+    await expect.poll(() => dialog.locator('[data-test=batch-summary]').textContent(), { timeout: 15_000 }).toContain('Done: 1 key(s), 0 failed.')
+    await page.click('[data-test=batch-close]')
+    expect(await disabledKeys()).toEqual([])
+    await page.locator('[data-test=select-shown]').click()
+    await expect.poll(() => page.locator('[data-test=keys-selected]').count()).toBe(0)
+  })
+
+  it('checks a new key and its name before sending them, like the proxy would', async () => {
+    await page.click('[data-test=add-key]')
+    const dialog = page.locator('[data-test=add-key-dialog]')
+    try {
+      await page.fill(field('add-key-key'), 'hello')
+      await page.fill(field('add-key-name'), 'new key')
+      await page.click('[data-test=add-key-submit]')
+      await expect.poll(() => dialog.textContent()).toContain('A Gemini API key is AIza followed by 35')
+      await expect.poll(() => dialog.textContent()).toContain("1-64 letters, digits, '-', '_', '.' or '@'.")
+      await shot(w, '07c-add-key-invalid')
+    } finally {
+      await dialog.locator('button', { hasText: 'Cancel' }).click()
+      await dialog.waitFor({ state: 'hidden' })
+    }
+    expect((await w.proxy.api<{ total: number }>('GET', '/api/v1/keys')).total).toBe(4)
+  })
+
   it('creates a client whose token, shown once, works through the proxy; revoking it stops it', async () => {
     await nav('clients')
     await page.locator('[data-test=client-row-alice]').waitFor()
     await page.click('[data-test=create-client]')
+    // Pools are picked from the configured ones: a new name cannot be made up here.
+    await page.click('[data-test=client-pools]')
+    await page.keyboard.type('nosuchpool')
+    await page.keyboard.press('Enter')
+    await expect.poll(() => page.locator('.el-select-dropdown:visible').textContent()).toContain('No such pool')
+    expect(await page.locator('[data-test=client-pools] .el-tag').count()).toBe(0)
+    await page.locator('[data-test=client-pools] input').fill('')
     await page.fill(field('client-name'), 'e2e-app')
     await page.fill(field('client-rpm'), '100')
     await page.click('[data-test=client-submit]')
@@ -173,9 +293,15 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await tokenInput.waitFor()
     const token = await tokenInput.inputValue()
     expect(token).toMatch(/^gp-/)
+    await toast('success', 'Client e2e-app created')
+    // Shown once: Escape does not close it, only "I have stored it" does.
+    await page.keyboard.press('Escape')
+    await page.waitForTimeout(300)
+    expect(await page.locator('[data-test=token-dialog]').isVisible()).toBe(true)
+    expect(await page.locator('[data-test=token-dialog] .el-dialog__headerbtn').count()).toBe(0)
     await shot(w, '08-client-token')
     await page.click('[data-test=token-close]')
-    await toast('success', 'Client e2e-app created')
+    await page.locator('[data-test=token-dialog]').waitFor({ state: 'hidden' })
 
     expect(await w.proxy.generate(token)).toBe(200)
     expect(await w.proxy.generate(token)).toBe(200)
@@ -307,6 +433,47 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await closeToasts()
   })
 
+  it('validates the config as it is typed, marking problems, and lists those that have no line', async () => {
+    await page.click('.el-tabs__item:has-text("Editor")')
+    const editor = page.locator('.cm-content')
+    await editor.click()
+    await page.keyboard.press('Control+End')
+    await page.keyboard.type('\nbogus_setting = [')
+    // No button pressed: the check runs by itself shortly after the typing stops.
+    const problems = page.locator('[data-test=problems]')
+    await problems.waitFor({ timeout: 10_000 })
+    await expect.poll(() => page.locator('[data-test=checking]').count()).toBe(0)
+    expect(await problems.textContent()).toMatch(/\d+ problem\(s\)/)
+    await page.locator('.cm-gutter-lint .cm-lint-marker-error').first().waitFor()
+    await shot(w, '15b-config-live-problem')
+    // A reference to a secret the proxy does not hold has no line: it is listed all the same.
+    await page.keyboard.press('Shift+Home')
+    await page.keyboard.type('[[pools]]\nname = "e2e-extra"\nkeys = ["redacted:key:000000000000"]')
+    await page.locator('[data-test=problem-none]').waitFor({ timeout: 10_000 })
+    expect(await problems.textContent()).toContain('000000000000')
+    await page.click('[data-test=config-revert]')
+    await problems.waitFor({ state: 'detached' })
+  })
+
+  it('says the file on disk is not valid when reloading it, apart from the editor', async () => {
+    const original = w.proxy.configText()
+    writeFileSync(w.proxy.configPath, `${original}\n[key_health]\nbreaker_threshold = 5\n`)
+    try {
+      await page.click('[data-test=config-reload]')
+      await page.locator('.el-message-box button', { hasText: 'Reload file' }).click()
+      // The reason, not just a count of problems.
+      await toast('error', /Cannot reload the file: .*(table|key_health|duplicate).*\(422\)/i)
+      const disk = page.locator('[data-test=disk-problems]')
+      await disk.waitFor()
+      expect(await disk.textContent()).toContain(w.proxy.configPath)
+      expect(await page.locator('[data-test=problems]').count()).toBe(0)
+      await shot(w, '15c-config-disk-invalid')
+    } finally {
+      writeFileSync(w.proxy.configPath, original)
+    }
+    await closeToasts()
+  })
+
   it('shows the request log with filters, and one request with its attempts', async () => {
     const rows = await w.proxy.api<{ id: number; status: number; attempts: { outcome: string }[] }[]>('GET', '/api/v1/requests?limit=100')
     const retried = rows.find((r) => r.attempts.length > 1 && r.attempts.some((a) => a.outcome === 'rate_limited'))
@@ -327,8 +494,18 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await drawer.locator('[data-outcome=rate_limited]').waitFor()
     await drawer.locator('[data-outcome=ok]').waitFor()
     expect(await drawer.textContent()).toContain(`Request #${retried!.id}`)
+    // Outcomes are words, not log tokens.
+    expect(await drawer.locator('[data-outcome=rate_limited]').first().textContent()).toBe('rate limited')
     await shot(w, '17-request-detail')
     await page.keyboard.press('Escape')
+    await drawer.waitFor({ state: 'hidden' })
+    // From the keyboard: the row's time is a button that opens it.
+    const first = page.locator('[data-test=requests-table] button[data-test^=open-]').first()
+    await first.focus()
+    await page.keyboard.press('Enter')
+    await drawer.locator('[data-test=attempts-table]').waitFor()
+    await page.keyboard.press('Escape')
+    await drawer.waitFor({ state: 'hidden' })
   })
 
   it('shows traffic on the dashboard', async () => {
@@ -337,9 +514,18 @@ describe('admin UI, embedded in gemini-proxy', () => {
     expect(await page.textContent('[data-test=top-models]')).toContain('gemini-2.5-flash')
     const counts = await Promise.all(['healthy', 'cooling', 'broken', 'disabled'].map(async (s) => Number(await page.textContent(`[data-test=count-${s}] .value`))))
     expect(counts.reduce((a, b) => a + b, 0)).toBe(4)
+    expect(await page.getAttribute('[data-test=range]', 'aria-label')).toBe('Time range')
+    // The 7-day range refreshes every 2 minutes, an interval the select offers by name.
+    await page.locator('[data-test=range] label', { hasText: '7 days' }).click()
+    await expect.poll(() => page.textContent('[data-test=auto-refresh]')).toContain('Every 2 min')
     await page.locator('[data-test=range] label', { hasText: '15 min' }).click()
     await page.waitForTimeout(500)
     await shot(w, '18-dashboard')
+    // A key-count card opens the filtered keys from the keyboard too.
+    await page.locator('[data-test=count-healthy]').focus()
+    await page.keyboard.press('Enter')
+    await page.waitForURL(/\/keys$/)
+    await expect.poll(() => page.textContent('[data-test=keys-state-filter]')).toContain('Healthy')
   })
 
   it('lists the certificates the TLS listener serves', async () => {
@@ -389,6 +575,56 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await phone.click('[data-test=dark-toggle]')
     expect(await phone.evaluate(() => document.documentElement.classList.contains('dark'))).toBe(false)
     await ctx.close()
+  })
+
+  it('asks for the password again when the session ends, keeping unsaved config edits', async () => {
+    // A proxy whose sessions last seconds; a tab of its own.
+    const ttl = 5
+    const short = await startExtraProxy(w, `session_ttl = "${ttl}s"`)
+    const ctx = await w.browser.newContext({ viewport: { width: 1400, height: 900 }, locale: 'en-US' })
+    const p = await ctx.newPage()
+    p.on('pageerror', (e) => w.problems.push(`session pageerror: ${e.message}`))
+    try {
+      await p.goto(`${short.admin}/config`)
+      await login(p)
+      await p.waitForURL((u) => u.pathname === '/config')
+      const stored = await p.evaluate(() => sessionStorage.getItem('gp.token'))
+      const endsAt = Date.parse((JSON.parse(stored!) as { expiresAt: string }).expiresAt)
+      const editor = p.locator('.cm-content')
+      await expect.poll(() => editor.textContent(), { timeout: 10_000 }).toContain('[server]')
+      await editor.click()
+      await p.keyboard.press('Control+End')
+      await p.keyboard.type('\n# unsaved e2e edit')
+      await p.locator('[data-test=dirty]').waitFor()
+      // Past the session's end, the next call is refused: a dialog asks for the password.
+      await p.waitForTimeout(Math.max(0, endsAt + 300 - Date.now()))
+      await p.click('[data-test=config-validate]')
+      const dialog = p.locator('[data-test=relogin-dialog]')
+      await dialog.waitFor()
+      expect(await dialog.textContent()).toContain('Your session has ended')
+      expect(new URL(p.url()).pathname).toBe('/config')
+      expect(await editor.textContent()).toContain('# unsaved e2e edit')
+      // Escape does not dismiss it (that left the app stuck half logged out).
+      await p.keyboard.press('Escape')
+      await p.waitForTimeout(300)
+      expect(await dialog.isVisible()).toBe(true)
+      await shot(w, '24-session-ended', p)
+      await p.fill('[data-test=relogin-dialog] input[data-test=password]', ADMIN_PASSWORD)
+      await p.click('[data-test=relogin-dialog] [data-test=login-submit]')
+      await dialog.waitFor({ state: 'hidden' })
+      expect(await editor.textContent()).toContain('# unsaved e2e edit')
+      // The session-ended toast went with the dialog; the action works again.
+      await expect.poll(() => p.locator('.el-message--error').count()).toBe(0)
+      await p.click('[data-test=config-validate]')
+      await p.locator('[data-test=valid]').waitFor()
+      await shot(w, '25-session-resumed', p)
+    } catch (e) {
+      await shot(w, 'failed-session-tab', p).catch(() => {})
+      throw e
+    } finally {
+      await ctx.close()
+      await short.stop()
+    }
   })
 
   it('logs out: the session ends on the server too', async () => {

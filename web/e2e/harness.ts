@@ -140,7 +140,8 @@ export class Proxy {
     return `http://127.0.0.1:${this.port}`
   }
 
-  async start(bin: string, upstream: string): Promise<void> {
+  /** `adminExtra`: more `[admin]` settings (a short `session_ttl` for the session test). */
+  async start(bin: string, upstream: string, adminExtra = ''): Promise<void> {
     this.dir = mkdtempSync(join(tmpdir(), 'gp-ui-e2e-'))
     this.port = await freePort()
     this.adminPort = await freePort()
@@ -180,6 +181,7 @@ names = ["${TLS_NAMES.join('", "')}"]
 listen = "127.0.0.1:${this.adminPort}"
 token = "${ADMIN_TOKEN}"
 password_hash = '${hash.stdout.trim()}'
+${adminExtra}
 `,
     )
     mkdirSync(join(this.dir, 'data'))
@@ -244,6 +246,7 @@ export async function launchBrowser(): Promise<Browser> {
 }
 
 export interface World {
+  bins: { proxy: string; mock: string }
   mock: Mock
   proxy: Proxy
   browser: Browser
@@ -281,7 +284,19 @@ export async function startWorld(): Promise<World> {
     // those itself (and the certificates probe expects a 404 while TLS is off).
     if (m.type() === 'error' && !/^Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`)
   })
-  return { mock, proxy, browser, context, page, shots, problems }
+  return { bins, mock, proxy, browser, context, page, shots, problems }
+}
+
+/** A second proxy beside the world's (same mock upstream), e.g. with other admin settings. */
+export async function startExtraProxy(w: World, adminExtra: string): Promise<Proxy> {
+  const proxy = new Proxy()
+  try {
+    await proxy.start(w.bins.proxy, w.mock.base, adminExtra)
+  } catch (e) {
+    await proxy.stop().catch(() => {})
+    throw new Error(`${(e as Error).message}\n--- proxy output ---\n${proxy.out?.text ?? ''}`)
+  }
+  return proxy
 }
 
 export async function stopWorld(w: World | undefined): Promise<void> {

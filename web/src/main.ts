@@ -12,8 +12,7 @@ const app = createApp(App)
 app.use(createPinia())
 app.use(i18n)
 app.use(router)
-connectApi(() => {
-  const current = router.currentRoute.value
-  if (current.name !== 'login') void router.push({ name: 'login', query: { redirect: current.fullPath } })
-})
+// A 401 does not navigate: the layout asks for the password over the page (ReloginDialog), so
+// unsaved work stays where it is.
+connectApi()
 app.mount('#app')

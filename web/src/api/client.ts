@@ -41,7 +41,8 @@ export interface RequestOptions {
 
 interface ApiHooks {
   token: () => string | null
-  onUnauthorized: () => void
+  /** A call sent with `token` (null: none) was answered 401. */
+  onUnauthorized: (token: string | null) => void
 }
 
 const hooks: ApiHooks = { token: () => null, onUnauthorized: () => {} }
@@ -107,7 +108,7 @@ export async function request<T>(method: string, path: string, opts: RequestOpti
       problems: err?.problems,
       retryAfter: parseRetryAfter(res.headers.get('retry-after')),
     })
-    if (res.status === 401 && !opts.expect401) hooks.onUnauthorized()
+    if (res.status === 401 && !opts.expect401) hooks.onUnauthorized(token)
     throw e
   }
   return data as T

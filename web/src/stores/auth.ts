@@ -1,6 +1,10 @@
 // Who is logged in: one credential, an expiring session token (from the password or from a
 // pasted admin token traded for a session), sent as `Authorization: Bearer`. Kept in sessionStorage (this tab), or in
 // localStorage when "remember me" is ticked.
+//
+// When a call is answered 401 (the session expired, or the proxy restarted and forgot it), the
+// store says so (`ended`) instead of sending the user away: the layout then asks for the
+// password in a dialog over the page, so nothing typed on the page is lost.
 
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
@@ -15,7 +19,9 @@ interface Stored {
   expiresAt: string | null
 }
 
-function load(): Stored | null {
+/** The stored credential, if any; `expired` when one was found but its session is over. */
+function load(): { stored: Stored | null; expired: boolean } {
+  let expired = false
   for (const s of [sessionStorage, localStorage]) {
     try {
       const raw = s.getItem(TOKEN_KEY)
@@ -23,15 +29,25 @@ function load(): Stored | null {
         const v = JSON.parse(raw) as Stored
         if (v.expiresAt && Date.parse(v.expiresAt) <= Date.now()) {
           s.removeItem(TOKEN_KEY)
+          expired = true
           continue
         }
-        if (typeof v.token === 'string' && v.token) return v
+        if (typeof v.token === 'string' && v.token) return { stored: v, expired: false }
       }
     } catch {
       // unreadable: ignore
     }
   }
-  return null
+  return { stored: null, expired }
+}
+
+function readable(s: Storage): string | null {
+  try {
+    const raw = s.getItem(TOKEN_KEY)
+    return raw ? ((JSON.parse(raw) as Stored).token ?? null) : null
+  } catch {
+    return null
+  }
 }
 
 function clearStored(): void {
@@ -45,12 +61,16 @@ function clearStored(): void {
 }
 
 export const useAuthStore = defineStore('auth', () => {
-  const initial = load()
+  const { stored: initial, expired: storedExpired } = load()
   const token = ref<string | null>(initial?.token ?? null)
   const kind = ref<string | null>(initial?.kind ?? null)
   const expiresAt = ref<string | null>(initial?.expiresAt ?? null)
-  /** Why the user was sent to the login page (an expired session). */
-  const notice = ref<string | null>(null)
+  /** Why the user is asked to log in (an expired session), for the login page. */
+  const notice = ref<string | null>(storedExpired ? 'session-expired' : null)
+  /** The session ended while the app was open: log in again without leaving the page. */
+  const ended = ref(false)
+  /** Where the last credential was kept, so that logging in again keeps it there. */
+  const remembered = ref(initial !== null && readable(localStorage) === initial.token)
   const loggedIn = computed(() => token.value !== null)
 
   function keep(v: Stored, remember: boolean) {
@@ -59,6 +79,8 @@ export const useAuthStore = defineStore('auth', () => {
     kind.value = v.kind
     expiresAt.value = v.expiresAt
     notice.value = null
+    ended.value = false
+    remembered.value = remember
     try {
       ;(remember ? localStorage : sessionStorage).setItem(TOKEN_KEY, JSON.stringify(v))
     } catch {
@@ -96,6 +118,7 @@ export const useAuthStore = defineStore('auth', () => {
       if (token.value && kind.value === 'session') await api.post<void>('/api/v1/auth/logout', undefined, { expect401: true, timeoutMs: 5000 })
     } finally {
       forget()
+      ended.value = false
     }
   }
 
@@ -104,18 +127,23 @@ export const useAuthStore = defineStore('auth', () => {
     if (token.value === null) return
     forget()
     notice.value = message
+    ended.value = true
   }
 
-  return { token, kind, expiresAt, notice, loggedIn, login, loginWithToken, logout, expired, forget }
+  return { token, kind, expiresAt, notice, ended, remembered, loggedIn, login, loginWithToken, logout, expired, forget }
 })
 
-/** Wires the API client to the auth store; `onExpired` runs after a 401 (go to the login). */
-export function connectApi(onExpired: () => void): void {
+/**
+ * Wires the API client to the auth store. A 401 to a call sent with the current credential
+ * ends the session (`ended`), then `onExpired` runs. A late 401 to a call sent with an older
+ * credential (before logging in again) changes nothing.
+ */
+export function connectApi(onExpired: () => void = () => {}): void {
   const auth = useAuthStore()
   configureApi({
     token: () => auth.token,
-    onUnauthorized: () => {
-      if (auth.token === null) return
+    onUnauthorized: (used) => {
+      if (used === null || used !== auth.token) return
       auth.expired('session-expired')
       onExpired()
     },

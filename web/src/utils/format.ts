@@ -28,8 +28,8 @@ export function pct(r: number | null | undefined, digits = 1): string {
 }
 
 /**
- * Seconds left, as a countdown: "45s", "4:05", "1:02:03", "2d 03h".
- * Zero or less gives "0s".
+ * Seconds left, as a countdown: "45s", "4:05", then "15 h 38 min" and "2 d 3 h" (an hour or
+ * more as "15:38:03" would read like a time of day). Zero or less gives "0s".
  */
 export function countdown(seconds: number): string {
   const s = Math.max(0, Math.ceil(seconds))
@@ -38,10 +38,20 @@ export function countdown(seconds: number): string {
   const h = Math.floor((s % 86_400) / 3600)
   const m = Math.floor((s % 3600) / 60)
   const sec = s % 60
-  const two = (x: number) => String(x).padStart(2, '0')
-  if (d > 0) return `${d}d ${two(h)}h`
-  if (h > 0) return `${h}:${two(m)}:${two(sec)}`
-  return `${m}:${two(sec)}`
+  if (d > 0) return h > 0 ? `${d} d ${h} h` : `${d} d`
+  if (h > 0) return m > 0 ? `${h} h ${m} min` : `${h} h`
+  return `${m}:${String(sec).padStart(2, '0')}`
+}
+
+/**
+ * A chart axis tick: as many digits as the value has, up to 4 significant ones, so that the
+ * ticks 0.005, 0.01, 0.015 stay apart (two fixed decimals made them 0.01, 0.01, 0.02).
+ */
+export function axisNumber(v: number): string {
+  if (!Number.isFinite(v)) return ''
+  if (v === 0) return '0'
+  if (Math.abs(v) >= 100) return String(Math.round(v))
+  return String(Number(v.toPrecision(4)))
 }
 
 /** A date-time in the UI's language: "2026-11-26 15:46:00" style. */

@@ -259,7 +259,8 @@ describe('KeysView', () => {
     await settle()
     const cell = wrapper.find('[data-test="model-000000000000-gemini-2.5-flash"]')
     expect(cell.text()).toContain('Cooling')
-    expect(cell.find('[data-test=countdown]').text()).toMatch(/^1:(29|30|31)$/)
+    // 90 s from when the list was made; mounting on a busy machine can take a few seconds.
+    expect(cell.find('[data-test=countdown]').text()).toMatch(/^1:(2\d|30)$/)
     expect(wrapper.find('[data-test=keys-counts]').text()).toContain('7 keys: 6 healthy, 1 cooling')
 
     for (const box of wrapper.findAll('.el-table__body input[type=checkbox]')) await box.setValue(true)

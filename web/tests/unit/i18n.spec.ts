@@ -7,8 +7,9 @@ function keys(o: object, prefix = ''): string[] {
   return Object.entries(o).flatMap(([k, v]) => (v && typeof v === 'object' ? keys(v, `${prefix}${k}.`) : [`${prefix}${k}`]))
 }
 
+/** The parameters a message uses (plural forms repeat them; Chinese needs only one form). */
 function params(s: string): string[] {
-  return [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!).sort()
+  return [...new Set([...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!))].sort()
 }
 
 describe('i18n', () => {

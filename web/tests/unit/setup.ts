@@ -29,6 +29,12 @@ if (!('ResizeObserver' in window)) {
 
 window.scrollTo = () => {}
 
+// CodeMirror measures text through ranges, which jsdom does not lay out.
+if (!Range.prototype.getClientRects) {
+  Range.prototype.getClientRects = () => ({ length: 0, item: () => null, [Symbol.iterator]: [][Symbol.iterator] }) as unknown as DOMRectList
+  Range.prototype.getBoundingClientRect = () => ({ x: 0, y: 0, width: 0, height: 0, top: 0, left: 0, right: 0, bottom: 0, toJSON: () => ({}) }) as DOMRect
+}
+
 afterEach(() => {
   localStorage.clear()
   sessionStorage.clear()

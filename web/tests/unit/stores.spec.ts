@@ -80,7 +80,7 @@ describe('auth store', () => {
     expect(sessionStorage.getItem('gp.token')).toBeNull()
   })
 
-  it('sends the user to the login page when a call answers 401', async () => {
+  it('says the session ended when a call answers 401, and clears that on logging in again', async () => {
     fakeApi({ 'POST /api/v1/auth/login': { body: session }, 'GET /api/v1/keys': { status: 401, body: { error: { code: 401, status: 'UNAUTHENTICATED', message: 'x' } } } })
     const expired = vi.fn()
     connectApi(expired)
@@ -90,6 +90,53 @@ describe('auth store', () => {
     expect(expired).toHaveBeenCalledOnce()
     expect(auth.loggedIn).toBe(false)
     expect(auth.notice).toBe('session-expired')
+    expect(auth.ended).toBe(true)
+    await auth.login('pw')
+    expect(auth.ended).toBe(false)
+    expect(auth.notice).toBeNull()
+  })
+
+  it('ignores a late 401 to a call sent before logging in again', async () => {
+    let answer: (() => void) | null = null
+    fakeApi({
+      'POST /api/v1/auth/login': (r) => ({ body: { ...session, token: (r.body as { password: string }).password === 'pw2' ? 'gps_2' : 'gps_1' } }),
+      // The first keys call is held until the new session exists, then refused (old token).
+      'GET /api/v1/keys': (r) =>
+        r.headers.authorization === 'Bearer gps_1'
+          ? new Promise((ok) => (answer = () => ok({ status: 401, body: { error: { code: 401, status: 'UNAUTHENTICATED', message: 'x' } } })))
+          : { body: { keys: [], pools: [], total: 0, healthy: 0, cooling: 0, broken: 0, disabled: 0 } },
+    })
+    const expired = vi.fn()
+    connectApi(expired)
+    const auth = useAuthStore()
+    await auth.login('pw')
+    const late = useKeysStore().fetch()
+    await auth.login('pw2')
+    await vi.waitFor(() => expect(answer).not.toBeNull())
+    answer!()
+    await expect(late).rejects.toMatchObject({ status: 401 })
+    expect(expired).not.toHaveBeenCalled()
+    expect(auth.token).toBe('gps_2')
+    expect(auth.ended).toBe(false)
+  })
+
+  it('says the session ended when the stored one expired while the tab was closed', () => {
+    sessionStorage.setItem('gp.token', JSON.stringify({ token: 'old', kind: 'session', expiresAt: '2000-01-01T00:00:00Z' }))
+    const auth = useAuthStore()
+    expect(auth.loggedIn).toBe(false)
+    expect(auth.notice).toBe('session-expired')
+    // Not "ended while open": that is the in-page dialog, for a session lost under the user.
+    expect(auth.ended).toBe(false)
+  })
+
+  it('logging out is not an ended session', async () => {
+    fakeApi({ 'POST /api/v1/auth/login': { body: session }, 'POST /api/v1/auth/logout': { status: 204 } })
+    connectApi()
+    const auth = useAuthStore()
+    await auth.login('pw')
+    await auth.logout()
+    expect(auth.ended).toBe(false)
+    expect(auth.notice).toBeNull()
   })
 })
 

@@ -30,8 +30,11 @@ describe('format', () => {
     expect(countdown(0.2)).toBe('1s')
     expect(countdown(59)).toBe('59s')
     expect(countdown(245)).toBe('4:05')
-    expect(countdown(3723)).toBe('1:02:03')
-    expect(countdown(2 * 86_400 + 3 * 3600)).toBe('2d 03h')
+    expect(countdown(3723)).toBe('1 h 2 min')
+    expect(countdown(15 * 3600 + 38 * 60 + 3)).toBe('15 h 38 min')
+    expect(countdown(3600)).toBe('1 h')
+    expect(countdown(2 * 86_400 + 3 * 3600)).toBe('2 d 3 h')
+    expect(countdown(86_400)).toBe('1 d')
   })
   it('formats latencies, ratios and statuses', () => {
     expect(ms(1.234)).toBe('1.23 ms')

@@ -1,0 +1,273 @@
+// Pages and dialogs changed after the UI review: bulk key actions, the session-ended dialog,
+// live config validation, the token dialog, the add-key form, keyboard access.
+/* eslint-disable vue/one-component-per-file -- small hosts that hold a dialog's v-model */
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { defineComponent, h, nextTick, ref } from 'vue'
+import { flushPromises, mount } from '@vue/test-utils'
+import KeysView from '@/views/KeysView.vue'
+import ConfigView from '@/views/ConfigView.vue'
+import AppLayout from '@/layouts/AppLayout.vue'
+import TokenDialog from '@/components/TokenDialog.vue'
+import AddKeyDialog from '@/components/AddKeyDialog.vue'
+import StatCard from '@/components/StatCard.vue'
+import { connectApi, useAuthStore } from '@/stores/auth'
+import { useKeysStore } from '@/stores/keys'
+import { i18n } from '@/i18n'
+import type { KeyView } from '@/api/types'
+import { fakeApi, freshPinia, mountPage, settle, type Call, type FakeResponse } from './helpers'
+
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+function key(name: string, fp: string, over: Partial<KeyView> = {}): KeyView {
+  return { pool: 'default', name, fingerprint: fp, weight: 1, state: 'healthy', models: [], inflight: 0, usage: { attempts: 0, successes: 0, failures: 0, input_tokens: 0, output_tokens: 0 }, ...over }
+}
+
+const listOf = (keys: KeyView[]) => ({
+  body: { pools: ['default'], keys, total: keys.length, healthy: keys.filter((k) => k.state === 'healthy').length, cooling: 0, broken: 0, disabled: keys.filter((k) => k.state === 'disabled').length },
+})
+
+/** Clicks the primary button of the open ElMessageBox. */
+async function confirmBox(): Promise<string> {
+  await vi.waitFor(() => expect(document.querySelector('.el-message-box')).not.toBeNull())
+  const text = document.querySelector('.el-message-box')!.textContent ?? ''
+  ;(document.querySelector('.el-message-box__btns .el-button--primary') as HTMLButtonElement).click()
+  await settle()
+  return text
+}
+
+const posts = (calls: Call[]) => calls.filter((c) => c.method === 'POST').map((c) => c.path)
+
+describe('KeysView bulk actions', () => {
+  it('act only on the selected keys that are shown, skip keys already disabled, and ask first', async () => {
+    const disabled = key('key-b', 'bbbbbbbbbbbb', { state: 'disabled', disabled: { reason: 'invalid_key', message: 'API key not valid', since: '2026-01-01T00:00:00Z' } })
+    let list = [key('key-a', 'aaaaaaaaaaaa'), disabled, key('other', 'cccccccccccc')]
+    const calls = fakeApi({
+      'GET /api/v1/keys': () => listOf(list),
+      'POST /api/v1/keys/aaaaaaaaaaaa/disable': { body: { fingerprint: 'aaaaaaaaaaaa', state: 'disabled' } },
+    })
+    const { wrapper } = await mountPage(KeysView)
+    await settle()
+    // The header selects every shown key.
+    await wrapper.find('[data-test=select-shown] input').setValue(true)
+    await settle()
+    expect(wrapper.find('[data-test=validate-selected]').text()).toContain('Validate (3)')
+    // A search hides "other": it leaves the selection.
+    useKeysStore().q = 'key-'
+    await settle()
+    expect(wrapper.find('[data-test=validate-selected]').text()).toContain('Validate (2)')
+    expect(wrapper.find('[data-test=keys-selected]').text()).toContain('2 selected')
+    expect(wrapper.findAll('.el-table__body tr')).toHaveLength(2)
+    // The row checkboxes are named after their key.
+    expect(wrapper.find('[data-test=select-aaaaaaaaaaaa]').attributes('aria-label')).toBe('Select key-a')
+    expect(wrapper.find('[data-test=select-aaaaaaaaaaaa]').text()).toBe('Select key-a')
+
+    await wrapper.find('[data-test=bulk-actions]').trigger('click')
+    await settle()
+    ;(document.querySelector('[data-test=bulk-disable]') as HTMLElement).click()
+    const asked = await confirmBox()
+    expect(asked).toContain('Disable 1 key')
+    expect(asked).toContain('1 selected key is already disabled and keeps its reason.')
+    await settle(6)
+    // key-b kept its "invalid key" reason; "other" (hidden) was not touched.
+    expect(posts(calls)).toEqual(['/api/v1/keys/aaaaaaaaaaaa/disable'])
+
+    // A key deleted meanwhile leaves the selection at the next refresh.
+    list = [disabled, key('other', 'cccccccccccc')]
+    await useKeysStore().fetch()
+    await settle()
+    expect(wrapper.find('[data-test=validate-selected]').text()).toContain('Validate (1)')
+    wrapper.unmount()
+  })
+
+  it('does nothing but say so when every selected key is already disabled', async () => {
+    const calls = fakeApi({ 'GET /api/v1/keys': listOf([key('key-b', 'bbbbbbbbbbbb', { state: 'disabled' })]) })
+    const { wrapper } = await mountPage(KeysView)
+    await settle()
+    await wrapper.find('[data-test=select-bbbbbbbbbbbb] input').setValue(true)
+    await wrapper.find('[data-test=bulk-actions]').trigger('click')
+    await settle()
+    ;(document.querySelector('[data-test=bulk-disable]') as HTMLElement).click()
+    await settle()
+    expect(document.querySelector('.el-message-box')).toBeNull()
+    expect(document.body.textContent).toContain('Nothing to disable: the selected key is already disabled.')
+    expect(posts(calls)).toEqual([])
+    wrapper.unmount()
+  })
+})
+
+describe('Session ended', () => {
+  it('asks for the password over the page, and keeps the page as it was', async () => {
+    fakeApi({
+      'POST /api/v1/auth/login': { body: { token: 'gps_new', kind: 'session', expires_at: '2999-01-01T00:00:00Z' } },
+      'GET /api/v1/keys': { status: 401, body: { error: { code: 401, status: 'UNAUTHENTICATED', message: 'admin authentication required' } } },
+    })
+    sessionStorage.setItem('gp.token', JSON.stringify({ token: 'gps_old', kind: 'session', expiresAt: '2999-01-01T00:00:00Z' }))
+    const { wrapper, router } = await mountPage(AppLayout, { path: '/config', global: { stubs: { 'router-view': { template: '<textarea data-test="draft">unsaved</textarea>' } } } })
+    connectApi()
+    const auth = useAuthStore()
+    // A call answers 401: the session is over.
+    await useKeysStore()
+      .fetch()
+      .catch(() => {})
+    expect(auth.ended).toBe(true)
+    await settle()
+    const dialog = document.querySelector('[data-test=relogin-dialog]')!
+    expect(dialog.textContent).toContain('Your session has ended')
+    // Still on the page, with what was typed.
+    expect(router.currentRoute.value.fullPath).toBe('/config')
+    expect(wrapper.find('[data-test=draft]').exists()).toBe(true)
+    // No × and no Escape: only logging in (or the login page) ends it.
+    expect(dialog.querySelector('.el-dialog__headerbtn')).toBeNull()
+    const input = dialog.querySelector('input[data-test=password]') as HTMLInputElement
+    input.value = 'pw'
+    input.dispatchEvent(new Event('input'))
+    await nextTick()
+    ;(dialog.querySelector('form') as HTMLFormElement).dispatchEvent(new Event('submit'))
+    await settle()
+    expect(auth.token).toBe('gps_new')
+    expect(auth.ended).toBe(false)
+    expect(router.currentRoute.value.fullPath).toBe('/config')
+    expect(document.body.textContent).toContain('Logged in again')
+    wrapper.unmount()
+  })
+})
+
+describe('ConfigView live validation', () => {
+  it('validates 600 ms after the last keystroke, lists problems without a line, and drops stale answers', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const running = '[server]\nlisten = "127.0.0.1:8080"\n'
+    const answers: ((v: FakeResponse) => void)[] = []
+    const calls = fakeApi({
+      'GET /api/v1/config': { body: { text: running, source: '/etc/gp.toml', version: 3, writable: true } },
+      'GET /api/v1/config/versions': { body: [] },
+      'POST /api/v1/config/validate': () => new Promise((ok) => answers.push(ok)),
+    })
+    const { wrapper } = await mountPage(ConfigView)
+    await settle()
+    const editor = wrapper.findComponent({ name: 'TomlEditor' })
+    editor.vm.$emit('update:modelValue', running + 'bogus = [\n')
+    await nextTick()
+    vi.advanceTimersByTime(300)
+    editor.vm.$emit('update:modelValue', running + 'bogus = [1\n')
+    await nextTick()
+    vi.advanceTimersByTime(599)
+    const validations = () => calls.filter((c) => c.path === '/api/v1/config/validate')
+    expect(validations()).toHaveLength(0)
+    expect(wrapper.find('[data-test=checking]').exists()).toBe(true)
+    vi.advanceTimersByTime(1)
+    await settle()
+    expect(validations()).toHaveLength(1)
+    expect((validations()[0]!.body as { text: string }).text).toBe(running + 'bogus = [1\n')
+    // Typing again before the answer: the first answer, when it comes, is stale.
+    editor.vm.$emit('update:modelValue', running + 'bogus = [1]\n')
+    await nextTick()
+    vi.advanceTimersByTime(600)
+    await settle()
+    expect(validations()).toHaveLength(2)
+    answers[1]!({ body: { valid: false, problems: [{ line: null, column: null, message: 'unknown field `bogus`, expected one of `server`' }, { line: 3, column: 1, message: 'line three' }] } })
+    await settle()
+    answers[0]!({ body: { valid: false, problems: [{ line: 3, column: 9, message: 'stale' }] } })
+    await settle()
+    const list = wrapper.find('[data-test=problems]')
+    expect(list.text()).toContain('2 problem(s)')
+    expect(list.text()).toContain('unknown field `bogus`')
+    expect(list.find('[data-test=problem-none]').exists()).toBe(true)
+    expect(list.text()).not.toContain('stale')
+    wrapper.unmount()
+  })
+
+  it('shows problems of the file on disk apart from the editor', async () => {
+    fakeApi({
+      'GET /api/v1/config': { body: { text: 'a = 1\n', source: '/etc/gp.toml', version: 3, writable: true } },
+      'GET /api/v1/config/versions': { body: [] },
+      'POST /api/v1/config/reload': { status: 422, body: { error: { code: 422, status: 'INVALID_ARGUMENT', message: 'not valid', problems: [{ line: 51, column: 1, message: 'duplicate table' }] } } },
+    })
+    const { wrapper } = await mountPage(ConfigView)
+    await settle()
+    const reload = wrapper.findAll('button').find((b) => b.text() === 'Reload file')!
+    await reload.trigger('click')
+    await confirmBox()
+    await settle()
+    const disk = wrapper.find('[data-test=disk-problems]')
+    expect(disk.text()).toContain('/etc/gp.toml')
+    expect(disk.text()).toContain('duplicate table')
+    expect(wrapper.find('[data-test=problems]').exists()).toBe(false)
+    wrapper.unmount()
+  })
+})
+
+describe('TokenDialog', () => {
+  it('does not close on Escape and has no ×: only "I have stored it" closes it', async () => {
+    freshPinia()
+    const open = ref(true)
+    const Host = defineComponent({ setup: () => () => h(TokenDialog, { modelValue: open.value, 'onUpdate:modelValue': (v: boolean) => (open.value = v), name: 'app', token: 'gp-secret' }) })
+    const w = mount(Host, { attachTo: document.body, global: { plugins: [i18n] } })
+    await flushPromises()
+    document.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', code: 'Escape', bubbles: true }))
+    await flushPromises()
+    expect(open.value).toBe(true)
+    expect(document.querySelector('[data-test=token-dialog] .el-dialog__headerbtn')).toBeNull()
+    ;(document.querySelector('[data-test=token-close]') as HTMLButtonElement).click()
+    await flushPromises()
+    expect(open.value).toBe(false)
+    w.unmount()
+  })
+})
+
+describe('AddKeyDialog', () => {
+  it('checks the key format and the name before sending anything', async () => {
+    const calls = fakeApi({ 'POST /api/v1/keys': { status: 201, body: { added: [{ fingerprint: 'f'.repeat(12), name: 'good' }], skipped: [], version: 4 } } })
+    const open = ref(true)
+    const Host = defineComponent({ setup: () => () => h(AddKeyDialog, { modelValue: open.value, 'onUpdate:modelValue': (v: boolean) => (open.value = v), pools: ['default'] }) })
+    const { wrapper } = await mountPage(Host)
+    const fill = async (test: string, value: string) => {
+      const el = document.querySelector(`input[data-test=${test}]`) as HTMLInputElement
+      el.value = value
+      el.dispatchEvent(new Event('input'))
+      await nextTick()
+    }
+    await fill('add-key-key', 'hello')
+    await fill('add-key-name', 'new key')
+    ;(document.querySelector('[data-test=add-key-submit]') as HTMLButtonElement).click()
+    await settle()
+    // Both fields are marked as wrong (the messages themselves are checked in the browser test).
+    expect(document.querySelectorAll('[data-test=add-key-dialog] .el-form-item.is-error')).toHaveLength(2)
+    expect(calls).toHaveLength(0)
+    await fill('add-key-key', `AIza${'k'.repeat(35)}`)
+    await fill('add-key-name', 'good')
+    ;(document.querySelector('[data-test=add-key-submit]') as HTMLButtonElement).click()
+    await settle()
+    expect(calls).toHaveLength(1)
+    expect(calls[0]!.body).toMatchObject({ key: `AIza${'k'.repeat(35)}`, name: 'good' })
+    wrapper.unmount()
+  })
+})
+
+describe('keyboard access', () => {
+  it('menu entries are links in the tab order, marked when current', async () => {
+    fakeApi({})
+    const { wrapper } = await mountPage(AppLayout, { path: '/keys', global: { stubs: { 'router-view': true } } })
+    const link = wrapper.find('a[data-test=nav-keys]')
+    expect(link.attributes('href')).toBe('/keys')
+    expect(link.attributes('aria-current')).toBe('page')
+    expect(wrapper.find('a[data-test=nav-clients]').attributes('aria-current')).toBeUndefined()
+    expect(wrapper.find('[data-test=dark-toggle]').attributes('aria-label')).toMatch(/^Switch to (dark|light) mode$/)
+    expect(wrapper.find('[data-test=lang-button]').attributes('aria-label')).toBe('Language: English')
+  })
+
+  it('a stat card that opens something is a button that Enter opens', async () => {
+    const w = mount(StatCard, { props: { label: 'Healthy', value: '4', action: 'Show these keys' } })
+    expect(w.attributes('role')).toBe('button')
+    expect(w.attributes('tabindex')).toBe('0')
+    expect(w.attributes('aria-label')).toBe('Healthy: 4. Show these keys')
+    await w.trigger('keydown', { key: 'Enter' })
+    await w.trigger('keydown', { key: ' ' })
+    expect(w.emitted('open')).toHaveLength(2)
+    const plain = mount(StatCard, { props: { label: 'Errors', value: '1' } })
+    expect(plain.attributes('tabindex')).toBeUndefined()
+    await plain.trigger('click')
+    expect(plain.emitted('open')).toBeUndefined()
+  })
+})
