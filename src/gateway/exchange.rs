@@ -138,6 +138,11 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         return fail(ds, log, err, false, close, head_only).await;
     };
     let openai = route.surface == Surface::OpenAi;
+    // A model named in the path is logged from here on, so that a request refused before its
+    // body is read (token, limits) still says which model it was for.
+    if let Some(m) = route.model {
+        log.model = Some(Arc::from(m));
+    }
 
     // Upload chunks are authorised by their upload_id, as at Google: the Python SDK sends
     // them to the URL it was given, without a key.
@@ -233,8 +238,14 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     };
     log.bytes_in = body.len() as u64;
 
-    let model = model_of(&route, &body);
-    log.model = model.clone();
+    let model = match &log.model {
+        Some(m) => Some(m.clone()),
+        None => {
+            let m = model_of(&route, &body);
+            log.model = m.clone();
+            m
+        }
+    };
     let model_key = model.as_deref().unwrap_or("");
     if let Some(r) = model.as_deref().and_then(|m| forbidden_model(&client, m)) {
         return refuse(shared, ds, log, r, openai, head, head_only).await;

@@ -38,6 +38,9 @@ async fn a_client_with_10_rpm_gets_its_11th_request_refused() {
     assert_eq!(reason(&v), "CLIENT_RPM_LIMIT");
     assert!(v["error"]["message"].as_str().unwrap().contains("10 requests per minute"), "{v}");
     assert_eq!(s.mock.requests().len(), 10, "a refused request never reaches the upstream");
+    let log = s.proxy.wait_for_records(11);
+    let refused = log.iter().find(|r| r["status"] == 429).expect("the refusal is logged");
+    assert_eq!(refused["model"], "gemini-2.5-flash", "a refusal still names the model of its path: {refused}");
     // Another client has its own budget.
     assert_eq!(generate_as(&s.proxy, TOKEN_BOB, "gemini-2.5-flash").await.status(), 200);
 }
