@@ -188,12 +188,8 @@ fn seed_client_days(shared: &Shared, db: &Store) {
 
 /// Records the configuration the process starts with, unless it is the latest version already.
 fn record_startup_version(db: &Store, text: &str) {
-    let digest: String = crate::secret::sha256(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    let latest = db.config_versions(1).ok().and_then(|v| v.into_iter().next());
-    if latest.is_none_or(|m| m.sha256 != digest) {
-        if let Err(e) = db.add_config_version(text, "startup", "configuration at start-up") {
-            tracing::warn!(error = %e, "cannot record the start-up configuration version");
-        }
+    if let Err(e) = db.add_config_version_if_new(text, "startup", "configuration at start-up") {
+        tracing::warn!(error = %e, "cannot record the start-up configuration version");
     }
 }
 

@@ -14,14 +14,6 @@ fn short_hex(bytes: &[u8]) -> String {
     bytes[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn key_placeholder(secret: &str) -> String {
-    format!("{PREFIX}key:{}", Fingerprint::of(secret.as_bytes()))
-}
-
-fn token_placeholder(secret: &str) -> String {
-    format!("{PREFIX}token:{}", short_hex(&sha256(secret.as_bytes())))
-}
-
 /// The kind of secret a string holds, by the name of the field it is in: pool keys (entries
 /// of `keys`, `key =` of a key table), client and admin `token`, the admin `password_hash` and
 /// the `[jwt] secret`. Going by field name rather than by path covers every layout the loader
@@ -77,9 +69,9 @@ fn walk_value(v: &mut Value, field: &str, f: &mut dyn FnMut(&str, &str) -> Optio
 
 fn placeholder(kind: &str, secret: &str) -> String {
     match kind {
-        "key" => key_placeholder(secret),
-        "token" => token_placeholder(secret),
-        "secret" => format!("{PREFIX}secret:{}", short_hex(&sha256(secret.as_bytes()))),
+        "key" => format!("{PREFIX}key:{}", Fingerprint::of(secret.as_bytes())),
+        // Named by a digest prefix, so that two different secrets show differently.
+        "token" | "secret" => format!("{PREFIX}{kind}:{}", short_hex(&sha256(secret.as_bytes()))),
         other => format!("{PREFIX}{other}"),
     }
 }

@@ -244,7 +244,7 @@ impl ConfigManager {
 /// or written to it): an operator's edit that was not reloaded yet would be lost.
 fn ensure_not_edited(path: &Path, loaded: &str) -> Result<(), ApplyError> {
     match std::fs::read(path) {
-        Ok(on_disk) if crate::secret::sha256(&on_disk) == crate::secret::sha256(loaded.as_bytes()) => Ok(()),
+        Ok(on_disk) if on_disk == loaded.as_bytes() => Ok(()),
         Ok(_) => Err(ApplyError::EditedOnDisk(path.to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApplyError::EditedOnDisk(path.to_owned())),
         Err(e) => Err(ApplyError::Io(format!("{}: {e}", path.display()))),

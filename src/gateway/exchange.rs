@@ -154,10 +154,13 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     // Who is asking: behind a trusted proxy, X-Forwarded-For names the client.
     let access = &settings.access;
     let peer_ip = ds.peer.map(|a| a.ip());
-    let client_ip = peer_ip.map(|p| if ip::is_trusted_proxy(access, p) { ip::client_ip(access, p, forwarded_for(head).as_deref()) } else { ip::canonical(p) });
-    if let (Some(p), Some(c)) = (peer_ip, client_ip) {
+    let trusted = peer_ip.is_some_and(|p| ip::is_trusted_proxy(access, p));
+    // The header lines are gathered only where they count: behind a trusted proxy.
+    let forwarded = if trusted { forwarded_for(head) } else { None };
+    let client_ip = peer_ip.map(|p| ip::client_ip(access, p, forwarded.as_deref()));
+    if let Some(c) = client_ip {
         // Direct peers were checked when they connected; a forwarded client is checked here.
-        if ip::is_trusted_proxy(access, p) && !ip::permitted(access, c) {
+        if trusted && !ip::permitted(access, c) {
             shared.refusals.count("ip_denied");
             return fail(ds, log, ApiError::new(403, "PERMISSION_DENIED", "ADDRESS_DENIED", "this address may not use the proxy"), openai, true, head_only)
                 .await;
@@ -238,14 +241,11 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     };
     log.bytes_in = body.len() as u64;
 
-    let model = match &log.model {
-        Some(m) => Some(m.clone()),
-        None => {
-            let m = model_of(&route, &body);
-            log.model = m.clone();
-            m
-        }
-    };
+    // A model the path names was logged already; the OpenAI surface names it in the body.
+    if log.model.is_none() {
+        log.model = model_in_body(&route, &body);
+    }
+    let model = log.model.clone();
     let model_key = model.as_deref().unwrap_or("");
     if let Some(r) = model.as_deref().and_then(|m| forbidden_model(&client, m)) {
         return refuse(shared, ds, log, r, openai, head, head_only).await;
@@ -553,11 +553,8 @@ fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<
     }
 }
 
-/// The model a request is for: from the path, or from the JSON body on the OpenAI surface.
-fn model_of(route: &Route<'_>, body: &Bytes) -> Option<Arc<str>> {
-    if let Some(m) = route.model {
-        return Some(Arc::from(m));
-    }
+/// The model an OpenAI-surface request names in its JSON body.
+fn model_in_body(route: &Route<'_>, body: &Bytes) -> Option<Arc<str>> {
     if route.surface == Surface::OpenAi && matches!(route.action, Action::OpenAiChat | Action::OpenAiEmbeddings) && !body.is_empty() {
         #[derive(serde::Deserialize)]
         struct WithModel<'a> {

@@ -203,7 +203,6 @@ pub async fn relay(
     owner: Owner,
     first_byte: Duration,
 ) -> Relay {
-    let mut on_created = Some(|name: &str| shared.store.bind_owner(name, owner.key, OWNERSHIP_TTL));
     let up = &rt.settings.upstream;
     let write_timeout = up.idle_timeout;
     let mut result = Relay {
@@ -319,7 +318,7 @@ pub async fn relay(
             if complete {
                 // Before the last bytes go out: a client may name what it created in its very
                 // next request, and that request must find the owner known.
-                name_created(&pump, &mut on_created, &mut result);
+                name_created(shared, &owner, &pump, &mut result);
             }
             let data: &[u8] = match emit {
                 Emit::Raw => &conn.buf[..consumed],
@@ -372,20 +371,22 @@ pub async fn relay(
     }
 
     result.usage = pump.scanner.as_ref().and_then(UsageScanner::finish);
-    name_created(&pump, &mut on_created, &mut result);
+    name_created(shared, &owner, &pump, &mut result);
     if done && res.keeps_alive() && upstream_framing != Framing::UntilClose {
         shared.upstream.checkin(conn);
     }
     result
 }
 
-/// Hands the name of the resource a complete captured answer created to `on_created`, once.
-fn name_created(pump: &Pump, on_created: &mut Option<impl FnOnce(&str)>, result: &mut Relay) {
-    let Some(name) = pump.capture.as_deref().and_then(created_resource_name) else { return };
-    if let Some(f) = on_created.take() {
-        f(&name);
-        result.created_resource = Some(name);
+/// Binds the resource a complete captured answer created to the owner's key, once: a named
+/// `result.created_resource` means it is done (and the capture is not parsed again).
+fn name_created(shared: &Shared, owner: &Owner, pump: &Pump, result: &mut Relay) {
+    if result.created_resource.is_some() {
+        return;
     }
+    let Some(name) = pump.capture.as_deref().and_then(created_resource_name) else { return };
+    shared.store.bind_owner(&name, owner.key, OWNERSHIP_TTL);
+    result.created_resource = Some(name);
 }
 
 fn client_gone(mut result: Relay, e: std::io::Error) -> Relay {
