@@ -84,18 +84,29 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// The path as logged: query kept, `key=` removed.
+/// The path as logged: query kept, `key=` removed, `upload_id=` values replaced by their
+/// fingerprint (see [`route::logged_query`]).
 fn logged_path(head: &RequestHead) -> String {
     match head.query() {
-        Some(q) => {
-            let q = route::without_key_param(q);
-            if q.is_empty() {
-                head.path().to_owned()
-            } else {
-                format!("{}?{q}", head.path())
-            }
-        }
+        Some(q) => join_query(head.path(), &route::logged_query(q)),
         None => head.path().to_owned(),
+    }
+}
+
+/// The target sent upstream: the client's, without `key=`. That is the logged path (no second
+/// copy) unless an upload session's id was redacted from it.
+fn upstream_target<'a>(head: &RequestHead, logged: &'a str) -> std::borrow::Cow<'a, str> {
+    match head.query() {
+        Some(q) if route::has_upload_id(q) => std::borrow::Cow::Owned(join_query(head.path(), &route::without_key_param(q))),
+        _ => std::borrow::Cow::Borrowed(logged),
+    }
+}
+
+fn join_query(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
     }
 }
 
@@ -146,7 +157,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
 
     // Upload chunks are authorised by their upload_id, as at Google: the Python SDK sends
     // them to the URL it was given, without a key.
-    let upload_id = (route.surface == Surface::Upload).then(|| head.query().and_then(|q| route::query_param(q, "upload_id"))).flatten();
+    let upload_id = (route.surface == Surface::Upload).then(|| head.query().and_then(|q| route::query_param(q, route::UPLOAD_ID))).flatten();
     let upload = upload_id.and_then(|id| shared.store.upload(id));
     if upload_id.is_some() {
         route.action = Action::UploadChunk;
@@ -295,10 +306,10 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     let pinned = pinned_key(shared, pool, &route, upload.as_ref(), &body);
 
     // The upstream head is the same for every attempt but for the key. Its target is the
-    // logged path: the client's, without its `key=` parameter.
+    // client's, without its `key=` parameter.
     // Room for small bodies too: they are sent in the same write.
     let mut upstream_head = Vec::with_capacity(640 + body.len().min(16 * 1024));
-    rt.hygiene.upstream_head_prefix(head, &settings.upstream, &log.path, &mut upstream_head);
+    rt.hygiene.upstream_head_prefix(head, &settings.upstream, &upstream_target(head, &log.path), &mut upstream_head);
     let prefix_len = upstream_head.len();
 
     let policy = &settings.key_health;

@@ -5,7 +5,7 @@
 use super::downstream::Downstream;
 use super::{Runtime, Shared};
 use crate::config::Settings;
-use crate::gemini::route::{query_param, Action, Route, Surface};
+use crate::gemini::route::{query_param, Action, Route, Surface, UPLOAD_ID};
 use crate::gemini::usage::{created_resource_name, Usage, UsageScanner};
 use crate::http1::{self, ChunkError, ChunkedDecoder, Framing, RequestHead, ResponseHead};
 use crate::pool::store::UploadSession;
@@ -457,7 +457,7 @@ pub fn rewrite_upload_url(value: &[u8], origin: &str, upstream_prefix: &str) -> 
     let path_start = value[after_scheme..].find('/').map(|i| i + after_scheme)?;
     let path_and_query = &value[path_start..];
     let path_and_query = path_and_query.strip_prefix(upstream_prefix).filter(|p| p.starts_with('/')).unwrap_or(path_and_query);
-    let upload_id = path_and_query.split_once('?').and_then(|(_, q)| query_param(q, "upload_id")).map(str::to_owned);
+    let upload_id = path_and_query.split_once('?').and_then(|(_, q)| query_param(q, UPLOAD_ID)).map(str::to_owned);
     Some((format!("{origin}{path_and_query}"), upload_id))
 }
 

@@ -144,16 +144,45 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The query string without any `key=` parameter (the client's credential).
+/// The query parameter naming a resumable upload session. Its value is a capability (whoever
+/// has it can send the rest of the upload, or read its status), so it is never logged.
+pub const UPLOAD_ID: &str = "upload_id";
+
+/// The query string as forwarded upstream: without any `key=` parameter (the client's
+/// credential).
 pub fn without_key_param(query: &str) -> String {
+    filtered_query(query, false)
+}
+
+/// The query string as logged: as forwarded, with each `upload_id` value replaced by
+/// `redacted:` and its fingerprint (the chunks of one upload can still be grouped, and the
+/// value cannot be recovered).
+pub fn logged_query(query: &str) -> String {
+    filtered_query(query, true)
+}
+
+/// Whether the query names an upload session (then the logged query differs from the one
+/// forwarded).
+pub fn has_upload_id(query: &str) -> bool {
+    query_param(query, UPLOAD_ID).is_some()
+}
+
+fn filtered_query(query: &str, redact_upload_id: bool) -> String {
     let mut out = String::with_capacity(query.len());
     for kv in query.split('&').filter(|kv| !kv.is_empty()) {
-        let name = kv.split_once('=').map_or(kv, |(k, _)| k);
-        if percent_decode(name) == "key" {
+        let (name, value) = kv.split_once('=').unwrap_or((kv, ""));
+        let decoded = percent_decode(name);
+        if decoded == "key" {
             continue;
         }
         if !out.is_empty() {
             out.push('&');
+        }
+        if redact_upload_id && decoded == UPLOAD_ID && !value.is_empty() {
+            use std::fmt::Write;
+            // Writing into a String cannot fail.
+            let _ = write!(out, "{name}=redacted:{}", crate::secret::Fingerprint::of(value.as_bytes()));
+            continue;
         }
         out.push_str(kv);
     }
@@ -280,6 +309,14 @@ mod tests {
         assert_eq!(query_param("alt=sse&%6Bey=gp-2", "key"), Some("gp-2"));
         assert_eq!(query_param("alt=sse&k%65y=gp-3&x=1", "key"), Some("gp-3"));
         assert_eq!(without_key_param("alt=sse&%6Bey=gp-2&k%65y=gp-3&%6B%65%79&keys=1"), "alt=sse&keys=1");
+        // An upload session's id is forwarded as it is, and logged only as a fingerprint.
+        let q = "upload_id=AbC-123_secret&upload_protocol=resumable&key=gp-1";
+        assert_eq!(without_key_param(q), "upload_id=AbC-123_secret&upload_protocol=resumable");
+        let fp = crate::secret::Fingerprint::of(b"AbC-123_secret");
+        assert_eq!(logged_query(q), format!("upload_id=redacted:{fp}&upload_protocol=resumable"));
+        assert_eq!(logged_query("upload%5Fid=AbC-123_secret"), format!("upload%5Fid=redacted:{fp}"));
+        assert!(has_upload_id("x=1&upload%5fid=z") && !has_upload_id("alt=sse&upload_ids=1"));
+        assert_eq!(logged_query("alt=sse&key=gp-1&upload_ids=1"), "alt=sse&upload_ids=1");
         assert_eq!(percent_decode("gp%2D1"), "gp-1");
         assert_eq!(percent_decode("a%zz"), "a%zz");
     }

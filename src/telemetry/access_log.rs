@@ -52,7 +52,8 @@ pub struct AccessRecord {
     pub client: Option<Arc<str>>,
     /// Common methods are static strings (no allocation per request).
     pub method: std::borrow::Cow<'static, str>,
-    /// Path and query, with any `key=` parameter removed.
+    /// Path and query, with any `key=` parameter removed and `upload_id=` values replaced by
+    /// their fingerprint.
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<Arc<str>>,

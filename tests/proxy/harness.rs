@@ -250,6 +250,21 @@ impl Proxy {
         }
     }
 
+    /// Waits (bounded) until the admin API's request log holds at least `n` rows; returns them,
+    /// newest first. The state store's writer commits about once a second.
+    pub async fn wait_for_request_rows(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = client().get(self.admin_url("/api/v1/requests")).bearer_auth(ADMIN_TOKEN).send().await.expect("admin request");
+            assert_eq!(r.status(), 200, "GET /api/v1/requests");
+            let rows: Vec<serde_json::Value> = r.json().await.expect("a JSON list");
+            if rows.len() >= n || Instant::now() > deadline {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

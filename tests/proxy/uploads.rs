@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use serde_json::Value;
+use sha2::Digest;
 
 async fn start_upload(proxy: &Proxy, size: usize) -> reqwest::Response {
     client()
@@ -65,6 +66,47 @@ async fn the_upload_url_points_at_the_proxy_and_chunks_keep_their_key() {
         s.mock.requests().into_iter().filter(|r| r.path.contains(file_id) || r.path.contains("generateContent")).map(|r| r.key.unwrap_or_default()).collect();
     assert_eq!(later.len(), 7);
     assert!(later.iter().all(|k| *k == upload_keys[0]), "{later:?}");
+}
+
+/// An upload session's id is a capability: whoever has it can finish the upload or read its
+/// status. The upstream gets it as sent; the access log, the request log and the diagnostics
+/// show only its fingerprint (the first 12 hex digits of its SHA-256, as keys are shown).
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_ids_reach_the_upstream_but_only_their_fingerprint_is_logged() {
+    let s = setup(&["AIzaA"]).await;
+    let data = vec![b'x'; 1000];
+    let r = start_upload(&s.proxy, data.len()).await;
+    assert_eq!(r.status(), 200);
+    let url = r.headers()["x-goog-upload-url"].to_str().unwrap().to_owned();
+    let id = url.split("upload_id=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    assert!(id.len() >= 8, "{url}");
+    let last = chunk(&url, "upload, finalize", 0, &data).await;
+    assert_eq!(last.status(), 200, "{:?}", last.text().await);
+
+    let forwarded = s.mock.requests().into_iter().filter_map(|r| r.query).find(|q| q.contains("upload_id")).expect("the chunk reached the mock");
+    assert!(forwarded.contains(&format!("upload_id={id}&")), "the upstream gets the real id: {forwarded}");
+
+    let fingerprint: String = sha2::Sha256::digest(id.as_bytes())[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let shown = format!("/upload/v1beta/files?upload_id=redacted:{fingerprint}&upload_protocol=resumable");
+    let log = s.proxy.wait_for_records(2);
+    let paths: Vec<&str> = log.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/upload/v1beta/files", shown.as_str()], "{log:?}");
+    let rows = s.proxy.wait_for_request_rows(2).await;
+    let row_paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(row_paths, [shown.as_str(), "/upload/v1beta/files"], "newest first: {rows:?}");
+    let proxy = s.proxy;
+    let (stdout, stderr) = (proxy.stdout(), proxy.stderr());
+    let db = proxy.state_db();
+    let dir = proxy.stop();
+    for (what, text) in [("access log", &stdout), ("diagnostics", &stderr)] {
+        assert!(!text.contains(&id), "the {what} shows the upload id: {text}");
+    }
+    // The request log as stored (the binding table keeps the id on purpose: a restart must
+    // still let the upload finish).
+    let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open the state store");
+    let leaked: i64 = conn.query_row("SELECT count(*) FROM request_log WHERE instr(path, ?1) > 0", [&id], |r| r.get(0)).expect("query");
+    assert_eq!(leaked, 0);
+    drop(dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
