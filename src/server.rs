@@ -161,7 +161,8 @@ pub fn run(loaded: Loaded, data_dir: &Path) -> anyhow::Result<()> {
 /// Loads the configured certificates and builds the TLS front of the data plane.
 fn tls_front(t: &crate::config::TlsSettings, data_dir: &Path) -> anyhow::Result<crate::gateway::TlsFront> {
     let store = Arc::new(crate::tls::store::CertStore::new());
-    store.set_configured(crate::tls::configured_entries(t, &data_dir.join("tls"))?);
+    // Nothing was served before: whether this is a change does not matter.
+    let _ = store.set_configured(crate::tls::configured_entries(t, &data_dir.join("tls"))?);
     let config = crate::tls::server_config(store.clone(), t.http2);
     Ok(crate::gateway::TlsFront {
         store,

@@ -48,6 +48,9 @@ pub struct Applied {
     pub changed: bool,
     /// Settings that only take effect after a restart.
     pub restart_needed: Vec<String>,
+    /// Whether other certificates are served from now on (files replaced on disk are reloaded
+    /// even when the config text is the same).
+    pub certificates_changed: bool,
 }
 
 /// A change to the configuration, as the version history and the audit log record it.
@@ -171,9 +174,10 @@ impl ConfigManager {
             write_atomically(path, &text).map_err(|e| ApplyError::Io(format!("{}: {e}", path.display())))?;
         }
         // New certificate files (or self-signed names) serve new handshakes at once.
-        if let (Some(front), Some(entries)) = (&self.shared.tls, tls_entries) {
-            front.store.set_configured(entries);
-        }
+        let certificates_changed = match (&self.shared.tls, tls_entries) {
+            (Some(front), Some(entries)) => front.store.set_configured(entries),
+            _ => false,
+        };
         let restart_needed = restart_needed(&self.boot, &settings);
         let old = self.shared.runtime.load_full();
         let runtime = Runtime::build(settings, &*self.shared.store, Some(&old));
@@ -181,8 +185,8 @@ impl ConfigManager {
         *current = text;
         self.metrics.reload(true);
         let version = if changed { self.record(current, actor, change, &restart_needed).await } else { self.latest_version().await };
-        tracing::info!(actor, action = change.action, version, changed, restart_needed = ?restart_needed, "configuration applied");
-        Ok(Applied { version, changed, restart_needed })
+        tracing::info!(actor, action = change.action, version, changed, certificates_changed, restart_needed = ?restart_needed, "configuration applied");
+        Ok(Applied { version, changed, restart_needed, certificates_changed })
     }
 
     fn validate(&self, text: &str, actor: &str) -> Result<Settings, ApplyError> {

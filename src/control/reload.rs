@@ -28,7 +28,12 @@ impl BackgroundService for SighupReloader {
                         return;
                     }
                     match self.manager.reload_from_disk("signal:SIGHUP").await {
-                        Ok(applied) => tracing::info!(changed = applied.changed, version = applied.version, "SIGHUP: configuration reloaded"),
+                        Ok(applied) => tracing::info!(
+                            changed = applied.changed,
+                            certificates_changed = applied.certificates_changed,
+                            version = applied.version,
+                            "SIGHUP: configuration reloaded"
+                        ),
                         Err(e) => tracing::error!(error = %e, problems = ?problems(&e), "SIGHUP: reload rejected; the running configuration stays in force"),
                     }
                 }

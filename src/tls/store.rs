@@ -82,10 +82,15 @@ impl CertStore {
     }
 
     /// Replaces the configured certificates (files and self-signed), keeping issued ones.
-    pub fn set_configured(&self, entries: Vec<Entry>) {
+    /// Returns whether that changes what is served: another certificate chain, or the names
+    /// and default marks they are served under (a reload says so in its log line).
+    pub fn set_configured(&self, entries: Vec<Entry>) -> bool {
         let mut e = lock(&self.entries);
+        let same = e.0.len() == entries.len()
+            && e.0.iter().zip(&entries).all(|(old, new)| old.name == new.name && old.default == new.default && old.loaded.key.cert == new.loaded.key.cert);
         e.0 = entries;
         self.rebuild(&e.0, &e.1);
+        !same
     }
 
     /// Adds or replaces an issued certificate (by name). New handshakes use it at once; open
@@ -237,7 +242,8 @@ mod tests {
         let api = entry("api", &["api.example.com"], false);
         let wild = entry("wild", &["*.example.com"], false);
         let fallback = entry("fallback", &["fallback.test"], true);
-        store.set_configured(vec![api.clone(), wild.clone(), fallback.clone()]);
+        assert!(store.set_configured(vec![api.clone(), wild.clone(), fallback.clone()]));
+        assert!(!store.set_configured(vec![api.clone(), wild.clone(), fallback.clone()]), "the same certificates again change nothing");
         assert!(same(&store.select(Some("api.example.com")), &api));
         assert!(same(&store.select(Some("API.Example.COM.")), &api), "case and a trailing dot do not matter");
         assert!(same(&store.select(Some("www.example.com")), &wild));
@@ -258,8 +264,11 @@ mod tests {
         assert!(same(&store.select(Some("proxy.test")), &issued));
         store.record_renewal("proxy.test", Renewal { at: SystemTime::now(), ok: false, message: "boom".into() });
         assert_eq!(store.entry("proxy.test").unwrap().last_renewal.unwrap().message, "boom");
-        store.set_configured(vec![]);
+        assert!(store.set_configured(vec![]));
         assert!(same(&store.select(Some("proxy.test")), &issued), "a reload keeps issued certificates");
+        // A new chain under the same name is a change.
+        assert!(store.set_configured(vec![placeholder.clone()]));
+        assert!(store.set_configured(vec![entry("placeholder", &["proxy.test"], false)]));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -353,6 +353,28 @@ async fn a_replaced_certificate_file_serves_new_handshakes_after_sighup() {
     assert_eq!(generate_on(&mut open, "site.test").await, 200, "an open connection goes on");
     let listed = certificate(&proxy, "site").await.expect("listed");
     assert_eq!(listed["serial"], new);
+    // The reload's log line says the certificates changed, though the config text did not;
+    // a second SIGHUP with nothing replaced says neither changed.
+    let reloads = sighup_reloads(&proxy, 1);
+    assert_eq!((&reloads[0]["changed"], &reloads[0]["certificates_changed"]), (&json!(false), &json!(true)), "{}", reloads[0]);
+    proxy.signal("HUP");
+    let reloads = sighup_reloads(&proxy, 2);
+    assert_eq!((&reloads[1]["changed"], &reloads[1]["certificates_changed"]), (&json!(false), &json!(false)), "{}", reloads[1]);
+}
+
+/// The first `n` "SIGHUP: configuration reloaded" lines of the diagnostics (JSON), waiting
+/// (bounded) for them.
+fn sighup_reloads(proxy: &Proxy, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<Value> =
+            proxy.stderr().lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["message"] == "SIGHUP: configuration reloaded").collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "{n} SIGHUP reloads not logged:\n{}", proxy.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,11 +59,14 @@ pub struct AppliedView {
     pub changed: bool,
     /// Settings that only take effect after a restart.
     pub restart_needed: Vec<String>,
+    /// Whether other TLS certificates are served from now on (certificate files are re-read
+    /// even when the config text is unchanged).
+    pub certificates_changed: bool,
 }
 
 impl From<Applied> for AppliedView {
     fn from(a: Applied) -> Self {
-        AppliedView { version: a.version, changed: a.changed, restart_needed: a.restart_needed }
+        AppliedView { version: a.version, changed: a.changed, restart_needed: a.restart_needed, certificates_changed: a.certificates_changed }
     }
 }
 
