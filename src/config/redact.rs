@@ -1,10 +1,12 @@
 //! Secrets out of config text shown over the admin API, and back in when it is saved: keys,
 //! client tokens, the JWT secret and admin credentials become `"redacted:..."` placeholders that
-//! name them by fingerprint, and a document coming back with those placeholders gets the real
-//! values again. Also: secrets out of the messages the TOML parser and serde write about a file.
+//! name them by fingerprint, in values and in comments (a commented-out key line), and a
+//! document coming back with those placeholders gets the real values again. Also: secrets out
+//! of the messages the TOML parser and serde write about a file.
 
 use crate::secret::{sha256, Fingerprint};
 use std::collections::HashMap;
+use std::ops::Range;
 use toml_edit::visit_mut::{self, VisitMut};
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
@@ -76,12 +78,157 @@ fn placeholder(kind: &str, secret: &str) -> String {
     }
 }
 
+/// A secret found in a comment: the same placeholders as in values, but every kind named by a
+/// digest (a comment may hold several password hashes, which values never do).
+fn comment_placeholder(kind: &str, secret: &str) -> String {
+    match kind {
+        "key" => placeholder(kind, secret),
+        _ => format!("{PREFIX}{kind}:{}", short_hex(&sha256(secret.as_bytes()))),
+    }
+}
+
 /// The document with every secret replaced by its placeholder. Unparseable text is returned
 /// as an empty string: it cannot be redacted safely, so it is not shown.
 pub fn redact(text: &str) -> String {
     let Ok(mut doc) = text.parse::<DocumentMut>() else { return String::new() };
     for_each_secret(&mut doc, |kind, s| (!s.starts_with(PREFIX)).then(|| placeholder(kind, s)));
-    doc.to_string()
+    redact_comments(&doc.to_string())
+}
+
+/// `text` with the secrets of its comments (see [`secrets_in_comment`]) replaced by
+/// placeholders; everything else as it is.
+fn redact_comments(text: &str) -> String {
+    let redacted: Result<String, std::convert::Infallible> =
+        replace_in_comments(text, secrets_in_comment, |secret, kind| Ok(comment_placeholder(kind, secret)));
+    redacted.unwrap_or_else(|never| match never {})
+}
+
+/// `text` with the parts of its comments that `find` points out (byte ranges within a comment,
+/// in order, not overlapping) replaced by what `replace` makes of them.
+fn replace_in_comments<T, E>(
+    text: &str,
+    find: impl Fn(&str) -> Vec<(Range<usize>, T)>,
+    mut replace: impl FnMut(&str, T) -> Result<String, E>,
+) -> Result<String, E> {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for span in comment_spans(text) {
+        for (r, tag) in find(&text[span.clone()]) {
+            let (start, end) = (span.start + r.start, span.start + r.end);
+            out.push_str(&text[last..start]);
+            out.push_str(&replace(&text[start..end], tag)?);
+            last = end;
+        }
+    }
+    out.push_str(&text[last..]);
+    Ok(out)
+}
+
+/// Byte ranges of the comments of TOML text, each from its `#` to the end of its line. Strings
+/// (the four kinds) are skipped: a `#` inside one starts no comment.
+fn comment_spans(text: &str) -> Vec<Range<usize>> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let q = b[i];
+        match q {
+            b'#' => {
+                let end = memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n);
+                out.push(i..end);
+                i = end;
+            }
+            b'"' | b'\'' if b[i..].starts_with(&[q, q, q]) => {
+                let mut j = i + 3;
+                i = loop {
+                    if j >= b.len() {
+                        break b.len();
+                    }
+                    if q == b'"' && b[j] == b'\\' {
+                        j += 2;
+                    } else if b[j..].starts_with(&[q, q, q]) {
+                        // Up to two more quotes are content just before the closing three.
+                        let extra = b[j + 3..].iter().take(2).take_while(|&&c| c == q).count();
+                        break j + 3 + extra;
+                    } else {
+                        j += 1;
+                    }
+                };
+            }
+            b'"' | b'\'' => i = quoted_content(b, i).end + 1,
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// The content of the string whose opening quote is at `at`: up to its closing quote (a basic
+/// string's escapes skipped), or to the end of its line when it is not closed.
+fn quoted_content(b: &[u8], at: usize) -> Range<usize> {
+    let q = b[at];
+    let mut j = at + 1;
+    while j < b.len() && b[j] != q && b[j] != b'\n' {
+        j += if q == b'"' && b[j] == b'\\' { 2 } else { 1 };
+    }
+    at + 1..j.min(b.len())
+}
+
+/// The secrets a comment holds, as byte ranges within it (in order, not overlapping) with
+/// their kind: the values of secret-named fields in commented-out assignments (`# token =
+/// "..."`, `# keys = ["...", "..."]`, `# key = AIza...`), and anything shaped like a Gemini key.
+fn secrets_in_comment(c: &str) -> Vec<(Range<usize>, &'static str)> {
+    let b = c.as_bytes();
+    let mut found: Vec<(Range<usize>, &'static str)> = Vec::new();
+    for (eq, _) in c.match_indices('=') {
+        let Some(kind) = secret_kind(assigned_name(&c[..eq])) else { continue };
+        let start = eq + 1 + c[eq + 1..].len() - c[eq + 1..].trim_start().len();
+        match b.get(start) {
+            Some(b'"' | b'\'') => found.push((quoted_content(b, start), kind)),
+            Some(b'[') => {
+                let mut i = start + 1;
+                while i < b.len() && b[i] != b']' {
+                    if matches!(b[i], b'"' | b'\'') {
+                        let r = quoted_content(b, i);
+                        i = r.end + 1;
+                        found.push((r, kind));
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            Some(_) => {
+                let len = c[start..].find(|ch: char| ch.is_whitespace() || matches!(ch, ',' | ']' | '}' | '#')).unwrap_or(c.len() - start);
+                found.push((start..start + len, kind));
+            }
+            None => {}
+        }
+    }
+    found.extend(crate::gemini::api_key::key_words(c).filter(|(_, whole)| *whole).map(|(r, _)| (r, "key")));
+    found.retain(|(r, _)| !r.is_empty());
+    found.sort_by_key(|(r, _)| r.start);
+    let mut out: Vec<(Range<usize>, &'static str)> = Vec::with_capacity(found.len());
+    for f in found {
+        if out.last().is_none_or(|(last, _)| f.0.start >= last.end) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// The field name an assignment's text before its `=` ends with: the last part of a bare or
+/// dotted key, or a quoted key's content.
+fn assigned_name(before: &str) -> &str {
+    let before = before.trim_end();
+    match before.as_bytes().last() {
+        Some(&q @ (b'"' | b'\'')) => {
+            let inner = &before[..before.len() - 1];
+            inner.rfind(q as char).map_or(inner, |open| &inner[open + 1..])
+        }
+        _ => {
+            let start = before.rfind(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')).map_or(0, |i| i + 1);
+            &before[start..]
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +248,18 @@ pub fn unredact(edited: &str, current: &str) -> Result<String, UnredactError> {
             known.insert(placeholder(kind, s), s.to_owned());
             None
         });
+    }
+    // Secrets shown redacted in comments come back too (in the comment, or in a line the
+    // editor uncommented); text that merely looks like a placeholder in a comment of the
+    // running file stays as it is.
+    for span in comment_spans(current) {
+        let comment = &current[span];
+        for (r, kind) in secrets_in_comment(comment) {
+            known.insert(comment_placeholder(kind, &comment[r.clone()]), comment[r].to_owned());
+        }
+        for r in placeholders_in(comment) {
+            known.entry(comment[r.clone()].to_owned()).or_insert_with(|| comment[r].to_owned());
+        }
     }
     // Text that is not TOML has no placeholders to restore: it goes on to the config parser,
     // which says where it breaks (this error's own rendering would quote the line, secrets and all).
@@ -131,10 +290,33 @@ pub fn unredact(edited: &str, current: &str) -> Result<String, UnredactError> {
     }
     let mut r = Restore { known: &known, unknown: None };
     r.visit_document_mut(&mut doc);
-    match r.unknown {
-        Some(u) => Err(UnredactError::Unknown(u)),
-        None => Ok(doc.to_string()),
+    if let Some(u) = r.unknown {
+        return Err(UnredactError::Unknown(u));
     }
+    // Comments: a placeholder must never be written into the file.
+    let found = |comment: &str| placeholders_in(comment).into_iter().map(|r| (r, ())).collect();
+    replace_in_comments(&doc.to_string(), found, |placeholder, ()| {
+        known.get(placeholder).cloned().ok_or_else(|| UnredactError::Unknown(placeholder.to_owned()))
+    })
+}
+
+/// Byte ranges of the placeholders in `s`: `redacted:`, a kind (`[a-z_]+`), and a `:` and
+/// hex digest when there is one.
+fn placeholders_in(s: &str) -> Vec<Range<usize>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    for (at, _) in s.match_indices(PREFIX) {
+        let mut end = at + PREFIX.len();
+        end += b[end..].iter().take_while(|c| c.is_ascii_lowercase() || **c == b'_').count();
+        if b.get(end) == Some(&b':') {
+            let hex = b[end + 1..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+            if hex > 0 {
+                end += 1 + hex;
+            }
+        }
+        out.push(at..end);
+    }
+    out
 }
 
 /// A message of the TOML parser or of serde about a config file, without the values it
@@ -299,6 +481,58 @@ token = "gp-section-client-token"
         assert_eq!(problem_message("duplicate key `AIzaSyDUP`"), "duplicate key `…`");
         assert_eq!(problem_message("cut short \"AIzaSyUNCLOSED"), "cut short");
         assert_eq!(problem_message("invalid duration \"2 fortnights\": unknown unit"), "invalid duration: unknown unit");
+    }
+
+    const COMMENTED: &str = r##"# keys = ["AIzaSyA0123456789abcdefghijABCDEFGHIJ_-", "gp-not-key-shaped"]
+# token = "gp-commented-token" # and "admin.token = 'old-admin-token'"
+#secret=jwt-unquoted-secret
+#  "password_hash" = '$argon2id$commented'
+[[pools]]
+name = "p" # an old key: AIzaSyB0123456789abcdefghijABCDEFGHIJ_-, retired
+keys = ["AIzaPLAIN"]
+note = "# token = not-a-comment"
+doc = """
+# keys = ["inside-a-string"]
+"""
+# key_env = "NOT_A_SECRET", the key = value form
+"##;
+
+    #[test]
+    fn secrets_in_comments_are_redacted_and_come_back() {
+        let shown = redact(COMMENTED);
+        for secret in [
+            "AIzaSyA0123456789abcdefghijABCDEFGHIJ_-",
+            "gp-not-key-shaped",
+            "gp-commented-token",
+            "old-admin-token",
+            "jwt-unquoted-secret",
+            "$argon2id$commented",
+            "AIzaSyB0123456789abcdefghijABCDEFGHIJ_-",
+            "AIzaPLAIN",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        let key_a = Fingerprint::of(b"AIzaSyA0123456789abcdefghijABCDEFGHIJ_-");
+        assert!(shown.starts_with(&format!("# keys = [\"redacted:key:{key_a}\", \"redacted:key:")), "{shown}");
+        assert!(shown.contains("#secret=redacted:secret:") && shown.contains("'redacted:password_hash:"), "{shown}");
+        // Strings are not comments, and other fields keep their values.
+        for kept in ["note = \"# token = not-a-comment\"", "# keys = [\"inside-a-string\"]", "key_env = \"NOT_A_SECRET\"", ", retired"] {
+            assert!(shown.contains(kept), "{kept} lost: {shown}");
+        }
+        assert_eq!(unredact(&shown, COMMENTED).unwrap(), COMMENTED, "a round trip writes the comments back as they were");
+        // An edited comment keeps its secrets; an uncommented key line gets its key.
+        let edited = shown
+            .replace("# an old key:", "# an older key:")
+            .replace(&format!("# keys = [\"redacted:key:{key_a}\""), &format!("keys2 = [\"redacted:key:{key_a}\""));
+        let back = unredact(&edited, COMMENTED).unwrap();
+        assert!(back.contains("# an older key: AIzaSyB0123456789abcdefghijABCDEFGHIJ_-,"), "{back}");
+        assert!(back.starts_with("keys2 = [\"AIzaSyA0123456789abcdefghijABCDEFGHIJ_-\""), "{back}");
+        // A placeholder made up in a comment is refused rather than written to the file.
+        let forged = shown.replace(", retired", ", redacted:key:000000000000");
+        assert!(matches!(unredact(&forged, COMMENTED), Err(UnredactError::Unknown(_))));
+        // Placeholder-like text the file's own comments hold is left alone.
+        let own = "# shown as redacted:key:abc\nx = 1\n";
+        assert_eq!(unredact(&redact(own), own).unwrap(), own);
     }
 
     #[test]

@@ -673,6 +673,47 @@ async fn secrets_in_every_layout_stay_out_of_config_answers_and_come_back_on_put
     hidden("the diff", &diff);
 }
 
+/// Comments are shown as written, so a commented-out key or token line would show its secret:
+/// key-shaped words and the values of secret fields in comments are redacted too, and a PUT of
+/// the shown text writes the comments back as they were, never the placeholders.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_in_comments_stay_out_of_config_answers_and_the_file_keeps_them() {
+    let old_key = key39('C');
+    let old_token = "gp-commented-out-token";
+    let s = setup_with(&["AIzaA"], |t| {
+        let t = t.replacen("keys = [", &format!("# keys = [\"{old_key}\"]  retired on Monday\nkeys = ["), 1);
+        t.replacen("[[clients]]\nname = \"bob\"", &format!("# token = \"{old_token}\"\n[[clients]]\nname = \"bob\""), 1)
+    })
+    .await;
+    let written = on_disk(&s.proxy);
+    let hidden = |what: &str, text: &str| {
+        for secret in [old_key.as_str(), old_token] {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    };
+    let shown = get(&s.proxy, "/api/v1/config").await["text"].as_str().unwrap().to_owned();
+    hidden("GET /config", &shown);
+    assert!(shown.contains("# keys = [\"redacted:key:") && shown.contains("retired on Monday"), "{shown}");
+    let first = get(&s.proxy, "/api/v1/config/versions").await[0]["id"].as_i64().unwrap();
+    hidden("the version", get(&s.proxy, &format!("/api/v1/config/versions/{first}")).await["text"].as_str().unwrap());
+
+    // A round trip through the API with an edit elsewhere: the comments go back as written.
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": format!("# edited\n{shown}")}))).await;
+    assert_eq!((st, &v["changed"]), (StatusCode::OK, &json!(true)), "{v}");
+    assert_eq!(on_disk(&s.proxy), format!("# edited\n{written}"), "only the edit is written");
+    let version = v["version"].as_i64().unwrap();
+    hidden("the new version", get(&s.proxy, &format!("/api/v1/config/versions/{version}")).await["text"].as_str().unwrap());
+    // An edit of a commented-out line itself.
+    let edited = shown.replace("retired on Monday", "retired on Tuesday");
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": edited}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let text = on_disk(&s.proxy);
+    assert!(text.contains(&format!("# keys = [\"{old_key}\"]  retired on Tuesday")) && !text.contains("redacted:"), "{text}");
+    let diff = get(&s.proxy, &format!("/api/v1/config/diff?from={first}")).await["diff"].as_str().unwrap().to_owned();
+    assert!(diff.contains("+# keys = [\"redacted:key:"), "{diff}");
+    hidden("the diff", &diff);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn config_problems_never_quote_a_key() {
     let s = setup(&["AIzaA"]).await;

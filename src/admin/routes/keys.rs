@@ -274,17 +274,10 @@ pub struct Extracted {
 
 /// Every Gemini API key found in free text, in order of appearance.
 pub fn extract_keys(text: &str) -> Extracted {
-    let b = text.as_bytes();
-    let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
     let mut out = Extracted::default();
-    for start in memchr::memmem::find_iter(b, b"AIza") {
-        if start > 0 && ok(b[start - 1]) {
-            continue;
-        }
-        let len = b[start + 4..].iter().take_while(|c| ok(**c)).count();
-        // The word is ASCII (checked byte by byte), so these are character boundaries.
-        let word = text[start..start + 4 + len].to_owned();
-        if len == 35 {
+    for (range, whole) in crate::gemini::api_key::key_words(text) {
+        let word = text[range].to_owned();
+        if whole {
             out.keys.push(word);
         } else {
             out.malformed.push(word);
