@@ -59,14 +59,19 @@ impl BackgroundService for Maintenance {
 }
 
 /// On SIGTERM Pingora stops accepting and then waits a fixed grace period. This lets the
-/// process leave as soon as in-flight requests and streams are done (or the grace period is
-/// over), after flushing the access log.
+/// process leave as soon as in-flight requests and streams are done, or when the grace period
+/// is over after cutting the requests left (which logs them), and after flushing the access
+/// log.
 pub struct Drain {
     pub shared: Arc<Shared>,
     pub access_log: AccessLog,
     pub db_writer: StoreWriter,
     pub grace: Duration,
 }
+
+/// How long cut requests get to write their records (their tasks only have to wake up and
+/// drop them; a thread stuck elsewhere must not hold the exit up).
+const CUT_LOGGED_WITHIN: Duration = Duration::from_secs(1);
 
 #[async_trait]
 impl BackgroundService for Drain {
@@ -85,6 +90,13 @@ impl BackgroundService for Drain {
         let left = self.shared.inflight.load(Ordering::Acquire);
         if left > 0 {
             tracing::warn!(in_flight = left, "grace period over: cutting the remaining requests");
+            // Each cut request writes its record as its connection task drops it, and is
+            // counted out after that: wait (briefly) for all of them before the last flush.
+            self.shared.cut.fire();
+            let logged_by = Instant::now() + CUT_LOGGED_WITHIN;
+            while self.shared.inflight.load(Ordering::Acquire) > 0 && Instant::now() < logged_by {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
         // Key states and bindings the last requests changed, then the access log (it also
         // forwards records to the state store's queue): both before the store's final flush.

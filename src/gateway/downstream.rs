@@ -72,9 +72,13 @@ pub struct Downstream {
     /// The current request's CORS grant: every answer to it carries the grant's headers.
     pub cors: Option<super::cors::Grant>,
     /// The keep-alive wait's watch for shutdown, kept across requests like the timers (see
-    /// `next_head`). Made on first use.
-    shutdown_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// `next_head`); also what wakes a request for a shutdown (see `cut::unless_cut`). Made on
+    /// first use.
+    pub shutdown_wait: Option<ShutdownWait>,
 }
+
+/// A connection's wait for the start of a shutdown (or for the watch to close).
+pub type ShutdownWait = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A successful static-token authentication, remembered for the connection.
 pub struct AuthCache {

@@ -27,47 +27,85 @@ use std::time::{Duration, Instant};
 /// Largest upstream error body read for classification.
 const ERROR_BODY_CAP: usize = 256 * 1024;
 
-struct InflightGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+/// A request in flight: counted for graceful shutdown, and its record written when it is done,
+/// or when its state is dropped unfinished (cut at the end of a shutdown's grace period).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    started: Instant,
+    /// Taken when the record is written.
+    log: Option<AccessRecord>,
+}
 
-impl Drop for InflightGuard<'_> {
+impl InFlight<'_> {
+    /// Writes the record of a request that ended; `answered_at`: when its answer was complete.
+    fn finish(&mut self, answered_at: Instant) {
+        if let Some(mut log) = self.log.take() {
+            log.total_ms = ms(answered_at.saturating_duration_since(self.started));
+            if self.shared.access_log.enabled() {
+                self.shared.access_log.record(log);
+            }
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if let Some(mut log) = self.log.take() {
+            // The status is the answer's when its head had gone out; otherwise the client got
+            // none, only a closed connection.
+            if log.status == 0 {
+                log.status = 503;
+            }
+            log.error = Some(if self.shared.cut.fired() {
+                "cut at shutdown: the grace period ended before the answer was complete".to_owned()
+            } else {
+                "the request was abandoned before it was complete".to_owned()
+            });
+            log.total_ms = ms(self.started.elapsed());
+            if self.shared.access_log.enabled() {
+                self.shared.access_log.record(log);
+            }
+        }
+        // After the record: graceful shutdown waits for this count before the last flush.
+        self.shared.inflight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Handles one request. Returns whether the connection may carry another.
 pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: RequestHead) -> bool {
     shared.inflight.fetch_add(1, Ordering::AcqRel);
-    let _guard = InflightGuard(&shared.inflight);
     let started = Instant::now();
-    let mut log = AccessRecord {
-        time: crate::clock::wall_at(started),
-        request_id: shared.next_request_id(),
-        peer: ds.peer_label.clone(),
-        client: None,
-        method: static_method(head.method()),
-        path: logged_path(&head),
-        model: None,
-        status: 0,
-        attempts: Attempts::new(),
-        total_ms: 0.0,
-        first_byte_ms: None,
-        bytes_in: 0,
-        bytes_out: 0,
-        tokens_in: 0,
-        tokens_out: 0,
-        stream: false,
-        error: None,
+    let mut in_flight = InFlight {
+        shared,
+        started,
+        log: Some(AccessRecord {
+            time: crate::clock::wall_at(started),
+            request_id: shared.next_request_id(),
+            peer: ds.peer_label.clone(),
+            client: None,
+            method: static_method(head.method()),
+            path: logged_path(&head),
+            model: None,
+            status: 0,
+            attempts: Attempts::new(),
+            total_ms: 0.0,
+            first_byte_ms: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            stream: false,
+            error: None,
+        }),
     };
+    // Always there: it is taken only by `finish` and the drop.
+    let Some(log) = in_flight.log.as_mut() else { return false };
     ds.answered_at = None;
     ds.cors = super::cors::Grant::for_request(&rt.settings.access.cors, &head);
-    let keep = serve(shared, rt, ds, &head, &mut log, started).await;
+    let keep = serve(shared, rt, ds, &head, log, started).await;
     // A relayed answer was timed when its last byte went out (see `deliver`).
     let answered_at = *ds.answered_at.get_or_insert_with(Instant::now);
-    log.total_ms = ms(answered_at.saturating_duration_since(started));
-    if shared.access_log.enabled() {
-        shared.access_log.record(log);
-    }
+    in_flight.finish(answered_at);
     keep && !head.wants_close()
 }
 
@@ -667,6 +705,10 @@ async fn deliver(
         _ => None,
     };
     let plan = relay::Plan::for_request(route, head, &res);
+    // Known before the body is relayed, so that a request cut meanwhile is logged with them.
+    log.status = status;
+    log.first_byte_ms = Some(ms(answer_at.saturating_duration_since(started)));
+    log.stream = plan.streams();
     let owner = relay::Owner { key: key.health.fingerprint, client: log.client.clone() };
     let result: Relay = relay::relay(shared, rt, ds, head, conn, res, plan, retry_after, owner, answer_at.saturating_duration_since(started)).await;
     let end = Instant::now();

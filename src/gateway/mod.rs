@@ -5,6 +5,7 @@
 
 mod cors;
 pub mod counters;
+pub mod cut;
 mod downstream;
 mod exchange;
 pub mod h2;
@@ -69,6 +70,8 @@ pub struct Shared {
     pub access_log: AccessLog,
     /// Requests being handled right now (for graceful shutdown).
     pub inflight: AtomicUsize,
+    /// Given when a shutdown's grace period is over: requests still in flight are cut.
+    pub cut: cut::Cut,
     /// Memory for buffered request bodies, in KiB.
     pub body_budget: Arc<Semaphore>,
     /// Per-client and per-address limits.
@@ -99,6 +102,7 @@ impl Shared {
             upstream: UpstreamClient::new(512, upstream_roots),
             access_log,
             inflight: AtomicUsize::new(0),
+            cut: cut::Cut::default(),
             body_budget: Arc::new(Semaphore::new(budget_kib.min(Semaphore::MAX_PERMITS))),
             limits: Arc::new(MemoryLimits::new()),
             refusals: Refusals::default(),
@@ -150,6 +154,8 @@ impl ServerApp for Gateway {
         };
         let mut ds = Downstream::new(stream);
         let mut first = true;
+        // Whether the connection's wait for shutdown has been polled (see `cut::unless_cut`).
+        let mut shutdown_registered = false;
         loop {
             let (idle, head_timeout, max_head) = {
                 let rt = self.shared.runtime.load();
@@ -164,7 +170,13 @@ impl ServerApp for Gateway {
                     // Boxed: the request's state (about 4 KB) then exists only while a request
                     // is in flight, instead of inside every connection's task for its whole life
                     // (10,000 idle keep-alive clients would pin 40 MB).
-                    let keep = boxed_in_place(|| exchange::handle(&self.shared, &rt, &mut ds, head)).await;
+                    let mut wait = ds.shutdown_wait.take();
+                    let request = boxed_in_place(|| exchange::handle(&self.shared, &rt, &mut ds, head));
+                    let ended = cut::unless_cut(&self.shared.cut, shutdown, &mut wait, &mut shutdown_registered, request).await;
+                    ds.shutdown_wait = wait;
+                    // Cut at the end of a shutdown's grace period: the request wrote its record
+                    // when its state was dropped; the client sees the connection close.
+                    let keep = ended?;
                     if !keep || *shutdown.borrow() {
                         ds.shutdown().await;
                         return None;

@@ -41,6 +41,11 @@ pub fn public_origin(head: &RequestHead, settings: &Settings, tls: bool) -> Stri
 }
 
 impl Plan {
+    /// Whether the answer is an event stream.
+    pub fn streams(&self) -> bool {
+        self.sse
+    }
+
     pub fn for_request(route: &Route<'_>, head: &RequestHead, res: &ResponseHead) -> Plan {
         let ok = (200..300).contains(&res.status);
         let usage = match route.action {

@@ -127,6 +127,57 @@ async fn sigterm_lets_in_flight_streams_finish_then_exits() {
     assert_eq!(s.proxy.access_log().len(), 1, "the access log is flushed before exit");
 }
 
+/// A stream still running when the grace period ends is cut, and still logged: one access-log
+/// line and one request-log row, with the status its client got and an error saying it was cut
+/// at shutdown.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_cut_at_the_end_of_the_grace_period_is_still_logged() {
+    let mut s = setup_with(&["AIzaK"], |t| t.replace("grace_period = \"5s\"", "grace_period = \"1s\"")).await;
+    // Forty events 100 ms apart: four seconds, well past the grace period.
+    let stream = start_stream(&s.proxy, 40, 100);
+    wait_for_requests(&s.mock, 1).await;
+    s.proxy.signal("TERM");
+    let signalled = Instant::now();
+    let status = s.proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits when the grace period is over");
+    assert!(status.success(), "{status}");
+    assert!(signalled.elapsed() < Duration::from_secs(3), "exited {:?} after SIGTERM", signalled.elapsed());
+    match stream.await.unwrap() {
+        Ok(body) => assert!(body.matches("data: ").count() < 40, "the stream was cut: {body}"),
+        Err(e) => assert!(!e.is_status(), "{e}"),
+    }
+
+    let log = s.proxy.wait_for_records(1);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!((&log[0]["status"], log[0]["stream"].as_bool()), (&serde_json::json!(200), Some(true)), "{}", log[0]);
+    let error = log[0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("cut at shutdown"), "{}", log[0]);
+    let conn = rusqlite::Connection::open_with_flags(s.proxy.state_db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open the state store");
+    let rows: Vec<(String, i64, Option<String>)> = conn
+        .prepare("SELECT path, status, error FROM request_log")
+        .and_then(|mut q| q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .expect("read the request log");
+    assert_eq!(rows, [("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse".to_owned(), 200, Some(error.to_owned()))]);
+}
+
+/// A request still waiting for the upstream's answer when the grace period ends got no answer:
+/// it is logged as a 503 cut at shutdown.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_without_an_answer_at_the_end_of_the_grace_period_is_logged_as_a_503() {
+    let mut s = setup_with(&["AIzaK"], |t| t.replace("grace_period = \"5s\"", "grace_period = \"1s\"")).await;
+    s.mock.set_key("AIzaK", KeyMode::Slow { first_byte_ms: 4000 }.into());
+    let url = s.proxy.url("/v1beta/models/gemini-2.5-flash:generateContent");
+    let pending = tokio::spawn(async move { client().post(url).header("x-goog-api-key", TOKEN).json(&generate_body("slow")).send().await.map(|r| r.status()) });
+    wait_for_requests(&s.mock, 1).await;
+    s.proxy.signal("TERM");
+    let status = s.proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits when the grace period is over");
+    assert!(status.success(), "{status}");
+    assert!(pending.await.unwrap().is_err(), "the client gets a closed connection, no answer");
+    let log = s.proxy.wait_for_records(1);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["status"], 503, "{}", log[0]);
+    assert!(log[0]["error"].as_str().unwrap_or_default().starts_with("cut at shutdown"), "{}", log[0]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_keep_alive_connections_close_after_the_keepalive_timeout_from_their_last_answer() {
     let s = setup_with(&["AIzaK"], |t| in_section(t, "server", "keepalive_timeout = \"600ms\"")).await;
