@@ -225,7 +225,8 @@ fn assigned_name(before: &str) -> &str {
             inner.rfind(q as char).map_or(inner, |open| &inner[open + 1..])
         }
         _ => {
-            let start = before.rfind(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')).map_or(0, |i| i + 1);
+            let start =
+                before.char_indices().rev().find(|(_, ch)| !(ch.is_ascii_alphanumeric() || *ch == '_' || *ch == '-')).map_or(0, |(i, ch)| i + ch.len_utf8());
             &before[start..]
         }
     }
@@ -530,6 +531,12 @@ doc = """
         // A placeholder made up in a comment is refused rather than written to the file.
         let forged = shown.replace(", retired", ", redacted:key:000000000000");
         assert!(matches!(unredact(&forged, COMMENTED), Err(UnredactError::Unknown(_))));
+        // Any text at all in a comment: nothing to redact, nothing broken.
+        for odd in ["# é= x\n", "# ключ = значение \"незакрыто\n", "# token = \"\\é\n", "# keys = ['a', \"b\\\"\n", "#=\n", "# token =\n"]
+        {
+            let doc = format!("{odd}x = 1\n");
+            assert_eq!(unredact(&redact(&doc), &doc).unwrap(), doc);
+        }
         // Placeholder-like text the file's own comments hold is left alone.
         let own = "# shown as redacted:key:abc\nx = 1\n";
         assert_eq!(unredact(&redact(own), own).unwrap(), own);
