@@ -706,11 +706,12 @@ async fn deliver(
     };
     let plan = relay::Plan::for_request(route, head, &res);
     // Known before the body is relayed, so that a request cut meanwhile is logged with them.
+    let first_byte = answer_at.saturating_duration_since(started);
     log.status = status;
-    log.first_byte_ms = Some(ms(answer_at.saturating_duration_since(started)));
+    log.first_byte_ms = Some(ms(first_byte));
     log.stream = plan.streams();
     let owner = relay::Owner { key: key.health.fingerprint, client: log.client.clone() };
-    let result: Relay = relay::relay(shared, rt, ds, head, conn, res, plan, retry_after, owner, answer_at.saturating_duration_since(started)).await;
+    let result: Relay = relay::relay(shared, rt, ds, head, conn, res, plan, retry_after, owner, first_byte).await;
     let end = Instant::now();
     ds.answered_at = Some(end);
 
