@@ -7,6 +7,7 @@ pub mod ip;
 pub mod rate;
 
 use crate::auth::Client;
+use crate::config::Policy;
 use rate::{secs_to_next_day, utc_day, Gcra, RequestLog, TokenDay, TokenMinute};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,11 +36,21 @@ impl Refusal {
 }
 
 /// What a client has used, for the admin API.
+///
+/// Requests and requests in flight are counted only for clients whose limits need them:
+/// counting every client would cost each request a lock and a map lookup. What is not counted
+/// is `None` (`null`), so that it is not mistaken for an idle client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ClientUsage {
-    pub inflight: u32,
-    pub requests_last_minute: u32,
+    /// Requests in flight now; `null` (not counted) for a client with no `rpm`, `tpm`, `tpd` or
+    /// `concurrency` limit: set one to count them.
+    pub inflight: Option<u32>,
+    /// Requests admitted in the last 60 seconds; `null` (not counted) for a client without an
+    /// `rpm` limit: set one to count them.
+    pub requests_last_minute: Option<u32>,
+    /// Tokens used in the last 60 seconds (counted for every client).
     pub tokens_last_minute: u64,
+    /// Tokens used today, UTC (counted for every client).
     pub tokens_today: u64,
 }
 
@@ -76,7 +87,8 @@ pub trait Limits: Send + Sync + 'static {
     fn record_tokens(&self, client: &str, tokens: u64);
     /// Restores a client's token count of `day` (UTC) at start-up.
     fn seed_day(&self, client: &str, day: u64, tokens: u64);
-    fn usage(&self, client: &str) -> ClientUsage;
+    /// What `client` has used; the counts that `policy` does not make `admit` keep are `None`.
+    fn usage(&self, client: &str, policy: &Policy) -> ClientUsage;
 }
 
 /// In-memory counters.
@@ -190,20 +202,25 @@ impl Limits for MemoryLimits {
         }
     }
 
-    fn usage(&self, client: &str) -> ClientUsage {
-        let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(client).cloned() else { return ClientUsage::default() };
+    fn usage(&self, client: &str, policy: &Policy) -> ClientUsage {
+        // What `admit` counts: in-flight requests for any limited client, requests only under an
+        // rpm limit. A count kept before a policy change is not shown once it stops being kept.
+        let counts_inflight = !policy.is_unlimited();
+        let counts_requests = policy.rpm.is_some();
+        let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(client).cloned() else {
+            return ClientUsage { inflight: counts_inflight.then_some(0), requests_last_minute: counts_requests.then_some(0), ..ClientUsage::default() };
+        };
         let now = crate::clock::coarse_wall();
-        let requests_last_minute = c.requests.lock().unwrap_or_else(|p| p.into_inner()).used(Instant::now());
+        let requests_last_minute = counts_requests.then(|| c.requests.lock().unwrap_or_else(|p| p.into_inner()).used(Instant::now()));
         let tokens_last_minute = c.minute.lock().unwrap_or_else(|p| p.into_inner()).used(now);
         let tokens_today = c.day.lock().unwrap_or_else(|p| p.into_inner()).used(now);
-        ClientUsage { inflight: c.inflight.load(Ordering::Relaxed), requests_last_minute, tokens_last_minute, tokens_today }
+        ClientUsage { inflight: counts_inflight.then(|| c.inflight.load(Ordering::Relaxed)), requests_last_minute, tokens_last_minute, tokens_today }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Policy;
     use std::time::SystemTime;
 
     fn client(policy: Policy) -> Client {
@@ -220,7 +237,23 @@ mod tests {
         assert_eq!(l.admit(&c, now).err().unwrap().reason, "client_concurrency");
         drop(a);
         let _c = l.admit(&c, now).expect("a slot is free again");
-        assert_eq!(l.usage("c").inflight, 2);
+        assert_eq!(l.usage("c", &c.policy).inflight, Some(2));
+    }
+
+    #[test]
+    fn usage_leaves_out_what_admit_does_not_count() {
+        let l = MemoryLimits::new();
+        let now = Instant::now();
+        let free = client(Policy::default());
+        let _f = l.admit(&free, now).unwrap();
+        assert_eq!(l.usage("c", &free.policy), ClientUsage { inflight: None, requests_last_minute: None, ..Default::default() });
+        // A token limit keeps the in-flight count, not the request log.
+        let tpm = client(Policy { tpm: Some(1000), ..Default::default() });
+        let _t = l.admit(&tpm, now).unwrap();
+        let u = l.usage("c", &tpm.policy);
+        assert_eq!((u.inflight, u.requests_last_minute), (Some(1), None));
+        let rpm = Policy { rpm: Some(10), ..Default::default() };
+        assert_eq!(l.usage("never-seen", &rpm).requests_last_minute, Some(0));
     }
 
     #[test]

@@ -303,6 +303,27 @@ async fn client_routes_create_use_update_revoke() {
     assert_eq!(st, 404);
 }
 
+/// Requests and requests in flight are counted only for clients whose limits need them: the
+/// others say `null` (not counted), not a 0 that reads as "idle".
+#[tokio::test(flavor = "multi_thread")]
+async fn client_usage_says_what_is_not_counted() {
+    // alice has no limit; bob has an rpm limit (so both counts are kept for him).
+    let s = setup_with(&["AIzaA"], |t| t.replacen(&format!("token = \"{TOKEN_BOB}\"\n"), &format!("token = \"{TOKEN_BOB}\"\nrpm = 100\n"), 1)).await;
+    for token in [TOKEN, TOKEN_BOB, TOKEN_BOB] {
+        assert_eq!(generate_as(&s.proxy, token, "gemini-2.5-flash").await.status(), 200);
+    }
+    let clients = get(&s.proxy, "/api/v1/clients").await;
+    let usage = |name: &str| clients.as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["usage"].clone();
+    let (alice, bob) = (usage("alice"), usage("bob"));
+    assert_eq!((&alice["requests_last_minute"], &alice["inflight"]), (&Value::Null, &Value::Null), "{alice}");
+    assert!(alice["tokens_today"].as_u64().unwrap() > 0, "tokens are counted for every client: {alice}");
+    assert_eq!((&bob["requests_last_minute"], &bob["inflight"]), (&json!(2), &json!(0)), "{bob}");
+    // The API document says why.
+    let spec = get(&s.proxy, "/api/v1/openapi.json").await;
+    let doc = spec["components"]["schemas"]["ClientUsage"]["properties"]["requests_last_minute"]["description"].as_str().unwrap_or_default().to_owned();
+    assert!(doc.contains("not counted") && doc.contains("rpm"), "{doc}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stats_request_log_and_readiness() {
     let s = setup(&["AIzaA", "AIzaB"]).await;

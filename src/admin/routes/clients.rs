@@ -71,7 +71,7 @@ pub async fn list(State(s): State<AdminState>) -> Json<Vec<ClientView>> {
                     tpd: c.policy.tpd,
                     concurrency: c.policy.concurrency,
                 },
-                usage: s.shared.limits.usage(&c.name),
+                usage: s.shared.limits.usage(&c.name, &c.policy),
             })
             .collect(),
     )

@@ -122,8 +122,10 @@ export interface Limits {
 }
 
 export interface ClientUsage {
-  inflight: number
-  requests_last_minute: number
+  /** null: not counted (the client has no limit at all). */
+  inflight: number | null
+  /** null: not counted (the client has no rpm limit). */
+  requests_last_minute: number | null
   tokens_last_minute: number
   tokens_today: number
 }

@@ -286,6 +286,10 @@ export default {
     noChange: 'Nothing changed.',
     revoked: 'Client {name} revoked (config version {version})',
     revokeFailed: 'Cannot revoke {name}',
+    notCounted: 'not counted',
+    notCountedHint: 'Not counted for this client: set a limit to count it.',
+    inflightNotCounted: 'Not counted for a client without limits: set any limit (requests, tokens or concurrency) to count its requests in flight.',
+    rpmNotCounted: 'Not counted without a requests-per-minute limit: set one to count requests.',
   },
   clientForm: {
     createTitle: 'New client',

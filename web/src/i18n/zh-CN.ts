@@ -285,6 +285,10 @@ const zhCN: typeof en = {
     noChange: '没有改动。',
     revoked: '已吊销客户端 {name}（配置版本 {version}）',
     revokeFailed: '无法吊销 {name}',
+    notCounted: '未统计',
+    notCountedHint: '此客户端不统计该项：设置限额后即开始统计。',
+    inflightNotCounted: '没有任何限额的客户端不统计：设置任一限额（请求、token 或并发）即可统计其进行中的请求。',
+    rpmNotCounted: '未设置每分钟请求限额时不统计：设置后即开始统计请求数。',
   },
   clientForm: {
     createTitle: '新建客户端',

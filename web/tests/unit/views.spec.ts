@@ -6,6 +6,7 @@ import { defineComponent, h, nextTick, ref } from 'vue'
 import { flushPromises, mount } from '@vue/test-utils'
 import KeysView from '@/views/KeysView.vue'
 import ConfigView from '@/views/ConfigView.vue'
+import ClientsView from '@/views/ClientsView.vue'
 import AppLayout from '@/layouts/AppLayout.vue'
 import TokenDialog from '@/components/TokenDialog.vue'
 import AddKeyDialog from '@/components/AddKeyDialog.vue'
@@ -13,7 +14,7 @@ import StatCard from '@/components/StatCard.vue'
 import { connectApi, useAuthStore } from '@/stores/auth'
 import { useKeysStore } from '@/stores/keys'
 import { i18n } from '@/i18n'
-import type { KeyView } from '@/api/types'
+import type { ClientView, KeyView } from '@/api/types'
 import { fakeApi, freshPinia, mountPage, settle, type Call, type FakeResponse } from './helpers'
 
 afterEach(() => {
@@ -269,5 +270,41 @@ describe('keyboard access', () => {
     expect(plain.attributes('tabindex')).toBeUndefined()
     await plain.trigger('click')
     expect(plain.emitted('open')).toBeUndefined()
+  })
+})
+
+describe('ClientsView usage', () => {
+  it('says "not counted", and why, where the proxy keeps no count, instead of a 0', async () => {
+    const client = (name: string, limits: Partial<ClientView['limits']>, usage: Partial<ClientView['usage']>): ClientView => ({
+      name,
+      auth: 'token',
+      pools: ['default'],
+      limits: { models: [], ...limits },
+      usage: { inflight: null, requests_last_minute: null, tokens_last_minute: 0, tokens_today: 0, ...usage },
+    })
+    fakeApi({
+      'GET /api/v1/clients': { body: [client('free', {}, {}), client('capped', { rpm: 100 }, { inflight: 1, requests_last_minute: 2 })] },
+      'GET /api/v1/stats/totals': { body: { requests: 0, ok: 0, client_errors: 0, rate_limited: 0, server_errors: 0, retries: 0, input_tokens: 0, output_tokens: 0, by_model: [], by_client: [], by_key: [] } },
+      'GET /api/v1/keys': listOf([]),
+    })
+    const { wrapper } = await mountPage(ClientsView)
+    await settle()
+    for (const cell of ['rpm-free', 'inflight-free']) {
+      const shown = wrapper.find(`[data-test=${cell}] [data-test=not-counted]`)
+      expect(shown.text(), cell).toBe('not counted')
+      expect(wrapper.find(`[data-test=${cell}]`).text()).not.toContain('0')
+    }
+    expect(wrapper.find('[data-test=rpm-free] [data-test=not-counted]').attributes('aria-label')).toContain('set one to count requests')
+    expect(wrapper.find('[data-test=inflight-free] [data-test=not-counted]').attributes('aria-label')).toContain('set any limit')
+    // The tooltip says it on hover too.
+    await wrapper.find('[data-test=rpm-free] [data-test=not-counted]').trigger('mouseenter')
+    await vi.waitFor(() => expect(document.body.textContent).toContain('Not counted without a requests-per-minute limit'))
+    expect(wrapper.find('[data-test=rpm-capped]').text()).toContain('2 / 100')
+    expect(wrapper.find('[data-test=inflight-capped]').text()).toContain('1 / ∞')
+    i18n.global.locale.value = 'zh-CN'
+    await settle()
+    expect(wrapper.find('[data-test=rpm-free]').text()).toBe('未统计')
+    i18n.global.locale.value = 'en'
+    wrapper.unmount()
   })
 })
