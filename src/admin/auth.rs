@@ -276,6 +276,25 @@ pub async fn login(State(state): State<AdminState>, ConnectInfo(peer): ConnectIn
     Ok(([(SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
+/// The ways to log in that are set up: what the login page offers. Says nothing else (no
+/// usernames, hashes or settings), so it needs no authentication.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginMethods {
+    /// Whether a password login works: a `password_hash` is configured, or one was generated
+    /// at first start because no admin credential was configured.
+    pub password: bool,
+    /// Whether an admin token is configured (logging in with it gives a session).
+    pub token: bool,
+}
+
+/// Which login methods are on (no authentication needed).
+#[utoipa::path(get, path = "/api/v1/auth/methods", tag = "auth",
+    responses((status = 200, body = LoginMethods)))]
+pub async fn methods(State(state): State<AdminState>) -> Json<LoginMethods> {
+    let admin = &state.shared.runtime.load().settings.admin;
+    Json(LoginMethods { password: state.auth.password_hash(admin).is_some(), token: admin.token_sha256.is_some() })
+}
+
 /// End the current session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = super::error::ErrorBody)))]

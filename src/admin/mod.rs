@@ -1,6 +1,7 @@
 //! The admin server: an Axum app on its own listener inside the proxy process, serving the
 //! REST API under `/api/v1` (described by `/api/v1/openapi.json`), `/metrics`, `/healthz`
-//! and `/readyz`. Every route but `/healthz` and the login needs the admin token or a session.
+//! and `/readyz`. Every route but `/healthz`, the login and its list of methods needs the admin
+//! token or a session.
 
 pub mod auth;
 pub mod error;
@@ -53,6 +54,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/methods", get(auth::methods))
         .merge(protected)
         .merge(ui::routes())
         .fallback(|| async { error::ApiError::not_found("no such admin route") })

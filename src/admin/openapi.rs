@@ -59,7 +59,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "gemini-proxy admin API", description = "Manage keys, clients and configuration; read usage, request and audit logs."),
     paths(
-        auth::login, auth::logout, auth::session,
+        auth::login, auth::methods, auth::logout, auth::session,
         config::get_config, config::validate, config::put_config, config::reload, config::versions, config::version, config::rollback, config::diff,
         keys::list, keys::add, keys::import, keys::validate, keys::enable, keys::disable, keys::reset, keys::delete,
         clients::list, clients::create, clients::revoke, clients::update,

@@ -118,6 +118,31 @@ async fn login_sessions_and_failed_login_rate_limit() {
     assert!(r.headers().contains_key("retry-after"));
 }
 
+/// The login page asks which methods are on, before anyone is logged in; the answer names the
+/// methods and nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_methods_say_which_credentials_are_set_up_without_authentication() {
+    let methods = |p: &Proxy| {
+        let url = p.admin_url("/api/v1/auth/methods");
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // The test config has an admin token and no password.
+    let token_only = setup(&["AIzaA"]).await;
+    assert_eq!(methods(&token_only.proxy).await, json!({"password": false, "token": true}));
+    let hash = gemini_proxy::admin::auth::hash_password("correct horse battery").unwrap();
+    let both = setup_with(&["AIzaA"], |t| in_section(t, "admin", &format!("password_hash = \"{hash}\""))).await;
+    assert_eq!(methods(&both.proxy).await, json!({"password": true, "token": true}));
+    // No credential configured: a password is generated, and that is the only way in.
+    let generated = setup_with(&["AIzaA"], |t| t.replace(&format!("token = \"{ADMIN_TOKEN}\"\n"), "")).await;
+    assert_eq!(methods(&generated.proxy).await, json!({"password": true, "token": false}));
+    let spec = get(&token_only.proxy, "/api/v1/openapi.json").await;
+    assert!(spec["paths"]["/api/v1/auth/methods"]["get"]["security"].is_null(), "documented as open: {}", spec["paths"]["/api/v1/auth/methods"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_generated_password_is_printed_once_and_survives_a_restart() {
     let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();

@@ -639,6 +639,34 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await page.waitForURL(/\/login\?redirect=/)
   })
 
+  it('offers only the login methods that are set up: no token tab without an admin token', async () => {
+    // The main proxy has both: both tabs.
+    const both = await w.context.newPage()
+    await both.goto(`${w.proxy.admin}/login`)
+    await both.locator('[data-test=login-tabs]').waitFor()
+    expect(await both.locator('.el-tabs__item').allTextContents()).toEqual(['Password', 'Admin token'])
+    await both.close()
+
+    const passwordOnly = await startExtraProxy(w, '', { adminToken: false })
+    const ctx = await w.browser.newContext({ viewport: { width: 1400, height: 900 }, locale: 'en-US' })
+    const p = await ctx.newPage()
+    try {
+      const asked = p.waitForResponse((r) => r.url().endsWith('/api/v1/auth/methods'))
+      await p.goto(`${passwordOnly.admin}/login`)
+      expect(await (await asked).json()).toEqual({ password: true, token: false })
+      await expect.poll(() => p.textContent('[data-test=login-subtitle]')).toBe('Log in with the admin password.')
+      expect(await p.locator('[data-test=login-tabs]').count()).toBe(0)
+      expect(await p.textContent('.login-card')).not.toContain('Admin token')
+      expect(await p.locator(field('token')).count()).toBe(0)
+      await shot(w, '23a-login-password-only', p)
+      await login(p)
+      await p.waitForURL(/\/dashboard/)
+    } finally {
+      await ctx.close()
+      await passwordOnly.stop()
+    }
+  })
+
   it('says how long to wait when failed logins are rate limited (last: it locks this address out)', async () => {
     for (let i = 0; i < 8; i++) {
       const answered = page.waitForResponse((r) => r.url().endsWith('/api/v1/auth/login'))

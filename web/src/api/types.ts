@@ -10,6 +10,12 @@ export interface ErrorBody {
   error: { code: number; status: string; message: string; problems?: ProblemView[] }
 }
 
+/** GET /api/v1/auth/methods: which ways to log in are set up. */
+export interface LoginMethods {
+  password: boolean
+  token: boolean
+}
+
 export interface SessionView {
   token?: string | null
   kind: string

@@ -76,6 +76,8 @@ export default {
     title: 'Log in',
     heading: 'gemini-proxy admin',
     subtitle: 'Log in with the admin password, or paste the admin token.',
+    subtitlePassword: 'Log in with the admin password.',
+    subtitleToken: 'Paste the admin token to log in.',
     password: 'Password',
     token: 'Admin token',
     tokenHint: 'The [admin] token of the configuration',

@@ -75,6 +75,8 @@ const zhCN: typeof en = {
     title: '登录',
     heading: 'gemini-proxy 管理',
     subtitle: '使用管理员密码登录，或粘贴管理员令牌。',
+    subtitlePassword: '使用管理员密码登录。',
+    subtitleToken: '粘贴管理员令牌以登录。',
     password: '密码',
     token: '管理员令牌',
     tokenHint: '配置中 [admin] 的 token',

@@ -9,9 +9,18 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api, ApiError, configureApi } from '@/api/client'
-import type { SessionView } from '@/api/types'
+import type { LoginMethods, SessionView } from '@/api/types'
 
 const TOKEN_KEY = 'gp.token'
+
+export type LoginMethod = 'password' | 'token'
+
+/** The methods to offer, in tab order. Both when the proxy did not say (an older proxy, or it
+ *  could not be asked): the login answer then says which one is not set up. */
+export function offeredMethods(m: LoginMethods | null): LoginMethod[] {
+  const on = ([['password', m?.password], ['token', m?.token]] as const).filter(([, v]) => v).map(([k]) => k)
+  return on.length ? on : ['password', 'token']
+}
 
 interface Stored {
   token: string
@@ -72,6 +81,17 @@ export const useAuthStore = defineStore('auth', () => {
   /** Where the last credential was kept, so that logging in again keeps it there. */
   const remembered = ref(initial !== null && readable(localStorage) === initial.token)
   const loggedIn = computed(() => token.value !== null)
+  /** Which login methods the proxy has set up (null: not known yet, or it could not say). */
+  const methods = ref<LoginMethods | null>(null)
+
+  /** Asks the proxy which login methods are on (no credential needed). Never throws. */
+  async function loadMethods(): Promise<void> {
+    try {
+      methods.value = await api.get<LoginMethods>('/api/v1/auth/methods', undefined, { auth: false, expect401: true, timeoutMs: 5000 })
+    } catch {
+      methods.value = null
+    }
+  }
 
   function keep(v: Stored, remember: boolean) {
     clearStored()
@@ -130,7 +150,7 @@ export const useAuthStore = defineStore('auth', () => {
     ended.value = true
   }
 
-  return { token, kind, expiresAt, notice, ended, remembered, loggedIn, login, loginWithToken, logout, expired, forget }
+  return { token, kind, expiresAt, notice, ended, remembered, loggedIn, methods, loadMethods, login, loginWithToken, logout, expired, forget }
 })
 
 /**

@@ -66,9 +66,43 @@ describe('LoginView', () => {
     await wrapper.find('input[data-test=token]').setValue('admin-token')
     await wrapper.find('form').trigger('submit')
     await settle()
-    expect(calls[0]!.body).toEqual({ token: 'admin-token' })
+    expect(calls.find((c) => c.method === 'POST')!.body).toEqual({ token: 'admin-token' })
     expect(useAuthStore().token).toBe('gps_t')
     expect(router.currentRoute.value.fullPath).toBe('/dashboard')
+  })
+})
+
+describe('LoginView methods', () => {
+  it('offers only the login methods the proxy has set up, asking without a credential', async () => {
+    const calls = fakeApi({ 'GET /api/v1/auth/methods': { body: { password: true, token: false } } })
+    const { wrapper } = await mountPage(LoginView, { path: '/login' })
+    await settle()
+    const asked = calls.find((c) => c.path === '/api/v1/auth/methods')!
+    expect(asked.headers.authorization).toBeUndefined()
+    expect(wrapper.find('[data-test=login-tabs]').exists()).toBe(false)
+    expect(wrapper.text()).not.toContain('Admin token')
+    expect(wrapper.find('input[data-test=password]').exists()).toBe(true)
+    expect(wrapper.find('[data-test=login-subtitle]').text()).toBe('Log in with the admin password.')
+    wrapper.unmount()
+  })
+
+  it('shows the token field alone when only a token is configured', async () => {
+    fakeApi({ 'GET /api/v1/auth/methods': { body: { password: false, token: true } } })
+    const { wrapper } = await mountPage(LoginView, { path: '/login' })
+    await settle()
+    expect(wrapper.find('[data-test=login-tabs]').exists()).toBe(false)
+    expect(wrapper.find('input[data-test=password]').exists()).toBe(false)
+    expect(wrapper.find('input[data-test=token]').exists()).toBe(true)
+    expect(wrapper.find('[data-test=login-subtitle]').text()).toBe('Paste the admin token to log in.')
+    wrapper.unmount()
+  })
+
+  it('offers both when the proxy cannot say', async () => {
+    fakeApi({})
+    const { wrapper } = await mountPage(LoginView, { path: '/login' })
+    await settle()
+    expect(wrapper.findAll('.el-tabs__item').map((t) => t.text())).toEqual(['Password', 'Admin token'])
+    wrapper.unmount()
   })
 })
 
