@@ -4,6 +4,7 @@
 //! token or a session.
 
 pub mod auth;
+pub mod comment;
 pub mod error;
 pub(crate) mod extract;
 mod openapi;

@@ -245,6 +245,48 @@ async fn config_routes_validate_replace_version_diff_and_roll_back() {
     }
 }
 
+/// The history's comments the server wrote come with a kind and parameters (the UI shows them
+/// in its language); a comment a user wrote comes as written, with none.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_comments_in_the_history_come_with_a_kind_and_parameters() {
+    let s = setup(&["AIzaA"]).await;
+    let newest = |versions: &Value| (versions[0]["comment"].clone(), versions[0]["server_comment"].clone());
+    let versions = get(&s.proxy, "/api/v1/config/versions").await;
+    let first = versions[0]["id"].as_i64().unwrap();
+    assert_eq!(newest(&versions), (json!("configuration at start-up"), json!({"kind": "startup"})));
+
+    let (st, _) = call(&s.proxy, Method::POST, "/api/v1/clients", Some(json!({"name": "carol"}))).await;
+    assert_eq!(st, 201);
+    let versions = get(&s.proxy, "/api/v1/config/versions").await;
+    assert_eq!(newest(&versions), (json!("client carol created"), json!({"kind": "client_created", "params": {"client": "carol"}})));
+
+    let text = get(&s.proxy, "/api/v1/config").await["text"].as_str().unwrap().to_owned();
+    let (st, v) =
+        call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": text.replace("\"10ms\"", "\"20ms\""), "comment": "rollback to version x, by hand"})))
+            .await;
+    assert_eq!(st, 200, "{v}");
+    let mine = v["version"].as_i64().unwrap();
+    assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await), (json!("rollback to version x, by hand"), Value::Null), "a user's words stay theirs");
+    let (st, _) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": text.replace("\"10ms\"", "\"30ms\"")}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await).1, json!({"kind": "replaced"}));
+
+    let (st, v) = call(&s.proxy, Method::POST, &format!("/api/v1/config/versions/{first}/rollback"), None).await;
+    assert_eq!(st, 200, "{v}");
+    let rolled = v["version"].as_i64().unwrap();
+    let one = get(&s.proxy, &format!("/api/v1/config/versions/{rolled}")).await;
+    assert_eq!(one["server_comment"], json!({"kind": "rollback", "params": {"version": first}}));
+    assert_eq!(get(&s.proxy, &format!("/api/v1/config/versions/{mine}")).await["server_comment"], Value::Null);
+
+    let on_disk = std::fs::read_to_string(&s.proxy.config_path).unwrap();
+    std::fs::write(&s.proxy.config_path, on_disk.replace("\"10ms\"", "\"40ms\"")).unwrap();
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await).1, json!({"kind": "reloaded_from_disk"}));
+    let spec = get(&s.proxy, "/api/v1/openapi.json").await;
+    assert!(spec["components"]["schemas"]["ServerComment"].is_object(), "documented");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn key_routes_add_import_validate_enable_disable_reset_delete() {
     let s = setup(&["AIzaA"]).await;

@@ -3,6 +3,7 @@
 
 use super::blocking;
 use crate::admin::auth::Actor;
+use crate::admin::comment::ServerComment;
 use crate::admin::error::{ApiError, ApiResult, ErrorBody, ProblemView};
 use crate::admin::extract::{Body, Params, PathParam};
 use crate::admin::AdminState;
@@ -70,10 +71,27 @@ impl From<Applied> for AppliedView {
     }
 }
 
+/// A recorded version, without its text.
+#[derive(Serialize, ToSchema)]
+pub struct VersionMeta {
+    #[serde(flatten)]
+    pub meta: ConfigVersionMeta,
+    /// The comment as a kind and its parameters when the server wrote it (start-up, reload,
+    /// rollback, an API edit), for showing it in another language; `null` for a comment a user
+    /// wrote, which `comment` holds as written.
+    pub server_comment: Option<ServerComment>,
+}
+
+impl From<ConfigVersionMeta> for VersionMeta {
+    fn from(meta: ConfigVersionMeta) -> Self {
+        VersionMeta { server_comment: ServerComment::parse(&meta.comment), meta }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct VersionView {
     #[serde(flatten)]
-    pub meta: ConfigVersionMeta,
+    pub meta: VersionMeta,
     /// The version's text, secrets redacted.
     pub text: String,
 }
@@ -133,7 +151,7 @@ pub async fn validate(State(s): State<AdminState>, Body(body): Body<ConfigText>)
 #[utoipa::path(put, path = "/api/v1/config", tag = "config", security(("bearer" = [])), request_body = ConfigText,
     responses((status = 200, body = AppliedView), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_config(State(s): State<AdminState>, Extension(actor): Extension<Actor>, Body(body): Body<ConfigText>) -> ApiResult<Json<AppliedView>> {
-    let comment = body.comment.unwrap_or_else(|| "replaced over the admin API".into());
+    let comment = body.comment.unwrap_or_else(|| ServerComment::Replaced.to_string());
     Ok(Json(s.manager.replace(&body.text, &actor.label(), &comment).await?.into()))
 }
 
@@ -146,11 +164,11 @@ pub async fn reload(State(s): State<AdminState>, Extension(actor): Extension<Act
 
 /// Recorded versions, newest first.
 #[utoipa::path(get, path = "/api/v1/config/versions", tag = "config", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, body = Vec<ConfigVersionMeta>), (status = 401, body = ErrorBody)))]
-pub async fn versions(State(s): State<AdminState>, Params(q): Params<ListQuery>) -> ApiResult<Json<Vec<ConfigVersionMeta>>> {
+    responses((status = 200, body = Vec<VersionMeta>), (status = 401, body = ErrorBody)))]
+pub async fn versions(State(s): State<AdminState>, Params(q): Params<ListQuery>) -> ApiResult<Json<Vec<VersionMeta>>> {
     let db = s.db.clone();
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    Ok(Json(blocking(move || db.config_versions(limit)).await?))
+    Ok(Json(blocking(move || db.config_versions(limit)).await?.into_iter().map(VersionMeta::from).collect()))
 }
 
 async fn load_version(s: &AdminState, id: i64) -> ApiResult<crate::store::ConfigVersion> {
@@ -163,7 +181,7 @@ async fn load_version(s: &AdminState, id: i64) -> ApiResult<crate::store::Config
     responses((status = 200, body = VersionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn version(State(s): State<AdminState>, PathParam(id): PathParam<i64>) -> ApiResult<Json<VersionView>> {
     let v = load_version(&s, id).await?;
-    Ok(Json(VersionView { text: redact::redact(&v.text), meta: v.meta }))
+    Ok(Json(VersionView { text: redact::redact(&v.text), meta: v.meta.into() }))
 }
 
 /// Applies an earlier version again.
@@ -171,7 +189,7 @@ pub async fn version(State(s): State<AdminState>, PathParam(id): PathParam<i64>)
     responses((status = 200, body = AppliedView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn rollback(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(id): PathParam<i64>) -> ApiResult<Json<AppliedView>> {
     let v = load_version(&s, id).await?;
-    Ok(Json(s.manager.replace(&v.text, &actor.label(), &format!("rollback to version {id}")).await?.into()))
+    Ok(Json(s.manager.replace(&v.text, &actor.label(), &ServerComment::Rollback { version: id }.to_string()).await?.into()))
 }
 
 /// Unified diff between two versions (or a version and the running configuration).

@@ -189,11 +189,20 @@ export interface AppliedView {
   version?: number | null
 }
 
+/** A comment the server wrote, as a kind (`startup`, `rollback`, `client_created`…) and its
+ *  parameters, for showing it in the UI's language. */
+export interface ServerComment {
+  kind: string
+  params?: Record<string, string | number>
+}
+
 export interface ConfigVersionMeta {
   id: number
   created_ms: number
   actor: string
   comment: string
+  /** null: a user's comment, shown as written. */
+  server_comment?: ServerComment | null
   sha256: string
   bytes: number
 }

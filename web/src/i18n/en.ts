@@ -293,6 +293,17 @@ export default {
     inflightNotCounted: 'Not counted for a client without limits: set any limit (requests, tokens or concurrency) to count its requests in flight.',
     rpmNotCounted: 'Not counted without a requests-per-minute limit: set one to count requests.',
   },
+  versionComment: {
+    startup: 'Configuration at start-up',
+    reloaded_from_disk: 'Reloaded from disk',
+    replaced: 'Replaced over the admin API',
+    rollback: 'Rollback to version {version}',
+    client_created: 'Client {client} created',
+    client_updated: 'Client {client} updated',
+    client_revoked: 'Client {client} revoked',
+    keys_added: '{count} key added | {count} keys added',
+    key_deleted: 'Key {key} deleted',
+  },
   clientForm: {
     createTitle: 'New client',
     editTitle: 'Limits of {name}',

@@ -292,6 +292,17 @@ const zhCN: typeof en = {
     inflightNotCounted: '没有任何限额的客户端不统计：设置任一限额（请求、token 或并发）即可统计其进行中的请求。',
     rpmNotCounted: '未设置每分钟请求限额时不统计：设置后即开始统计请求数。',
   },
+  versionComment: {
+    startup: '启动时的配置',
+    reloaded_from_disk: '从磁盘重新读取',
+    replaced: '通过管理 API 替换',
+    rollback: '回滚到版本 {version}',
+    client_created: '已创建客户端 {client}',
+    client_updated: '已更新客户端 {client}',
+    client_revoked: '已吊销客户端 {client}',
+    keys_added: '已添加 {count} 个密钥',
+    key_deleted: '已删除密钥 {key}',
+  },
   clientForm: {
     createTitle: '新建客户端',
     editTitle: '{name} 的限制',

@@ -14,7 +14,7 @@ import StatCard from '@/components/StatCard.vue'
 import { connectApi, useAuthStore } from '@/stores/auth'
 import { useKeysStore } from '@/stores/keys'
 import { i18n } from '@/i18n'
-import type { ClientView, KeyView } from '@/api/types'
+import type { ClientView, ConfigVersionMeta, KeyView } from '@/api/types'
 import { fakeApi, freshPinia, mountPage, settle, type Call, type FakeResponse } from './helpers'
 
 afterEach(() => {
@@ -304,6 +304,34 @@ describe('ClientsView usage', () => {
     i18n.global.locale.value = 'zh-CN'
     await settle()
     expect(wrapper.find('[data-test=rpm-free]').text()).toBe('未统计')
+    i18n.global.locale.value = 'en'
+    wrapper.unmount()
+  })
+})
+
+describe('ConfigView history', () => {
+  it("shows the server's own comments in the chosen language, and a user's as written", async () => {
+    const v = (id: number, comment: string, server_comment: ConfigVersionMeta['server_comment']): ConfigVersionMeta => ({ id, created_ms: 1_700_000_000_000, actor: 'startup', comment, server_comment, sha256: 'ab', bytes: 10 })
+    fakeApi({
+      'GET /api/v1/config': { body: { text: '', source: '/etc/gp.toml', version: 6, writable: true } },
+      'GET /api/v1/config/versions': {
+        body: [
+          v(6, 'rollback to version 2', { kind: 'rollback', params: { version: 2 } }),
+          v(5, '3 key(s) added', { kind: 'keys_added', params: { count: 3 } }),
+          v(4, 'client carol created', { kind: 'client_created', params: { client: 'carol' } }),
+          v(3, 'raise the rpm of carol', null),
+          v(2, 'something newer', { kind: 'from_a_newer_proxy' }),
+          v(1, 'configuration at start-up', { kind: 'startup' }),
+        ],
+      },
+    })
+    const { wrapper } = await mountPage(ConfigView)
+    await settle()
+    const comment = (id: number) => wrapper.find(`[data-test=comment-${id}]`).text()
+    expect([6, 5, 4, 3, 2, 1].map(comment)).toEqual(['Rollback to version 2', '3 keys added', 'Client carol created', 'raise the rpm of carol', 'something newer', 'Configuration at start-up'])
+    i18n.global.locale.value = 'zh-CN'
+    await settle()
+    expect([6, 5, 4, 3, 2, 1].map(comment)).toEqual(['回滚到版本 2', '已添加 3 个密钥', '已创建客户端 carol', 'raise the rpm of carol', 'something newer', '启动时的配置'])
     i18n.global.locale.value = 'en'
     wrapper.unmount()
   })
