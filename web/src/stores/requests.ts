@@ -1,4 +1,5 @@
-// The request log: filters, pages (newest first, older pages by `before_id`), one request.
+// The request log: filters (kept in the page's URL, see `filtersQuery`), pages (newest first,
+// older pages by `before_id`), one request.
 
 import { defineStore } from 'pinia'
 import { reactive, ref } from 'vue'
@@ -12,6 +13,21 @@ export interface RequestFilters {
   client: string
   key: string
   model: string
+}
+
+const FILTERS = ['status', 'client', 'key', 'model'] as const
+
+/** The filters as the page's URL query holds them: only those set, trimmed. */
+export function filtersQuery(f: RequestFilters): Record<string, string> {
+  const q: Record<string, string> = {}
+  for (const k of FILTERS) if (f[k].trim()) q[k] = f[k].trim()
+  return q
+}
+
+/** The filters a URL query names (anything else in it, such as `id`, is not a filter). */
+export function filtersFrom(q: Record<string, unknown>): RequestFilters {
+  const one = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : '')
+  return { status: one(q.status), client: one(q.client), key: one(q.key), model: one(q.model) }
 }
 
 export const useRequestsStore = defineStore('requests', () => {
@@ -59,9 +75,5 @@ export const useRequestsStore = defineStore('requests', () => {
 
   const one = (id: number) => api.get<RequestRow>(`/api/v1/requests/${seg(id)}`)
 
-  function clearFilters() {
-    Object.assign(filters, { status: '', client: '', key: '', model: '' })
-  }
-
-  return { rows, filters, loading, more, fetch, loadMore, one, clearFilters }
+  return { rows, filters, loading, more, fetch, loadMore, one }
 })

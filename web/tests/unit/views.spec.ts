@@ -7,6 +7,7 @@ import { flushPromises, mount } from '@vue/test-utils'
 import KeysView from '@/views/KeysView.vue'
 import ConfigView from '@/views/ConfigView.vue'
 import ClientsView from '@/views/ClientsView.vue'
+import RequestsView from '@/views/RequestsView.vue'
 import AppLayout from '@/layouts/AppLayout.vue'
 import TokenDialog from '@/components/TokenDialog.vue'
 import AddKeyDialog from '@/components/AddKeyDialog.vue'
@@ -14,7 +15,7 @@ import StatCard from '@/components/StatCard.vue'
 import { connectApi, useAuthStore } from '@/stores/auth'
 import { useKeysStore } from '@/stores/keys'
 import { i18n } from '@/i18n'
-import type { ClientView, ConfigVersionMeta, KeyView } from '@/api/types'
+import type { ClientView, ConfigVersionMeta, KeyView, RequestRow } from '@/api/types'
 import { fakeApi, freshPinia, mountPage, settle, type Call, type FakeResponse } from './helpers'
 
 afterEach(() => {
@@ -333,6 +334,61 @@ describe('ConfigView history', () => {
     await settle()
     expect([6, 5, 4, 3, 2, 1].map(comment)).toEqual(['回滚到版本 2', '已添加 3 个密钥', '已创建客户端 carol', 'raise the rpm of carol', 'something newer', '启动时的配置'])
     i18n.global.locale.value = 'en'
+    wrapper.unmount()
+  })
+})
+
+describe('RequestsView', () => {
+  const row = (id: number, over: Partial<RequestRow> = {}): RequestRow => ({
+    id, time_ms: Date.now(), request_id: id, client: 'alice', method: 'POST', path: '/v1beta/models/m:generateContent', model: 'm', status: 200, key: 'k', key_fingerprint: 'aaaaaaaaaaaa', attempts: [], total_ms: 5, bytes_in: 1, bytes_out: 1, tokens_in: 1, tokens_out: 1, stream: false, error: null, ...over,
+  })
+
+  it('keeps the filters in the URL: opened from a link, applied as a new history entry, undone by going back', async () => {
+    const calls = fakeApi({ 'GET /api/v1/requests': { body: [row(1)] }, 'GET /api/v1/clients': { body: [] } })
+    const requests = () => calls.filter((c) => c.path === '/api/v1/requests').map((c) => Object.fromEntries([...c.query].filter(([k]) => k !== 'limit')))
+    const { wrapper, router } = await mountPage(RequestsView, { path: '/requests?status=4xx&client=alice' })
+    await settle()
+    expect(requests()).toEqual([{ status: '4xx', client: 'alice' }])
+    expect((wrapper.find('input[data-test=filter-model]').element as HTMLInputElement).value).toBe('')
+    await wrapper.find('input[data-test=filter-model]').setValue('gemini-2.5-flash')
+    await wrapper.find('[data-test=filter-apply]').trigger('click')
+    await settle()
+    expect(router.currentRoute.value.query).toEqual({ status: '4xx', client: 'alice', model: 'gemini-2.5-flash' })
+    expect(requests().at(-1)).toEqual({ status: '4xx', client: 'alice', model: 'gemini-2.5-flash' })
+    // Applying the same filters again refreshes, without another history entry.
+    await wrapper.find('[data-test=filter-apply]').trigger('click')
+    await settle()
+    expect(requests()).toHaveLength(3)
+    router.back()
+    await vi.waitFor(() => expect(router.currentRoute.value.query).toEqual({ status: '4xx', client: 'alice' }))
+    await settle()
+    expect(requests().at(-1)).toEqual({ status: '4xx', client: 'alice' })
+    expect((wrapper.find('input[data-test=filter-model]').element as HTMLInputElement).value).toBe('')
+    await wrapper.find('[data-test=filter-reset]').trigger('click')
+    await settle()
+    expect(router.currentRoute.value.fullPath).toBe('/requests')
+    expect(requests().at(-1)).toEqual({})
+    wrapper.unmount()
+  })
+
+  it('shows why a request failed: its error, else the last attempt that was not ok', async () => {
+    fakeApi({
+      'GET /api/v1/requests': {
+        body: [
+          row(3, { status: 401, error: 'invalid client token' }),
+          row(2, { status: 503, attempts: [{ key: 'k', outcome: 'rate_limited', status: 429 }] }),
+          row(1),
+        ],
+      },
+      'GET /api/v1/clients': { body: [] },
+    })
+    const { wrapper } = await mountPage(RequestsView, { path: '/requests' })
+    await settle()
+    const headers = wrapper.findAll('.el-table__header th').map((h) => h.text())
+    expect(headers).toContain('Error')
+    expect(wrapper.find('[data-test=error-3]').text()).toBe('invalid client token')
+    expect(wrapper.find('[data-test=error-2]').text()).toBe('rate limited')
+    expect(wrapper.find('[data-test=error-1]').text()).toBe('—')
     wrapper.unmount()
   })
 })
