@@ -578,6 +578,46 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await shot(w, '19-certificates')
   })
 
+  it('fits its tables in a 1,280 px window: nothing scrolls sideways, no header is cut', async () => {
+    await page.setViewportSize({ width: 1280, height: 800 })
+    try {
+      for (const lang of ['en', 'zh'] as const) {
+        await page.click('[data-test=lang-button]')
+        await page.locator(`[data-test=lang-${lang}]`).click()
+        for (const name of ['keys', 'clients', 'requests', 'config', 'certificates']) {
+          await nav(name)
+          if (name === 'config') await page.locator('.el-tabs__item').nth(1).click()
+          await page.locator('.el-table:visible .el-table__row').first().waitFor()
+          // Columns settle once Element has measured the table.
+          await page.waitForTimeout(300)
+          const m = await page.evaluate(() => ({
+            page: document.documentElement.scrollWidth - window.innerWidth,
+            tables: Array.from(document.querySelectorAll<HTMLElement>('.el-table'))
+              .filter((t) => t.offsetParent !== null)
+              .map((t) => {
+                const wrap = t.querySelector<HTMLElement>('.el-table__body-wrapper .el-scrollbar__wrap')
+                return {
+                  table: t.getAttribute('data-test'),
+                  beyondWindow: t.getBoundingClientRect().right - window.innerWidth,
+                  sideways: wrap ? wrap.scrollWidth - wrap.clientWidth : 0,
+                  cutHeaders: Array.from(t.querySelectorAll<HTMLElement>('th .cell')).filter((c) => c.scrollWidth > c.clientWidth + 1).map((c) => `${c.textContent}: ${c.scrollWidth} px in ${c.clientWidth}`),
+                }
+              }),
+          }))
+          expect(m.page, `${name} (${lang}): the page scrolls sideways`).toBeLessThanOrEqual(0)
+          expect(m.tables.length, name).toBeGreaterThan(0)
+          for (const t of m.tables) expect(t, `${name} (${lang})`).toMatchObject({ beyondWindow: expect.any(Number), sideways: 0, cutHeaders: [] })
+          for (const t of m.tables) expect(t.beyondWindow, `${name} (${lang}) ${t.table}`).toBeLessThanOrEqual(0)
+          await shot(w, `19b-${name}-1280-${lang}`)
+        }
+      }
+    } finally {
+      await page.click('[data-test=lang-button]')
+      await page.locator('[data-test=lang-en]').click()
+      await page.setViewportSize({ width: 1400, height: 900 })
+    }
+  })
+
   it('works on a phone-sized screen, in Chinese, in dark mode', async () => {
     const ctx = await w.browser.newContext({ viewport: { width: 390, height: 844 }, locale: 'zh-CN', colorScheme: 'dark', isMobile: true, hasTouch: true })
     const phone = await ctx.newPage()

@@ -157,6 +157,7 @@ export default {
     loadFailed: 'Cannot load the statistics: {message}',
   },
   keys: {
+    nameFingerprint: 'Name / fingerprint',
     search: 'Name or fingerprint',
     searchLabel: 'Search keys by name or fingerprint',
     stateFilter: 'Filter by state',
@@ -265,6 +266,7 @@ export default {
     failed: 'Import failed',
   },
   clients: {
+    access: 'Pools / models',
     create: 'New client',
     empty: 'No clients',
     loadFailed: 'Cannot load the clients: {message}',

@@ -156,6 +156,7 @@ const zhCN: typeof en = {
     loadFailed: '无法加载统计数据：{message}',
   },
   keys: {
+    nameFingerprint: '名称 / 指纹',
     search: '名称或指纹',
     searchLabel: '按名称或指纹搜索密钥',
     stateFilter: '按状态筛选',
@@ -264,6 +265,7 @@ const zhCN: typeof en = {
     failed: '导入失败',
   },
   clients: {
+    access: '池 / 模型',
     create: '新建客户端',
     empty: '没有客户端',
     loadFailed: '无法加载客户端：{message}',
