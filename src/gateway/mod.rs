@@ -135,6 +135,7 @@ pub struct Gateway {
 #[async_trait]
 impl ServerApp for Gateway {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        crate::courtesy::data_plane_thread();
         let max = self.shared.runtime.load().settings.access.max_connections;
         let Some(_slot) = self.shared.connections.acquire(max) else {
             self.shared.refusals.count("max_connections");

@@ -387,6 +387,7 @@ impl Pending {
 
 impl Writer {
     fn run(mut self) {
+        crate::courtesy::background_thread();
         let _stop = StopGuard(self.flush.clone());
         // Requests, key states and bindings not yet committed; kept across failed commits.
         let mut pending = Pending::default();

@@ -164,6 +164,7 @@ struct Sinks {
 }
 
 fn write_loop(rx: Receiver<Msg>, sinks: Sinks) {
+    crate::courtesy::background_thread();
     let mut stdout = std::io::stdout().lock();
     // Lines are written straight into one batch, handed to stdout in one write per drain (or
     // per BATCH bytes): no per-line copy into a buffered writer.
