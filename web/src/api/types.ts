@@ -187,6 +187,8 @@ export interface AppliedView {
   changed: boolean
   restart_needed: string[]
   version?: number | null
+  /** Other TLS certificates are served from now on (files are re-read on every reload). */
+  certificates_changed: boolean
 }
 
 /** A comment the server wrote, as a kind (`startup`, `rollback`, `client_created`…) and its

@@ -371,6 +371,7 @@ export default {
     reloadConfirm: 'Re-read the configuration file from disk and apply it (as SIGHUP does)?',
     reloaded: 'File re-read and applied (version {version})',
     reloadedNoChange: 'File re-read: no change',
+    reloadedCertificates: 'File re-read: config unchanged, new TLS certificates served',
     reloadFailed: 'Cannot reload the file',
     readOnly: 'This configuration comes from the environment and cannot be changed here.',
     restartNeeded: 'Applied. These settings take effect only after a restart: {settings}',

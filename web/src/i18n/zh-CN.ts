@@ -370,6 +370,7 @@ const zhCN: typeof en = {
     reloadConfirm: '从磁盘重新读取配置文件并应用（与 SIGHUP 相同）？',
     reloaded: '已重新读取并应用（版本 {version}）',
     reloadedNoChange: '已重新读取：没有变化',
+    reloadedCertificates: '已重新读取：配置没有变化，已改用新的 TLS 证书',
     reloadFailed: '无法重新加载文件',
     readOnly: '此配置来自环境变量，不能在此修改。',
     restartNeeded: '已应用。以下设置需重启后生效：{settings}',

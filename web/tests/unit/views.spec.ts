@@ -198,6 +198,23 @@ describe('ConfigView live validation', () => {
     expect(wrapper.find('[data-test=problems]').exists()).toBe(false)
     wrapper.unmount()
   })
+
+  it('says so when a reload changed only the TLS certificates', async () => {
+    fakeApi({
+      'GET /api/v1/config': { body: { text: 'a = 1\n', source: '/etc/gp.toml', version: 3, writable: true } },
+      'GET /api/v1/config/versions': { body: [] },
+      'POST /api/v1/config/reload': { body: { version: 3, changed: false, restart_needed: [], certificates_changed: true } },
+    })
+    const { wrapper } = await mountPage(ConfigView)
+    await settle()
+    const reload = wrapper.findAll('button').find((b) => b.text() === 'Reload file')!
+    await reload.trigger('click')
+    await confirmBox()
+    await settle()
+    expect(document.body.textContent).toContain('new TLS certificates served')
+    expect(document.body.textContent).not.toContain('File re-read: no change')
+    wrapper.unmount()
+  })
 })
 
 describe('TokenDialog', () => {
