@@ -43,9 +43,10 @@ impl Courtesy {
 /// Slices change who goes first, not how much CPU each thread gets over time, so the background
 /// threads still keep up at full load (a lower priority would starve them there).
 ///
-/// Measured with `perf sched` on one core at 15,000 requests/s: times the data-plane thread waited
-/// over 0.2 ms to run after being woken, behind the two background threads, fell from 29 to 6
-/// in 8 s (bench/results/profile.md).
+/// Measured with `perf sched` on one core at 15,000 requests/s: times in 8 s the data-plane
+/// thread waited over 0.2 ms to run after being woken, behind the two background threads, fell
+/// from 29 to 6 with these slices set from outside, and from 38 and 41 to 20 and 19 with them
+/// built in (bench/results/profile.md).
 const DATA_PLANE_SLICE_NS: u64 = 100_000;
 /// See [`DATA_PLANE_SLICE_NS`].
 const BACKGROUND_SLICE_NS: u64 = 10_000_000;
@@ -95,19 +96,20 @@ mod linux {
         util_max: u32,
     }
 
+    const SIZE: u32 = std::mem::size_of::<SchedAttr>() as u32;
+
     fn own_attr() -> std::io::Result<SchedAttr> {
         let mut attr = SchedAttr::default();
-        let size = std::mem::size_of::<SchedAttr>() as u32;
-        // SAFETY: sched_getattr writes at most `size` bytes into `attr`, a valid, writable
+        // SAFETY: sched_getattr writes at most `SIZE` bytes into `attr`, a valid, writable
         // `SchedAttr` of that size; pid 0 is the calling thread.
-        if unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr as *mut SchedAttr, size, 0) } != 0 {
+        if unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr as *mut SchedAttr, SIZE, 0) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(attr)
     }
 
-    /// The calling thread's custom slice in ns (0: the kernel's default, or a kernel without
-    /// custom slices).
+    /// The calling thread's slice in ns as the kernel reports it (its default slice when none
+    /// was set; 0 from kernels without slices).
     #[cfg(test)]
     pub(super) fn own_slice() -> std::io::Result<u64> {
         own_attr().map(|a| a.runtime)
@@ -117,11 +119,10 @@ mod linux {
     /// real-time and deadline threads alone.
     pub(super) fn set_own_slice(ns: u64) -> std::io::Result<()> {
         let mut attr = own_attr()?;
-        let size = std::mem::size_of::<SchedAttr>() as u32;
         if !matches!(attr.policy as i32, libc::SCHED_OTHER | libc::SCHED_BATCH) {
             return Ok(());
         }
-        attr.size = size;
+        attr.size = SIZE;
         attr.flags = 0;
         attr.runtime = ns;
         // SAFETY: sched_setattr only reads `attr`, a valid `SchedAttr` whose `size` field is

@@ -2,6 +2,7 @@
 //! renders the English text that is stored, and is recognised again when the history is read,
 //! so that the UI can show it in the reader's language. A comment a user wrote matches none.
 
+use crate::control::ConfigManager;
 use serde::Serialize;
 use std::fmt;
 use utoipa::ToSchema;
@@ -10,8 +11,8 @@ use utoipa::ToSchema;
 ///
 /// The stored text is what [`fmt::Display`] writes, and [`ServerComment::parse`] reads it back,
 /// so versions recorded before this type existed are recognised too. The one comment written
-/// outside the admin API, `reloaded from disk` (by the config manager, on SIGHUP or
-/// `POST /config/reload`), is matched by its text.
+/// outside the admin API, by the config manager on SIGHUP or `POST /config/reload`, is its
+/// [`ConfigManager::RELOADED_FROM_DISK`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(tag = "kind", content = "params", rename_all = "snake_case")]
 pub enum ServerComment {
@@ -47,7 +48,7 @@ impl fmt::Display for ServerComment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerComment::Startup => f.write_str("configuration at start-up"),
-            ServerComment::ReloadedFromDisk => f.write_str("reloaded from disk"),
+            ServerComment::ReloadedFromDisk => f.write_str(ConfigManager::RELOADED_FROM_DISK),
             ServerComment::Replaced => f.write_str("replaced over the admin API"),
             ServerComment::Rollback { version } => write!(f, "rollback to version {version}"),
             ServerComment::ClientCreated { client } => write!(f, "client {client} created"),

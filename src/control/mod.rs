@@ -122,6 +122,9 @@ impl ConfigManager {
         config::parse_str(&real, &self.origin(), self.env()).map_err(|e| ApplyError::Invalid(e.problems().to_vec()))
     }
 
+    /// The history comment of a version read from the file again.
+    pub const RELOADED_FROM_DISK: &'static str = "reloaded from disk";
+
     /// Re-reads the config file (SIGHUP).
     pub async fn reload_from_disk(&self, actor: &str) -> Result<Applied, ApplyError> {
         let ConfigSource::File(path) = &self.source else {
@@ -129,7 +132,7 @@ impl ConfigManager {
         };
         let text = std::fs::read_to_string(path).map_err(|e| ApplyError::Io(format!("{}: {e}", path.display())))?;
         let mut guard = self.text.lock().await;
-        self.apply_locked(&mut guard, text, actor, &Change::new("config.reload", "config", "reloaded from disk"), false).await
+        self.apply_locked(&mut guard, text, actor, &Change::new("config.reload", "config", Self::RELOADED_FROM_DISK), false).await
     }
 
     /// Replaces the configuration with `text` (placeholders of the running secrets allowed).

@@ -39,11 +39,15 @@ struct InFlight<'a> {
 impl InFlight<'_> {
     /// Writes the record of a request that ended; `answered_at`: when its answer was complete.
     fn finish(&mut self, answered_at: Instant) {
-        if let Some(mut log) = self.log.take() {
-            log.total_ms = ms(answered_at.saturating_duration_since(self.started));
-            if self.shared.access_log.enabled() {
-                self.shared.access_log.record(log);
-            }
+        if let Some(log) = self.log.take() {
+            self.record(log, answered_at);
+        }
+    }
+
+    fn record(&self, mut log: AccessRecord, ended_at: Instant) {
+        log.total_ms = ms(ended_at.saturating_duration_since(self.started));
+        if self.shared.access_log.enabled() {
+            self.shared.access_log.record(log);
         }
     }
 }
@@ -61,10 +65,7 @@ impl Drop for InFlight<'_> {
             } else {
                 "the request was abandoned before it was complete".to_owned()
             });
-            log.total_ms = ms(self.started.elapsed());
-            if self.shared.access_log.enabled() {
-                self.shared.access_log.record(log);
-            }
+            self.record(log, Instant::now());
         }
         // After the record: graceful shutdown waits for this count before the last flush.
         self.shared.inflight.fetch_sub(1, Ordering::AcqRel);

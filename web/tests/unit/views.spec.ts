@@ -180,11 +180,12 @@ describe('ConfigView live validation', () => {
     wrapper.unmount()
   })
 
-  it('shows problems of the file on disk apart from the editor', async () => {
+  /** The config page of a file at /etc/gp.toml, after "Reload file" got `answer`. */
+  async function reloadFileAnswering(answer: FakeResponse) {
     fakeApi({
       'GET /api/v1/config': { body: { text: 'a = 1\n', source: '/etc/gp.toml', version: 3, writable: true } },
       'GET /api/v1/config/versions': { body: [] },
-      'POST /api/v1/config/reload': { status: 422, body: { error: { code: 422, status: 'INVALID_ARGUMENT', message: 'not valid', problems: [{ line: 51, column: 1, message: 'duplicate table' }] } } },
+      'POST /api/v1/config/reload': answer,
     })
     const { wrapper } = await mountPage(ConfigView)
     await settle()
@@ -192,6 +193,14 @@ describe('ConfigView live validation', () => {
     await reload.trigger('click')
     await confirmBox()
     await settle()
+    return wrapper
+  }
+
+  it('shows problems of the file on disk apart from the editor', async () => {
+    const wrapper = await reloadFileAnswering({
+      status: 422,
+      body: { error: { code: 422, status: 'INVALID_ARGUMENT', message: 'not valid', problems: [{ line: 51, column: 1, message: 'duplicate table' }] } },
+    })
     const disk = wrapper.find('[data-test=disk-problems]')
     expect(disk.text()).toContain('/etc/gp.toml')
     expect(disk.text()).toContain('duplicate table')
@@ -200,17 +209,7 @@ describe('ConfigView live validation', () => {
   })
 
   it('says so when a reload changed only the TLS certificates', async () => {
-    fakeApi({
-      'GET /api/v1/config': { body: { text: 'a = 1\n', source: '/etc/gp.toml', version: 3, writable: true } },
-      'GET /api/v1/config/versions': { body: [] },
-      'POST /api/v1/config/reload': { body: { version: 3, changed: false, restart_needed: [], certificates_changed: true } },
-    })
-    const { wrapper } = await mountPage(ConfigView)
-    await settle()
-    const reload = wrapper.findAll('button').find((b) => b.text() === 'Reload file')!
-    await reload.trigger('click')
-    await confirmBox()
-    await settle()
+    const wrapper = await reloadFileAnswering({ body: { version: 3, changed: false, restart_needed: [], certificates_changed: true } })
     expect(document.body.textContent).toContain('new TLS certificates served')
     expect(document.body.textContent).not.toContain('File re-read: no change')
     wrapper.unmount()
