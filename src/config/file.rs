@@ -59,7 +59,7 @@ pub struct CertSection {
     /// Label in the admin API (default: the first name of the certificate).
     pub name: Option<String>,
     /// Served when the client sends no SNI, or a name no certificate has.
-    pub default: Option<bool>,
+    pub default: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,13 +270,13 @@ pub struct ClientSection {
     /// Models it may call, as glob patterns (`gemini-2.5-*`); every model when absent.
     pub models: Option<Vec<Spanned<String>>>,
     /// Requests per minute.
-    pub rpm: Option<u32>,
+    pub rpm: Option<Spanned<u32>>,
     /// Input + output tokens per minute.
-    pub tpm: Option<u64>,
+    pub tpm: Option<Spanned<u64>>,
     /// Input + output tokens per day (UTC).
-    pub tpd: Option<u64>,
+    pub tpd: Option<Spanned<u64>>,
     /// Requests in flight at once.
-    pub concurrency: Option<u32>,
+    pub concurrency: Option<Spanned<u32>>,
 }
 
 /// The policy fields of a client, also used for JWT clients without a `[[clients]]` entry.
@@ -285,10 +285,10 @@ pub struct ClientSection {
 pub struct PolicySection {
     pub pools: Option<Vec<Spanned<String>>>,
     pub models: Option<Vec<Spanned<String>>>,
-    pub rpm: Option<u32>,
-    pub tpm: Option<u64>,
-    pub tpd: Option<u64>,
-    pub concurrency: Option<u32>,
+    pub rpm: Option<Spanned<u32>>,
+    pub tpm: Option<Spanned<u64>>,
+    pub tpd: Option<Spanned<u64>>,
+    pub concurrency: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,13 +301,13 @@ pub struct AccessSection {
     /// Proxies whose `X-Forwarded-For` names the real client.
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     /// Requests per minute per client address.
-    pub per_ip_rpm: Option<u32>,
+    pub per_ip_rpm: Option<Spanned<u32>>,
     /// Requests per minute in all.
-    pub global_rpm: Option<u32>,
+    pub global_rpm: Option<Spanned<u32>>,
     /// Open client connections at once.
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<Spanned<usize>>,
     /// Streamed responses at once.
-    pub max_streams: Option<usize>,
+    pub max_streams: Option<Spanned<usize>>,
     /// Web origins whose pages may call the proxy from a browser (CORS), e.g.
     /// `["https://app.example.com"]`, or `["*"]` for any; none when absent.
     pub cors_origins: Option<Vec<Spanned<String>>>,

@@ -232,3 +232,31 @@ fn a_key_in_the_wrong_place_is_not_echoed_by_the_parser() {
     let err = parse_str(&format!("[[pools]]\nname = \"p\"\nkeys = \"{key}\"\n"), "t", &no_env()).unwrap_err();
     assert!(err.problems()[0].message.contains("invalid type: string, expected a sequence"), "{err}");
 }
+
+#[test]
+fn problems_between_fields_point_at_the_line_that_causes_them() {
+    let pool = "[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n";
+    let client = "[[clients]]\nname = \"c\"\ntoken = \"a-long-token\"\n";
+    for (text, line, says) in [
+        (format!("{pool}[server]\nbody_limit = \"2MiB\"\nbuffered_bytes_limit = \"1MiB\"\n"), 5, "body_limit must not exceed"),
+        (format!("{pool}[server]\nbuffered_bytes_limit = \"1MiB\"\n"), 5, "body_limit must not exceed"),
+        (format!("{pool}{client}rpm = 10\ntpd = 0\n"), 8, "tpd = 0 would refuse everything"),
+        (format!("{pool}{client}concurrency = 0\n"), 7, "concurrency = 0"),
+        (format!("{pool}[access]\nper_ip_rpm = 5\nmax_streams = 0\n"), 6, "access.max_streams = 0"),
+        (format!("{pool}[access]\ncors_origins = [\n  \"https://a.example\",\n  \"*\",\n]\n"), 7, "list it alone"),
+        (
+            format!("{pool}[tls]\nlisten = \"127.0.0.1:8443\"\n[[tls.certificates]]\ncert_file = \"/nonexistent/a.pem\"\nkey_file = \"/nonexistent/a.key\"\ndefault = true\n[[tls.certificates]]\ncert_file = \"/nonexistent/b.pem\"\nkey_file = \"/nonexistent/b.key\"\ndefault = true\n"),
+            13,
+            "at most one",
+        ),
+        (
+            format!("{pool}[server]\nlisten = []\n[tls]\nlisten = \"127.0.0.1:8443\"\n[tls.acme]\ndirectory = \"letsencrypt\"\nnames = [\"a.example\"]\n"),
+            9,
+            "http-01 needs a plain listener",
+        ),
+    ] {
+        let err = parse_str(&text, "t", &no_env()).unwrap_err();
+        let p = err.problems().iter().find(|p| p.message.contains(says)).unwrap_or_else(|| panic!("no {says:?} in {err}"));
+        assert_eq!(p.line, Some(line), "{says}: {err}\n{text}");
+    }
+}

@@ -38,11 +38,20 @@ struct Collector {
 
 impl Collector {
     fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
-        self.problems.push(Problem { span: Some(spanned.span()), message: message.into() });
+        self.near(Some(spanned.span()), message);
     }
     fn global(&mut self, message: impl Into<String>) {
-        self.problems.push(Problem { span: None, message: message.into() });
+        self.near(None, message);
     }
+    /// At `span` when the file has a place for the problem, else about the whole file.
+    fn near(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        self.problems.push(Problem { span, message: message.into() });
+    }
+}
+
+/// An optional number (or flag) of the file without its place in it.
+fn unspanned<T: Copy>(v: &Option<Spanned<T>>) -> Option<T> {
+    v.as_ref().map(|s| *s.get_ref())
 }
 
 fn dur(v: Option<HumanDuration>, default: Duration) -> Duration {
@@ -117,7 +126,9 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         grace_period: dur(s.grace_period, Duration::from_secs(30)),
     };
     if server.body_limit > server.buffered_bytes_limit {
-        c.global("server.body_limit must not exceed server.buffered_bytes_limit");
+        // Point at the one the user wrote (either, or both: the defaults never conflict).
+        let written = s.body_limit.as_ref().or(s.buffered_bytes_limit.as_ref());
+        c.near(written.map(Spanned::span), "server.body_limit must not exceed server.buffered_bytes_limit");
     }
 
     // [upstream]
@@ -278,7 +289,14 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         if sources == 1 && digest.is_none() {
             continue;
         }
-        let fields = PolicySection { pools: cl.pools.clone(), models: cl.models.clone(), rpm: cl.rpm, tpm: cl.tpm, tpd: cl.tpd, concurrency: cl.concurrency };
+        let fields = PolicySection {
+            pools: cl.pools.clone(),
+            models: cl.models.clone(),
+            rpm: cl.rpm.clone(),
+            tpm: cl.tpm.clone(),
+            tpd: cl.tpd.clone(),
+            concurrency: cl.concurrency.clone(),
+        };
         let policy = policy(&mut c, &fields, &pools, &format!("client {name:?}"));
         if let Some(d) = digest {
             if clients.iter().any(|o| o.token_sha256 == Some(d)) {
@@ -298,10 +316,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     let tls_public = tls.as_ref().is_some_and(|t| t.listen.iter().any(|a| !a.ip().is_loopback()));
     if file.clients.is_empty() && file.jwt.is_none() && (!server.listen.iter().all(|a| a.ip().is_loopback()) || tls_public) {
         let msg = "no client token is configured, so the proxy may only listen on loopback addresses: add a [[clients]] entry with a token, or [jwt] (or set GEMINI_PROXY_TOKENS), before listening on a public address";
-        match listen_span {
-            Some(sp) => c.problems.push(Problem { span: Some(sp), message: msg.into() }),
-            None => c.global(msg),
-        }
+        c.near(listen_span, msg);
     }
 
     // [hygiene]
@@ -525,11 +540,19 @@ fn parse_origin(s: &str) -> Result<String, String> {
 
 /// A client's (or the JWT default) policy, with pool names resolved.
 fn policy(c: &mut Collector, f: &PolicySection, pools: &[PoolSettings], who: &str) -> Policy {
-    let mut out = Policy { rpm: f.rpm, tpm: f.tpm, tpd: f.tpd, concurrency: f.concurrency, ..Default::default() };
-    for (what, v) in [("rpm", f.rpm.map(u64::from)), ("tpm", f.tpm), ("tpd", f.tpd), ("concurrency", f.concurrency.map(u64::from))] {
-        if v == Some(0) {
-            c.global(format!("{who}: {what} = 0 would refuse everything; leave it out for no limit"));
+    let mut out =
+        Policy { rpm: unspanned(&f.rpm), tpm: unspanned(&f.tpm), tpd: unspanned(&f.tpd), concurrency: unspanned(&f.concurrency), ..Default::default() };
+    let zero = |what: &str| format!("{who}: {what} = 0 would refuse everything; leave it out for no limit");
+    if let Some(v) = f.rpm.as_ref().filter(|v| *v.get_ref() == 0) {
+        c.at(v, zero("rpm"));
+    }
+    for (what, v) in [("tpm", &f.tpm), ("tpd", &f.tpd)] {
+        if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
+            c.at(v, zero(what));
         }
+    }
+    if let Some(v) = f.concurrency.as_ref().filter(|v| *v.get_ref() == 0) {
+        c.at(v, zero("concurrency"));
     }
     for p in f.pools.iter().flatten() {
         match pools.iter().position(|q| &q.name == p.get_ref()) {
@@ -574,24 +597,25 @@ pub fn canonical_net(n: ipnet::IpNet) -> ipnet::IpNet {
 }
 
 fn access_settings(c: &mut Collector, a: &AccessSection) -> AccessSettings {
-    for (what, v) in [
-        ("per_ip_rpm", a.per_ip_rpm.map(|v| v as usize)),
-        ("global_rpm", a.global_rpm.map(|v| v as usize)),
-        ("max_connections", a.max_connections),
-        ("max_streams", a.max_streams),
-    ] {
-        if v == Some(0) {
-            c.global(format!("access.{what} = 0 would refuse everything; leave it out for no limit"));
+    let zero = |what: &str| format!("access.{what} = 0 would refuse everything; leave it out for no limit");
+    for (what, v) in [("per_ip_rpm", &a.per_ip_rpm), ("global_rpm", &a.global_rpm)] {
+        if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
+            c.at(v, zero(what));
+        }
+    }
+    for (what, v) in [("max_connections", &a.max_connections), ("max_streams", &a.max_streams)] {
+        if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
+            c.at(v, zero(what));
         }
     }
     AccessSettings {
         allow: nets(c, &a.allow, "access.allow"),
         deny: nets(c, &a.deny, "access.deny"),
         trusted_proxies: nets(c, &a.trusted_proxies, "access.trusted_proxies"),
-        per_ip_rpm: a.per_ip_rpm,
-        global_rpm: a.global_rpm,
-        max_connections: a.max_connections,
-        max_streams: a.max_streams,
+        per_ip_rpm: unspanned(&a.per_ip_rpm),
+        global_rpm: unspanned(&a.global_rpm),
+        max_connections: unspanned(&a.max_connections),
+        max_streams: unspanned(&a.max_streams),
         cors: cors_origins(c, &a.cors_origins),
     }
 }
@@ -606,9 +630,9 @@ fn sockets_overlap(a: SocketAddr, b: SocketAddr) -> bool {
 /// `access.cors_origins`: `"*"` alone, or origins as browsers send them.
 fn cors_origins(c: &mut Collector, list: &Option<Vec<Spanned<String>>>) -> CorsOrigins {
     let Some(list) = list else { return CorsOrigins::None };
-    if list.iter().any(|o| o.get_ref().trim() == "*") {
+    if let Some(star) = list.iter().find(|o| o.get_ref().trim() == "*") {
         if list.len() > 1 {
-            c.global("access.cors_origins: \"*\" already allows every origin; list it alone");
+            c.at(star, "access.cors_origins: \"*\" already allows every origin; list it alone");
         }
         return CorsOrigins::Any;
     }
@@ -707,13 +731,13 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
         match crate::tls::certs::load_files(cert.cert_file.get_ref(), cert.key_file.get_ref()) {
             Ok(loaded) => {
                 let name = cert.name.clone().or_else(|| loaded.info.names.first().cloned()).unwrap_or_else(|| cert.cert_file.get_ref().clone());
-                certificates.push(StaticCert { name, default: cert.default.unwrap_or(false), loaded });
+                certificates.push(StaticCert { name, default: unspanned(&cert.default).unwrap_or(false), loaded });
             }
             Err(e) => c.at(&cert.cert_file, format!("tls certificate: {e}")),
         }
     }
-    if certificates.iter().filter(|x| x.default).count() > 1 {
-        c.global("at most one [[tls.certificates]] may be the default");
+    if let Some(second) = t.certificates.iter().filter_map(|x| x.default.as_ref().filter(|d| *d.get_ref())).nth(1) {
+        c.at(second, "at most one [[tls.certificates]] may be the default");
     }
     let self_signed = t.self_signed.as_ref().map(|s| {
         if s.names.get_ref().is_empty() {
@@ -742,11 +766,13 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
                 AcmeChallenge::Http01
             }
         };
+        // At the challenge when it is written; http-01 is also the default, then at the directory.
+        let challenge_at = a.challenge.as_ref().map(|ch| ch.span()).unwrap_or_else(|| a.directory.span());
         if challenge == AcmeChallenge::TlsAlpn01 && listen.is_empty() {
-            c.global("acme tls-alpn-01 needs a TLS listener ([tls] listen)");
+            c.near(Some(challenge_at.clone()), "acme tls-alpn-01 needs a TLS listener ([tls] listen)");
         }
         if challenge == AcmeChallenge::Http01 && plain.is_empty() {
-            c.global("acme http-01 needs a plain listener (server.listen) on the validation port");
+            c.near(Some(challenge_at), "acme http-01 needs a plain listener (server.listen) on the validation port");
         }
         if listen.is_empty() {
             c.at(&a.directory, "[tls.acme] issues certificates for TLS listeners: set [tls] listen");
