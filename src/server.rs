@@ -2,7 +2,7 @@
 //! background services, from a loaded configuration. Nothing here runs per request.
 
 use crate::admin::auth::{hash_password, random_token, AdminAuth, GENERATED_HASH_SETTING};
-use crate::admin::comment::ServerComment;
+use crate::admin::comment::{Author, ServerComment};
 use crate::admin::{AdminServer, AdminState};
 use crate::background::{Drain, Maintenance};
 use crate::config::Loaded;
@@ -190,7 +190,7 @@ fn seed_client_days(shared: &Shared, db: &Store) {
 
 /// Records the configuration the process starts with, unless it is the latest version already.
 fn record_startup_version(db: &Store, text: &str) {
-    if let Err(e) = db.add_config_version_if_new(text, "startup", &ServerComment::Startup.to_string()) {
+    if let Err(e) = db.add_config_version_if_new(text, &Author::Startup.to_string(), &ServerComment::Startup.into()) {
         tracing::warn!(error = %e, "cannot record the start-up configuration version");
     }
 }

@@ -4,6 +4,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::AdminState;
+use crate::admin::comment::Author;
 use crate::admin::extract::Body;
 use crate::config::AdminSettings;
 use crate::secret::sha256;
@@ -33,21 +34,41 @@ const FAILURES_PER_ADDRESS: usize = 5;
 const FAILURES_GLOBAL: usize = 50;
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
+/// How an admin call authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    Token,
+    Session,
+}
+
+impl Credential {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Credential::Token => "token",
+            Credential::Session => "session",
+        }
+    }
+}
+
 /// Who is making an admin call, for the audit log.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    pub kind: &'static str,
+    pub kind: Credential,
     pub addr: Option<IpAddr>,
     pub session_expires: Option<SystemTime>,
 }
 
 impl Actor {
-    /// `session@127.0.0.1`, `token@::1`.
-    pub fn label(&self) -> String {
-        match self.addr {
-            Some(a) => format!("{}@{a}", self.kind),
-            None => self.kind.to_owned(),
+    pub fn author(&self) -> Author {
+        match self.kind {
+            Credential::Token => Author::Token { address: self.addr },
+            Credential::Session => Author::Session { address: self.addr },
         }
+    }
+
+    /// As the audit log and the version history record it: `session@127.0.0.1`, `token@::1`.
+    pub fn label(&self) -> String {
+        self.author().to_string()
     }
 }
 
@@ -187,16 +208,16 @@ pub fn identify(state: &AdminState, headers: &HeaderMap, addr: Option<IpAddr>) -
     if let Some(t) = bearer(headers) {
         if let Some(want) = admin.token_sha256 {
             if bool::from(sha256(t.as_bytes()).ct_eq(&want)) {
-                return Some(Actor { kind: "token", addr, session_expires: None });
+                return Some(Actor { kind: Credential::Token, addr, session_expires: None });
             }
         }
         if let Some(exp) = state.auth.session(t, admin) {
-            return Some(Actor { kind: "session", addr, session_expires: Some(exp) });
+            return Some(Actor { kind: Credential::Session, addr, session_expires: Some(exp) });
         }
         return None;
     }
     let c = cookie(headers)?;
-    state.auth.session(c, admin).map(|exp| Actor { kind: "session", addr, session_expires: Some(exp) })
+    state.auth.session(c, admin).map(|exp| Actor { kind: Credential::Session, addr, session_expires: Some(exp) })
 }
 
 /// Middleware: every route behind it needs a valid token or session.
@@ -310,5 +331,5 @@ pub async fn logout(State(state): State<AdminState>, headers: HeaderMap) -> Resp
 #[utoipa::path(get, path = "/api/v1/auth/session", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = SessionView), (status = 401, body = super::error::ErrorBody)))]
 pub async fn session(axum::Extension(actor): axum::Extension<Actor>) -> Json<SessionView> {
-    Json(SessionView { token: None, kind: actor.kind.to_owned(), expires_at: actor.session_expires })
+    Json(SessionView { token: None, kind: actor.kind.as_str().to_owned(), expires_at: actor.session_expires })
 }

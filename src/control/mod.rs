@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod key_sync;
 pub mod reload;
 
+use crate::admin::comment::{ServerComment, VersionComment};
 use crate::config::edit::{ConfigDoc, EditError};
 use crate::config::redact::{self, UnredactError};
 use crate::config::{self, ConfigSource, EnvLookup, LocatedProblem, ProcessEnv, Settings};
@@ -60,14 +61,15 @@ pub struct Change {
     pub action: &'static str,
     /// What it changed: `config`, a pool, a client.
     pub target: String,
-    /// Shown in the version history.
-    pub comment: String,
+    /// Shown in the version history: a server comment (with its kind) or a user's words.
+    pub comment: VersionComment,
     /// Audit detail (a JSON object); the version and the restart notes are added to it.
     pub detail: serde_json::Value,
 }
 
 impl Change {
-    pub fn new(action: &'static str, target: impl Into<String>, comment: impl Into<String>) -> Change {
+    /// `comment` is a [`ServerComment`], or a user's words as text.
+    pub fn new(action: &'static str, target: impl Into<String>, comment: impl Into<VersionComment>) -> Change {
         Change { action, target: target.into(), comment: comment.into(), detail: serde_json::json!({}) }
     }
 
@@ -122,9 +124,6 @@ impl ConfigManager {
         config::parse_str(&real, &self.origin(), self.env()).map_err(|e| ApplyError::Invalid(e.problems().to_vec()))
     }
 
-    /// The history comment of a version read from the file again.
-    pub const RELOADED_FROM_DISK: &'static str = "reloaded from disk";
-
     /// Re-reads the config file (SIGHUP).
     pub async fn reload_from_disk(&self, actor: &str) -> Result<Applied, ApplyError> {
         let ConfigSource::File(path) = &self.source else {
@@ -132,11 +131,11 @@ impl ConfigManager {
         };
         let text = std::fs::read_to_string(path).map_err(|e| ApplyError::Io(format!("{}: {e}", path.display())))?;
         let mut guard = self.text.lock().await;
-        self.apply_locked(&mut guard, text, actor, &Change::new("config.reload", "config", Self::RELOADED_FROM_DISK), false).await
+        self.apply_locked(&mut guard, text, actor, &Change::new("config.reload", "config", ServerComment::ReloadedFromDisk), false).await
     }
 
     /// Replaces the configuration with `text` (placeholders of the running secrets allowed).
-    pub async fn replace(&self, text: &str, actor: &str, comment: &str) -> Result<Applied, ApplyError> {
+    pub async fn replace(&self, text: &str, actor: &str, comment: VersionComment) -> Result<Applied, ApplyError> {
         let mut guard = self.text.lock().await;
         let real = redact::unredact(text, &guard)?;
         self.apply_locked(&mut guard, real, actor, &Change::new("config.replace", "config", comment), true).await
@@ -227,7 +226,7 @@ impl ConfigManager {
             let mut detail = change.detail;
             if let Some(d) = detail.as_object_mut() {
                 d.insert("version".into(), version.into());
-                d.insert("comment".into(), change.comment.into());
+                d.insert("comment".into(), change.comment.text().into());
                 d.insert("restart_needed".into(), restart_needed.into());
             }
             if let Err(e) = db.add_audit(&actor, change.action, &change.target, &detail) {

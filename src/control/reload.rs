@@ -1,6 +1,7 @@
 //! SIGHUP: re-read the config file and apply it (Pingora itself does not handle SIGHUP).
 
 use super::ConfigManager;
+use crate::admin::comment::Author;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -27,7 +28,7 @@ impl BackgroundService for SighupReloader {
                     if got.is_none() {
                         return;
                     }
-                    match self.manager.reload_from_disk("signal:SIGHUP").await {
+                    match self.manager.reload_from_disk(&Author::Sighup.to_string()).await {
                         Ok(applied) => tracing::info!(
                             changed = applied.changed,
                             certificates_changed = applied.certificates_changed,

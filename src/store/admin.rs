@@ -4,17 +4,23 @@
 use super::error::{Context, StoreError};
 use super::types::{clamp_limit, AuditQuery, AuditRow, ConfigVersion, ConfigVersionMeta};
 use super::{now_ms, Store};
+use crate::admin::comment::{Author, ServerComment, VersionComment};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension, Row, TransactionBehavior};
 
-const META_COLUMNS: &str = "id, created_ms, actor, comment, sha256, bytes";
+const META_COLUMNS: &str = "id, created_ms, actor, comment, sha256, bytes, comment_kind, comment_params";
 
 fn meta_row(r: &Row<'_>) -> rusqlite::Result<ConfigVersionMeta> {
+    let actor: String = r.get(2)?;
+    let kind: Option<String> = r.get(6)?;
+    let params: Option<String> = r.get(7)?;
     Ok(ConfigVersionMeta {
         id: r.get(0)?,
         created_ms: r.get(1)?,
-        actor: r.get(2)?,
+        author: Author::from_label(&actor),
+        actor,
         comment: r.get(3)?,
+        server_comment: kind.and_then(|k| ServerComment::from_stored(&k, params.as_deref())),
         sha256: r.get(4)?,
         bytes: usize::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
     })
@@ -43,15 +49,19 @@ fn hex(bytes: &[u8]) -> String {
 impl Store {
     /// Stores a config text as a new version and returns its id; then deletes all but the
     /// newest `retention.config_versions` (0 keeps all). Every call adds a version, even for
-    /// a text identical to the last one: the caller decides what is worth a version.
-    pub fn add_config_version(&self, text: &str, actor: &str, comment: &str) -> Result<i64, StoreError> {
+    /// a text identical to the last one: the caller decides what is worth a version. A server
+    /// comment's kind and parameters are stored beside its text.
+    pub fn add_config_version(&self, text: &str, actor: &str, comment: &VersionComment) -> Result<i64, StoreError> {
         let sha = hex(&crate::secret::sha256(text.as_bytes()));
         let keep = i64::try_from(self.retention.config_versions).unwrap_or(i64::MAX);
+        let stored = comment.server().map(ServerComment::stored);
+        let (kind, params) = stored.map_or((None, None), |s| (Some(s.kind), s.params));
         self.admin(|c, p| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin adding a config version", p)?;
             tx.execute(
-                "INSERT INTO config_version (created_ms, actor, comment, sha256, bytes, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![now_ms(), actor, comment, sha, text.len() as i64, text],
+                "INSERT INTO config_version (created_ms, actor, comment, comment_kind, comment_params, sha256, bytes, text) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![now_ms(), actor, comment.text(), kind, params, sha, text.len() as i64, text],
             )
             .ctx("add a config version", p)?;
             let id = tx.last_insert_rowid();
@@ -67,7 +77,7 @@ impl Store {
     /// Like `add_config_version`, unless `text` is the latest version already (same SHA-256):
     /// then nothing is added and that version's id comes back with `false`, so that re-applying
     /// an unchanged file does not push real versions out of the history.
-    pub fn add_config_version_if_new(&self, text: &str, actor: &str, comment: &str) -> Result<(i64, bool), StoreError> {
+    pub fn add_config_version_if_new(&self, text: &str, actor: &str, comment: &VersionComment) -> Result<(i64, bool), StoreError> {
         let sha = hex(&crate::secret::sha256(text.as_bytes()));
         if let Some(latest) = self.config_versions(1)?.into_iter().next().filter(|m| m.sha256 == sha) {
             return Ok((latest.id, false));
@@ -88,7 +98,7 @@ impl Store {
     pub fn config_version(&self, id: i64) -> Result<Option<ConfigVersion>, StoreError> {
         self.read(|c, p| {
             c.query_row(&format!("SELECT {META_COLUMNS}, text FROM config_version WHERE id = ?1"), [id], |r| {
-                Ok(ConfigVersion { meta: meta_row(r)?, text: r.get(6)? })
+                Ok(ConfigVersion { meta: meta_row(r)?, text: r.get(8)? })
             })
             .optional()
             .ctx("read a config version", p)
@@ -150,6 +160,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::admin::comment::{Author, ServerComment};
     use crate::store::{AuditQuery, Retention, Store};
     use serde_json::json;
 
@@ -162,7 +173,7 @@ mod tests {
     #[test]
     fn config_versions_keep_the_newest_n() {
         let (_dir, s) = store(3);
-        let ids: Vec<i64> = (0..5).map(|i| s.add_config_version(&format!("text {i}"), "alice", &format!("v{i}")).expect("add")).collect();
+        let ids: Vec<i64> = (0..5).map(|i| s.add_config_version(&format!("text {i}"), "alice", &format!("v{i}").into()).expect("add")).collect();
         let list = s.config_versions(100).expect("list");
         assert_eq!(list.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[4], ids[3], ids[2]]);
         assert!(s.config_version(ids[0]).expect("get").is_none(), "pruned");
@@ -177,13 +188,25 @@ mod tests {
         });
         assert_eq!(s.config_versions(1).expect("list").len(), 1);
         // Identical text still makes a version: the caller decides.
-        let again = s.add_config_version("text 4", "bob", "").expect("add");
+        let again = s.add_config_version("text 4", "bob", &"".into()).expect("add");
         assert!(again > ids[4]);
         // Unless it asks for a version only when the text is new.
-        assert_eq!(s.add_config_version_if_new("text 4", "bob", "").expect("add"), (again, false));
-        let (fresh, added) = s.add_config_version_if_new("text 5", "bob", "").expect("add");
+        assert_eq!(s.add_config_version_if_new("text 4", "bob", &"".into()).expect("add"), (again, false));
+        let (fresh, added) = s.add_config_version_if_new("text 5", "bob", &"".into()).expect("add");
         assert!(added && fresh > again);
-        assert!(s.add_config_version_if_new("text 4", "bob", "").expect("add").1, "only the latest version counts");
+        assert!(s.add_config_version_if_new("text 4", "bob", &"".into()).expect("add").1, "only the latest version counts");
+    }
+
+    #[test]
+    fn a_server_comment_keeps_its_kind_and_a_users_has_none() {
+        let (_dir, s) = store(50);
+        let rollback = ServerComment::Rollback { version: 7 };
+        let server = s.add_config_version("a", "signal:SIGHUP", &rollback.clone().into()).expect("add");
+        let user = s.add_config_version("b", "alice", &rollback.to_string().into()).expect("add");
+        let meta = s.config_version(server).expect("get").expect("present").meta;
+        assert_eq!((meta.comment.as_str(), meta.server_comment, meta.author), ("rollback to version 7", Some(rollback), Some(Author::Sighup)));
+        let meta = s.config_version(user).expect("get").expect("present").meta;
+        assert_eq!((meta.comment.as_str(), meta.server_comment, meta.author), ("rollback to version 7", None, None), "words and names stay as written");
     }
 
     #[test]

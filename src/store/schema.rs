@@ -12,8 +12,11 @@ struct Migration {
 }
 
 /// Append only: a released migration is never edited, a change is a new entry.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial schema", sql: V1 }, Migration { version: 2, name: "resource ownership and upload sessions", sql: V2 }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial schema", sql: V1 },
+    Migration { version: 2, name: "resource ownership and upload sessions", sql: V2 },
+    Migration { version: 3, name: "config version comment kinds", sql: V3 },
+];
 
 /// The schema version this build writes.
 pub(crate) fn latest_version() -> i64 {
@@ -123,6 +126,70 @@ CREATE TABLE binding (
 CREATE INDEX binding_expires ON binding (expires_ms);
 "#;
 
+// The server's comments in the version history get their kind and parameters stored
+// (admin/comment.rs), so that a user's comment is never taken for one because of its text.
+//
+// Rows written before: a comment is recognised once, here, only when its text is one the server
+// wrote AND the record of who made the version agrees: the start-up version by the actor
+// `startup` (no user can be that actor), every other one by the audit entry recorded with the
+// same version (its `detail.version`, written since the first release), whose action must be
+// the one that writes that comment; the parameters come from the text. So "client bob created"
+// typed as a `PUT /config` comment stays text. What remains ambiguous is a user typing
+// "replaced over the admin API" or "rollback to version N" on a `PUT`: the audit records that
+// as the same action, and those rows were shown translated before anyway. Everything else is
+// left as text. This SQL is frozen with the texts of the time, which never change.
+const V3: &str = r#"
+ALTER TABLE config_version ADD COLUMN comment_kind TEXT;    -- NULL: a user's comment
+ALTER TABLE config_version ADD COLUMN comment_params TEXT;  -- JSON object, NULL if none
+
+CREATE TEMP TABLE made_by (version INTEGER PRIMARY KEY, action TEXT NOT NULL);
+INSERT OR IGNORE INTO made_by (version, action)
+    SELECT json_extract(detail, '$.version'), action FROM audit_log
+    WHERE json_valid(detail) AND json_type(detail, '$.version') = 'integer'
+    ORDER BY id;
+
+UPDATE config_version SET comment_kind = 'startup'
+    WHERE actor = 'startup' AND comment = 'configuration at start-up';
+UPDATE config_version SET comment_kind = 'reloaded_from_disk'
+    WHERE comment = 'reloaded from disk'
+      AND id IN (SELECT version FROM made_by WHERE action = 'config.reload');
+UPDATE config_version SET comment_kind = 'replaced'
+    WHERE comment = 'replaced over the admin API'
+      AND id IN (SELECT version FROM made_by WHERE action = 'config.replace');
+-- 'rollback to version ' is 20 characters.
+UPDATE config_version SET comment_kind = 'rollback',
+        comment_params = json_object('version', CAST(substr(comment, 21) AS INTEGER))
+    WHERE comment GLOB 'rollback to version [0-9]*' AND substr(comment, 21) NOT GLOB '*[^0-9]*'
+      AND length(substr(comment, 21)) <= 18
+      AND id IN (SELECT version FROM made_by WHERE action = 'config.replace');
+-- 'client ' is 7 characters, ' created', ' updated' and ' revoked' 8.
+UPDATE config_version SET comment_kind = 'client_created',
+        comment_params = json_object('client', substr(comment, 8, length(comment) - 15))
+    WHERE comment GLOB 'client ?* created'
+      AND id IN (SELECT version FROM made_by WHERE action = 'clients.create');
+UPDATE config_version SET comment_kind = 'client_updated',
+        comment_params = json_object('client', substr(comment, 8, length(comment) - 15))
+    WHERE comment GLOB 'client ?* updated'
+      AND id IN (SELECT version FROM made_by WHERE action = 'clients.update');
+UPDATE config_version SET comment_kind = 'client_revoked',
+        comment_params = json_object('client', substr(comment, 8, length(comment) - 15))
+    WHERE comment GLOB 'client ?* revoked'
+      AND id IN (SELECT version FROM made_by WHERE action = 'clients.revoke');
+-- ' key(s) added' is 13 characters.
+UPDATE config_version SET comment_kind = 'keys_added',
+        comment_params = json_object('count', CAST(substr(comment, 1, length(comment) - 13) AS INTEGER))
+    WHERE comment GLOB '[0-9]* key(s) added' AND substr(comment, 1, length(comment) - 13) NOT GLOB '*[^0-9]*'
+      AND length(comment) - 13 <= 18
+      AND id IN (SELECT version FROM made_by WHERE action = 'keys.add');
+-- 'key ' is 4 characters, ' deleted' 8.
+UPDATE config_version SET comment_kind = 'key_deleted',
+        comment_params = json_object('key', substr(comment, 5, length(comment) - 12))
+    WHERE comment GLOB 'key ?* deleted'
+      AND id IN (SELECT version FROM made_by WHERE action = 'keys.delete');
+
+DROP TABLE temp.made_by;
+"#;
+
 /// The highest applied version, 0 for a new database.
 fn current_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     conn.query_row("SELECT coalesce(max(version), 0) FROM schema_version", [], |r| r.get(0)).ctx("read the schema version", path)
@@ -183,10 +250,82 @@ mod tests {
         ))
         .expect("a version 1 database");
         migrate(&mut conn, &path).expect("migrate");
-        assert_eq!(current_version(&conn, &path).expect("version"), 2);
+        assert_eq!(current_version(&conn, &path).expect("version"), latest_version());
         let kept: String = conn.query_row("SELECT value FROM setting WHERE name = 'a'", [], |r| r.get(0)).expect("kept");
         assert_eq!(kept, "b");
         conn.execute("INSERT INTO binding VALUES ('upload', 'id', 'ab', 'alice', 1)", []).expect("the new table");
+    }
+
+    /// Versions as builds before migration 3 wrote them: text only, and an audit entry per
+    /// version made over the API or by a reload (`detail.version`), none for start-up ones.
+    fn a_version_2_database(path: &Path) -> Connection {
+        let conn = Connection::open(path).expect("open");
+        conn.execute_batch(&format!(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL); \
+             {V1} {V2} INSERT INTO schema_version VALUES (1, 'initial schema', 0), (2, 'resource ownership and upload sessions', 0);"
+        ))
+        .expect("a version 2 database");
+        conn
+    }
+
+    fn old_version(conn: &Connection, id: i64, actor: &str, comment: &str, audit_action: Option<&str>) {
+        conn.execute("INSERT INTO config_version VALUES (?1, 0, ?2, ?3, 'sha', 1, 't')", rusqlite::params![id, actor, comment]).expect("version");
+        if let Some(action) = audit_action {
+            let detail = serde_json::json!({"version": id, "comment": comment, "restart_needed": []}).to_string();
+            conn.execute(
+                "INSERT INTO audit_log (time_ms, actor, action, target, detail) VALUES (0, ?1, ?2, 'config', ?3)",
+                rusqlite::params![actor, action, detail],
+            )
+            .expect("audit");
+        }
+    }
+
+    #[test]
+    fn a_version_2_history_keeps_its_rows_and_only_the_servers_comments_get_a_kind() {
+        use crate::admin::comment::ServerComment;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let mut conn = a_version_2_database(&path);
+        let token = "token@127.0.0.1";
+        let rows: &[(&str, &str, Option<&str>, Option<ServerComment>)] = &[
+            ("startup", "configuration at start-up", None, Some(ServerComment::Startup)),
+            (token, "client carol created", Some("clients.create"), Some(ServerComment::ClientCreated { client: "carol".into() })),
+            ("signal:SIGHUP", "reloaded from disk", Some("config.reload"), Some(ServerComment::ReloadedFromDisk)),
+            (token, "12 key(s) added", Some("keys.add"), Some(ServerComment::KeysAdded { count: 12 })),
+            (token, "key my key deleted", Some("keys.delete"), Some(ServerComment::KeyDeleted { key: "my key".into() })),
+            (token, "client 张三 revoked", Some("clients.revoke"), Some(ServerComment::ClientRevoked { client: "张三".into() })),
+            (token, "client bob updated", Some("clients.update"), Some(ServerComment::ClientUpdated { client: "bob".into() })),
+            (token, "rollback to version 3", Some("config.replace"), Some(ServerComment::Rollback { version: 3 })),
+            (token, "replaced over the admin API", Some("config.replace"), Some(ServerComment::Replaced)),
+            // Typed by a user on PUT /config (audited as config.replace): their words.
+            (token, "client bob created", Some("config.replace"), None),
+            (token, "configuration at start-up", Some("config.replace"), None),
+            (token, "reloaded from disk", Some("config.replace"), None),
+            (token, "rollback to version 3, by hand", Some("config.replace"), None),
+            (token, "rollback to version 99999999999999999999999", Some("config.replace"), None),
+            // Nothing tells who wrote it.
+            ("signal:SIGHUP", "reloaded from disk", None, None),
+            (token, "fix the rpm of alice", Some("config.replace"), None),
+        ];
+        for (i, (actor, comment, action, _)) in rows.iter().enumerate() {
+            old_version(&conn, i as i64 + 1, actor, comment, *action);
+        }
+        // An unreadable detail, and one from a failed recording (no version): skipped, not fatal.
+        conn.execute_batch("INSERT INTO audit_log (time_ms, actor, action, target, detail) VALUES (0, 'x', 'keys.add', 'p', 'not json'), (0, 'x', 'keys.add', 'p', '{\"version\": null}');")
+            .expect("odd audit rows");
+        migrate(&mut conn, &path).expect("migrate");
+        assert_eq!(current_version(&conn, &path).expect("version"), latest_version());
+        let mut stmt = conn.prepare("SELECT id, comment, comment_kind, comment_params FROM config_version ORDER BY id").expect("prepare");
+        let got: Vec<(i64, String, Option<String>, Option<String>)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).expect("query").collect::<Result<_, _>>().expect("rows");
+        assert_eq!(got.len(), rows.len(), "every row kept");
+        for ((id, comment, kind, params), (_, old, _, want)) in got.iter().zip(rows) {
+            assert_eq!(comment, old, "version {id}: the text stays");
+            let recognised = kind.as_deref().map(|k| ServerComment::from_stored(k, params.as_deref()).ok_or(format!("{k} {params:?}")));
+            assert_eq!(recognised, want.clone().map(Ok), "version {id}: {old:?}");
+        }
+        let temp: i64 = conn.query_row("SELECT count(*) FROM temp.sqlite_master WHERE name = 'made_by'", [], |r| r.get(0)).expect("count");
+        assert_eq!(temp, 0, "the helper table is gone");
     }
 
     #[test]

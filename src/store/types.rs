@@ -1,6 +1,7 @@
 //! The store's public data: what goes in (key state, retention), what the REST API asks for
 //! (queries) and what it gets back (rows and points, all `Serialize` and `ToSchema`).
 
+use crate::admin::comment::{Author, ServerComment};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
@@ -277,8 +278,18 @@ pub struct GroupTotal {
 pub struct ConfigVersionMeta {
     pub id: i64,
     pub created_ms: i64,
+    /// Who made the version, as recorded: `startup`, `signal:SIGHUP`, `token@<address>`,
+    /// `session@<address>`.
     pub actor: String,
+    /// `actor` as a kind and its parameters, for showing it in another language; `null` for an
+    /// actor text outside that set, which `actor` shows as it is.
+    pub author: Option<Author>,
+    /// The comment's text: a user's words as written, or the English text of a server comment.
     pub comment: String,
+    /// The comment as a kind and its parameters when the server wrote it (start-up, reload,
+    /// rollback, an API edit), for showing it in another language; `null` for a comment a user
+    /// wrote, even one that reads like the server's.
+    pub server_comment: Option<ServerComment>,
     /// SHA-256 of the text, hex.
     pub sha256: String,
     pub bytes: usize,

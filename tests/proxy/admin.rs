@@ -245,46 +245,77 @@ async fn config_routes_validate_replace_version_diff_and_roll_back() {
     }
 }
 
-/// The history's comments the server wrote come with a kind and parameters (the UI shows them
-/// in its language); a comment a user wrote comes as written, with none.
+/// The history's comments the server wrote come with a kind and parameters, and its authors
+/// with theirs (the UI shows both in its language); a comment a user wrote comes as written,
+/// with none, even when it reads exactly like one of the server's.
 #[tokio::test(flavor = "multi_thread")]
-async fn server_comments_in_the_history_come_with_a_kind_and_parameters() {
+async fn server_comments_and_authors_in_the_history_come_with_a_kind_and_parameters() {
     let s = setup(&["AIzaA"]).await;
-    let newest = |versions: &Value| (versions[0]["comment"].clone(), versions[0]["server_comment"].clone());
+    let newest = |versions: &Value| (versions[0]["comment"].clone(), versions[0]["server_comment"].clone(), versions[0]["author"].clone());
+    let token = json!({"kind": "token", "params": {"address": "127.0.0.1"}});
     let versions = get(&s.proxy, "/api/v1/config/versions").await;
     let first = versions[0]["id"].as_i64().unwrap();
-    assert_eq!(newest(&versions), (json!("configuration at start-up"), json!({"kind": "startup"})));
+    assert_eq!(versions[0]["actor"], "startup");
+    assert_eq!(newest(&versions), (json!("configuration at start-up"), json!({"kind": "startup"}), json!({"kind": "startup"})));
 
-    let (st, _) = call(&s.proxy, Method::POST, "/api/v1/clients", Some(json!({"name": "carol"}))).await;
-    assert_eq!(st, 201);
+    // An API edit.
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/keys", Some(json!({"key": key39('G')}))).await;
+    assert_eq!(st, 201, "{v}");
     let versions = get(&s.proxy, "/api/v1/config/versions").await;
-    assert_eq!(newest(&versions), (json!("client carol created"), json!({"kind": "client_created", "params": {"client": "carol"}})));
+    assert_eq!(versions[0]["actor"], "token@127.0.0.1");
+    assert_eq!(newest(&versions), (json!("1 key(s) added"), json!({"kind": "keys_added", "params": {"count": 1}}), token.clone()));
 
+    // A user's words, even the server's own, stay theirs.
     let text = get(&s.proxy, "/api/v1/config").await["text"].as_str().unwrap().to_owned();
-    let (st, v) =
-        call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": text.replace("\"10ms\"", "\"20ms\""), "comment": "rollback to version x, by hand"})))
-            .await;
-    assert_eq!(st, 200, "{v}");
-    let mine = v["version"].as_i64().unwrap();
-    assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await), (json!("rollback to version x, by hand"), Value::Null), "a user's words stay theirs");
+    let mut mine = Vec::new();
+    for (n, typed) in ["rollback to version x, by hand", "configuration at start-up", &format!("rollback to version {first}")].into_iter().enumerate() {
+        let edited = text.replace("\"10ms\"", &format!("\"{}ms\"", 11 + n));
+        let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": edited, "comment": typed}))).await;
+        assert_eq!(st, 200, "{v}");
+        mine.push(v["version"].as_i64().unwrap());
+        assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await), (json!(typed), Value::Null, token.clone()), "a user's words stay theirs");
+    }
     let (st, _) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": text.replace("\"10ms\"", "\"30ms\"")}))).await;
     assert_eq!(st, 200);
     assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await).1, json!({"kind": "replaced"}));
 
-    let (st, v) = call(&s.proxy, Method::POST, &format!("/api/v1/config/versions/{first}/rollback"), None).await;
-    assert_eq!(st, 200, "{v}");
-    let rolled = v["version"].as_i64().unwrap();
+    // A rollback, by a login session.
+    let login = client().post(s.proxy.admin_url("/api/v1/auth/login")).json(&json!({"token": ADMIN_TOKEN})).send().await.expect("login");
+    let session = login.json::<Value>().await.expect("session")["token"].as_str().expect("a session token").to_owned();
+    let r = client().post(s.proxy.admin_url(&format!("/api/v1/config/versions/{first}/rollback"))).bearer_auth(&session).send().await.expect("rollback");
+    assert_eq!(r.status(), 200);
+    let rolled = r.json::<Value>().await.expect("applied")["version"].as_i64().unwrap();
     let one = get(&s.proxy, &format!("/api/v1/config/versions/{rolled}")).await;
     assert_eq!(one["server_comment"], json!({"kind": "rollback", "params": {"version": first}}));
-    assert_eq!(get(&s.proxy, &format!("/api/v1/config/versions/{mine}")).await["server_comment"], Value::Null);
+    assert_eq!(one["author"], json!({"kind": "session", "params": {"address": "127.0.0.1"}}));
+    for id in mine {
+        assert_eq!(get(&s.proxy, &format!("/api/v1/config/versions/{id}")).await["server_comment"], Value::Null, "version {id}");
+    }
 
+    // Reloads: the route, then SIGHUP.
     let on_disk = std::fs::read_to_string(&s.proxy.config_path).unwrap();
     std::fs::write(&s.proxy.config_path, on_disk.replace("\"10ms\"", "\"40ms\"")).unwrap();
     let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await).1, json!({"kind": "reloaded_from_disk"}));
+    assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await), (json!("reloaded from disk"), json!({"kind": "reloaded_from_disk"}), token));
+    std::fs::write(&s.proxy.config_path, on_disk.replace("\"10ms\"", "\"50ms\"")).unwrap();
+    s.proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let versions = loop {
+        let versions = get(&s.proxy, "/api/v1/config/versions").await;
+        if versions[0]["actor"] == "signal:SIGHUP" {
+            break versions;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP recorded no version: {versions}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(newest(&versions), (json!("reloaded from disk"), json!({"kind": "reloaded_from_disk"}), json!({"kind": "sighup"})));
+
     let spec = get(&s.proxy, "/api/v1/openapi.json").await;
-    assert!(spec["components"]["schemas"]["ServerComment"].is_object(), "documented");
+    let schemas = &spec["components"]["schemas"];
+    assert!(schemas["ServerComment"].is_object() && schemas["Author"].is_object(), "documented");
+    let meta = &schemas["ConfigVersionMeta"]["properties"];
+    assert!(meta["server_comment"].is_object() && meta["author"].is_object(), "{meta}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

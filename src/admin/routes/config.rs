@@ -3,7 +3,7 @@
 
 use super::blocking;
 use crate::admin::auth::Actor;
-use crate::admin::comment::ServerComment;
+use crate::admin::comment::{ServerComment, VersionComment};
 use crate::admin::error::{ApiError, ApiResult, ErrorBody, ProblemView};
 use crate::admin::extract::{Body, Params, PathParam};
 use crate::admin::AdminState;
@@ -71,27 +71,10 @@ impl From<Applied> for AppliedView {
     }
 }
 
-/// A recorded version, without its text.
-#[derive(Serialize, ToSchema)]
-pub struct VersionMeta {
-    #[serde(flatten)]
-    pub meta: ConfigVersionMeta,
-    /// The comment as a kind and its parameters when the server wrote it (start-up, reload,
-    /// rollback, an API edit), for showing it in another language; `null` for a comment a user
-    /// wrote, which `comment` holds as written.
-    pub server_comment: Option<ServerComment>,
-}
-
-impl From<ConfigVersionMeta> for VersionMeta {
-    fn from(meta: ConfigVersionMeta) -> Self {
-        VersionMeta { server_comment: ServerComment::parse(&meta.comment), meta }
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct VersionView {
     #[serde(flatten)]
-    pub meta: VersionMeta,
+    pub meta: ConfigVersionMeta,
     /// The version's text, secrets redacted.
     pub text: String,
 }
@@ -151,8 +134,8 @@ pub async fn validate(State(s): State<AdminState>, Body(body): Body<ConfigText>)
 #[utoipa::path(put, path = "/api/v1/config", tag = "config", security(("bearer" = [])), request_body = ConfigText,
     responses((status = 200, body = AppliedView), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_config(State(s): State<AdminState>, Extension(actor): Extension<Actor>, Body(body): Body<ConfigText>) -> ApiResult<Json<AppliedView>> {
-    let comment = body.comment.unwrap_or_else(|| ServerComment::Replaced.to_string());
-    Ok(Json(s.manager.replace(&body.text, &actor.label(), &comment).await?.into()))
+    let comment = body.comment.map_or(VersionComment::Server(ServerComment::Replaced), VersionComment::User);
+    Ok(Json(s.manager.replace(&body.text, &actor.label(), comment).await?.into()))
 }
 
 /// Re-reads the configuration file, as SIGHUP does.
@@ -164,11 +147,11 @@ pub async fn reload(State(s): State<AdminState>, Extension(actor): Extension<Act
 
 /// Recorded versions, newest first.
 #[utoipa::path(get, path = "/api/v1/config/versions", tag = "config", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, body = Vec<VersionMeta>), (status = 401, body = ErrorBody)))]
-pub async fn versions(State(s): State<AdminState>, Params(q): Params<ListQuery>) -> ApiResult<Json<Vec<VersionMeta>>> {
+    responses((status = 200, body = Vec<ConfigVersionMeta>), (status = 401, body = ErrorBody)))]
+pub async fn versions(State(s): State<AdminState>, Params(q): Params<ListQuery>) -> ApiResult<Json<Vec<ConfigVersionMeta>>> {
     let db = s.db.clone();
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    Ok(Json(blocking(move || db.config_versions(limit)).await?.into_iter().map(VersionMeta::from).collect()))
+    Ok(Json(blocking(move || db.config_versions(limit)).await?))
 }
 
 async fn load_version(s: &AdminState, id: i64) -> ApiResult<crate::store::ConfigVersion> {
@@ -181,7 +164,7 @@ async fn load_version(s: &AdminState, id: i64) -> ApiResult<crate::store::Config
     responses((status = 200, body = VersionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn version(State(s): State<AdminState>, PathParam(id): PathParam<i64>) -> ApiResult<Json<VersionView>> {
     let v = load_version(&s, id).await?;
-    Ok(Json(VersionView { text: redact::redact(&v.text), meta: v.meta.into() }))
+    Ok(Json(VersionView { text: redact::redact(&v.text), meta: v.meta }))
 }
 
 /// Applies an earlier version again.
@@ -189,7 +172,7 @@ pub async fn version(State(s): State<AdminState>, PathParam(id): PathParam<i64>)
     responses((status = 200, body = AppliedView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn rollback(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(id): PathParam<i64>) -> ApiResult<Json<AppliedView>> {
     let v = load_version(&s, id).await?;
-    Ok(Json(s.manager.replace(&v.text, &actor.label(), &ServerComment::Rollback { version: id }.to_string()).await?.into()))
+    Ok(Json(s.manager.replace(&v.text, &actor.label(), ServerComment::Rollback { version: id }.into()).await?.into()))
 }
 
 /// Unified diff between two versions (or a version and the running configuration).

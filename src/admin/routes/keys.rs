@@ -221,7 +221,7 @@ async fn add_keys(s: &AdminState, actor: &Actor, pool: Option<String>, keys: Vec
     if dry_run || fresh.is_empty() {
         return Ok(Added { added, skipped, version: None });
     }
-    let change = Change::new("keys.add", pool.as_deref().unwrap_or("(first pool)"), ServerComment::KeysAdded { count: fresh.len() as u64 }.to_string())
+    let change = Change::new("keys.add", pool.as_deref().unwrap_or("(first pool)"), ServerComment::KeysAdded { count: fresh.len() as u64 })
         .with_detail(serde_json::json!({"added": added.iter().map(|k| &k.fingerprint).collect::<Vec<_>>()}));
     let ((), applied) = s
         .manager
@@ -434,7 +434,7 @@ pub struct Deleted {
 pub async fn delete(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(fp): PathParam<String>) -> ApiResult<Json<Deleted>> {
     let (secret, h, name) = find(&s, &fp)?;
     let key = secret.fingerprint();
-    let change = Change::new("keys.delete", &name, ServerComment::KeyDeleted { key: name.clone() }.to_string())
+    let change = Change::new("keys.delete", &name, ServerComment::KeyDeleted { key: name.clone() })
         .with_detail(serde_json::json!({"fingerprint": h.fingerprint.to_string()}));
     // A key the file does not hold (removed meanwhile) fails the edit: nothing is written.
     let (removed, applied) = s.manager.edit(&actor.label(), change, |doc, env| doc.remove_key(key, env)).await?;
