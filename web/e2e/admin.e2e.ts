@@ -445,6 +445,36 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await closeToasts()
   })
 
+  it("shows the history's server comments and authors in Chinese, and a user's look-alike comment as typed", async () => {
+    // A user's comment worded exactly like the server's start-up comment, through the API.
+    const running = await w.proxy.api<{ text: string }>('GET', '/api/v1/config')
+    const typed = 'configuration at start-up'
+    const saved = await w.proxy.api<{ version: number }>('PUT', '/api/v1/config', { text: `${running.text}\n# e2e: a look-alike comment\n`, comment: typed })
+    type Row = { id: number; actor: string; server_comment: { kind: string; params?: { version?: number } } | null }
+    const versions = await w.proxy.api<Row[]>('GET', '/api/v1/config/versions')
+    expect(versions[0]).toMatchObject({ id: saved.version, server_comment: null })
+    const rollback = versions.find((v) => v.server_comment?.kind === 'rollback')!
+    const startup = versions.find((v) => v.actor === 'startup')!
+    // Reopened, so that the page shows the new version.
+    await nav('dashboard')
+    await nav('config')
+    await page.click('.el-tabs__item:has-text("History")')
+    await page.locator(`[data-test=comment-${saved.version}]`).waitFor()
+    await page.click('[data-test=lang-button]')
+    await page.locator('[data-test=lang-zh]').click()
+    const text = (what: string, id: number) => page.textContent(`[data-test=${what}-${id}]`)
+    await expect.poll(() => text('author', startup.id)).toBe('启动')
+    expect(await text('comment', startup.id)).toBe('启动时的配置')
+    expect(await text('comment', rollback.id)).toBe(`回滚到版本 ${rollback.server_comment!.params!.version}`)
+    expect(await text('author', rollback.id)).toBe('登录会话（127.0.0.1）')
+    expect(await text('comment', saved.version)).toBe(typed)
+    expect(await text('author', saved.version)).toBe('管理令牌（127.0.0.1）')
+    await shot(w, '15c-config-history-authors-zh')
+    await page.click('[data-test=lang-button]')
+    await page.locator('[data-test=lang-en]').click()
+    await expect.poll(() => text('author', saved.version)).toBe('Admin token from 127.0.0.1')
+  })
+
   it('validates the config as it is typed, marking problems, and lists those that have no line', async () => {
     await page.click('.el-tabs__item:has-text("Editor")')
     const editor = page.locator('.cm-content')

@@ -198,12 +198,22 @@ export interface ServerComment {
   params?: Record<string, string | number>
 }
 
+/** Who made a version, as a kind (`startup`, `sighup`, `token`, `session`) and, for the admin
+ *  API's, the address the call came from. */
+export interface Author {
+  kind: string
+  params?: { address?: string | null }
+}
+
 export interface ConfigVersionMeta {
   id: number
   created_ms: number
+  /** As recorded: `startup`, `signal:SIGHUP`, `token@127.0.0.1`… */
   actor: string
+  /** null: an actor this proxy does not know as a kind, shown as recorded. */
+  author?: Author | null
   comment: string
-  /** null: a user's comment, shown as written. */
+  /** null: a user's comment, shown as written (even one that reads like the server's). */
   server_comment?: ServerComment | null
   sha256: string
   bytes: number

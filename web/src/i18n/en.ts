@@ -306,6 +306,15 @@ export default {
     keys_added: '{count} key added | {count} keys added',
     key_deleted: 'Key {key} deleted',
   },
+  versionAuthor: {
+    kind: {
+      startup: 'Start-up',
+      sighup: 'SIGHUP signal',
+      token: 'Admin token',
+      session: 'Login session',
+    },
+    at: '{who} from {address}',
+  },
   clientForm: {
     createTitle: 'New client',
     editTitle: 'Limits of {name}',

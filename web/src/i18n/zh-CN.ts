@@ -305,6 +305,15 @@ const zhCN: typeof en = {
     keys_added: '已添加 {count} 个密钥',
     key_deleted: '已删除密钥 {key}',
   },
+  versionAuthor: {
+    kind: {
+      startup: '启动',
+      sighup: 'SIGHUP 信号',
+      token: '管理令牌',
+      session: '登录会话',
+    },
+    at: '{who}（{address}）',
+  },
   clientForm: {
     createTitle: '新建客户端',
     editTitle: '{name} 的限制',

@@ -327,16 +327,20 @@ describe('ClientsView usage', () => {
 })
 
 describe('ConfigView history', () => {
-  it("shows the server's own comments in the chosen language, and a user's as written", async () => {
-    const v = (id: number, comment: string, server_comment: ConfigVersionMeta['server_comment']): ConfigVersionMeta => ({ id, created_ms: 1_700_000_000_000, actor: 'startup', comment, server_comment, sha256: 'ab', bytes: 10 })
+  it("shows the server's own comments and its authors in the chosen language, and a user's words as written", async () => {
+    const v = (id: number, comment: string, server_comment: ConfigVersionMeta['server_comment'], actor = 'startup', author: ConfigVersionMeta['author'] = { kind: 'startup' }): ConfigVersionMeta =>
+      ({ id, created_ms: 1_700_000_000_000, actor, author, comment, server_comment, sha256: 'ab', bytes: 10 })
+    const token = { kind: 'token', params: { address: '127.0.0.1' } }
     fakeApi({
-      'GET /api/v1/config': { body: { text: '', source: '/etc/gp.toml', version: 6, writable: true } },
+      'GET /api/v1/config': { body: { text: '', source: '/etc/gp.toml', version: 8, writable: true } },
       'GET /api/v1/config/versions': {
         body: [
-          v(6, 'rollback to version 2', { kind: 'rollback', params: { version: 2 } }),
-          v(5, '3 key(s) added', { kind: 'keys_added', params: { count: 3 } }),
-          v(4, 'client carol created', { kind: 'client_created', params: { client: 'carol' } }),
-          v(3, 'raise the rpm of carol', null),
+          v(8, 'configuration at start-up', null, 'session@::1', { kind: 'session', params: { address: '::1' } }),
+          v(7, 'reloaded from disk', { kind: 'reloaded_from_disk' }, 'signal:SIGHUP', { kind: 'sighup' }),
+          v(6, 'rollback to version 2', { kind: 'rollback', params: { version: 2 } }, 'token@127.0.0.1', token),
+          v(5, '3 key(s) added', { kind: 'keys_added', params: { count: 3 } }, 'token', { kind: 'token', params: { address: null } }),
+          v(4, 'client carol created', { kind: 'client_created', params: { client: 'carol' } }, 'robot@ops', null),
+          v(3, 'raise the rpm of carol', null, 'someone new', { kind: 'from_a_newer_proxy' }),
           v(2, 'something newer', { kind: 'from_a_newer_proxy' }),
           v(1, 'configuration at start-up', { kind: 'startup' }),
         ],
@@ -344,11 +348,15 @@ describe('ConfigView history', () => {
     })
     const { wrapper } = await mountPage(ConfigView)
     await settle()
+    const ids = [8, 7, 6, 5, 4, 3, 2, 1]
     const comment = (id: number) => wrapper.find(`[data-test=comment-${id}]`).text()
-    expect([6, 5, 4, 3, 2, 1].map(comment)).toEqual(['Rollback to version 2', '3 keys added', 'Client carol created', 'raise the rpm of carol', 'something newer', 'Configuration at start-up'])
+    const author = (id: number) => wrapper.find(`[data-test=author-${id}]`).text()
+    expect(ids.map(comment)).toEqual(['configuration at start-up', 'Reloaded from disk', 'Rollback to version 2', '3 keys added', 'Client carol created', 'raise the rpm of carol', 'something newer', 'Configuration at start-up'])
+    expect(ids.map(author)).toEqual(['Login session from ::1', 'SIGHUP signal', 'Admin token from 127.0.0.1', 'Admin token', 'robot@ops', 'someone new', 'Start-up', 'Start-up'])
     i18n.global.locale.value = 'zh-CN'
     await settle()
-    expect([6, 5, 4, 3, 2, 1].map(comment)).toEqual(['回滚到版本 2', '已添加 3 个密钥', '已创建客户端 carol', 'raise the rpm of carol', 'something newer', '启动时的配置'])
+    expect(ids.map(comment)).toEqual(['configuration at start-up', '从磁盘重新读取', '回滚到版本 2', '已添加 3 个密钥', '已创建客户端 carol', 'raise the rpm of carol', 'something newer', '启动时的配置'])
+    expect(ids.map(author)).toEqual(['登录会话（::1）', 'SIGHUP 信号', '管理令牌（127.0.0.1）', '管理令牌', 'robot@ops', 'someone new', '启动', '启动'])
     i18n.global.locale.value = 'en'
     wrapper.unmount()
   })
