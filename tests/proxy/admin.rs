@@ -265,6 +265,18 @@ async fn server_comments_and_authors_in_the_history_come_with_a_kind_and_paramet
     assert_eq!(versions[0]["actor"], "token@127.0.0.1");
     assert_eq!(newest(&versions), (json!("1 key(s) added"), json!({"kind": "keys_added", "params": {"count": 1}}), token.clone()));
 
+    // Client edits.
+    let (st, _) = call(&s.proxy, Method::POST, "/api/v1/clients", Some(json!({"name": "carol"}))).await;
+    assert_eq!(st, 201);
+    let versions = get(&s.proxy, "/api/v1/config/versions").await;
+    assert_eq!(newest(&versions), (json!("client carol created"), json!({"kind": "client_created", "params": {"client": "carol"}}), token.clone()));
+    let (st, _) = call(&s.proxy, Method::PATCH, "/api/v1/clients/carol", Some(json!({"rpm": 5}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await).1, json!({"kind": "client_updated", "params": {"client": "carol"}}));
+    let (st, _) = call(&s.proxy, Method::DELETE, "/api/v1/clients/carol", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(newest(&get(&s.proxy, "/api/v1/config/versions").await).1, json!({"kind": "client_revoked", "params": {"client": "carol"}}));
+
     // A user's words, even the server's own, stay theirs.
     let text = get(&s.proxy, "/api/v1/config").await["text"].as_str().unwrap().to_owned();
     let mut mine = Vec::new();

@@ -139,7 +139,7 @@ pub async fn create(
         Some(Some(l.models.clone())),
         [("rpm", Some(l.rpm.map(u64::from))), ("tpm", Some(l.tpm)), ("tpd", Some(l.tpd)), ("concurrency", Some(l.concurrency.map(u64::from)))],
     );
-    let change = Change::new("clients.create", &req.name, ServerComment::ClientCreated { client: req.name.clone() }.to_string());
+    let change = Change::new("clients.create", &req.name, ServerComment::ClientCreated { client: req.name.clone() });
     let ((), applied) = s.manager.edit(&actor.label(), change, |doc, _| doc.add_client(&req.name, &hash, &changes)).await?;
     Ok((StatusCode::CREATED, Json(CreatedClient { name: req.name, token, version: applied.version })))
 }
@@ -154,7 +154,7 @@ pub struct Changed {
     responses((status = 200, body = Changed), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn revoke(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(name): PathParam<String>) -> ApiResult<Json<Changed>> {
     // An unknown name fails the edit (404) before anything is written or recorded.
-    let change = Change::new("clients.revoke", &name, ServerComment::ClientRevoked { client: name.clone() }.to_string());
+    let change = Change::new("clients.revoke", &name, ServerComment::ClientRevoked { client: name.clone() });
     let ((), applied) = s.manager.edit(&actor.label(), change, |doc, _| doc.remove_client(&name)).await?;
     Ok(Json(Changed { version: applied.version }))
 }
@@ -194,7 +194,7 @@ pub async fn update(
     Body(req): Body<ClientUpdate>,
 ) -> ApiResult<Json<Changed>> {
     let changes = changes(req.pools, req.models, [("rpm", req.rpm), ("tpm", req.tpm), ("tpd", req.tpd), ("concurrency", req.concurrency)]);
-    let change = Change::new("clients.update", &name, ServerComment::ClientUpdated { client: name.clone() }.to_string());
+    let change = Change::new("clients.update", &name, ServerComment::ClientUpdated { client: name.clone() });
     let ((), applied) = s.manager.edit(&actor.label(), change, |doc, _| doc.update_client(&name, &changes)).await?;
     Ok(Json(Changed { version: applied.version }))
 }
