@@ -2,7 +2,6 @@
 //! background services, from a loaded configuration. Nothing here runs per request.
 
 use crate::admin::auth::{hash_password, random_token, AdminAuth, GENERATED_HASH_SETTING};
-use crate::admin::comment::{Author, ServerComment};
 use crate::admin::{AdminServer, AdminState};
 use crate::background::{Drain, Maintenance};
 use crate::config::Loaded;
@@ -12,6 +11,7 @@ use crate::control::reload::SighupReloader;
 use crate::control::ConfigManager;
 use crate::gateway::{AccessFilter, Gateway, Runtime, Shared};
 use crate::pool::store::{MemoryStore, StateStore};
+use crate::store::comment::{Author, ServerComment};
 use crate::store::{Retention, Store};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;

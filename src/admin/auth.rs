@@ -4,10 +4,10 @@
 
 use super::error::{ApiError, ApiResult};
 use super::AdminState;
-use crate::admin::comment::Author;
 use crate::admin::extract::Body;
 use crate::config::AdminSettings;
 use crate::secret::sha256;
+use crate::store::comment::Author;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::{ConnectInfo, Request, State};

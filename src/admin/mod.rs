@@ -4,7 +4,6 @@
 //! token or a session.
 
 pub mod auth;
-pub mod comment;
 pub mod error;
 pub(crate) mod extract;
 mod openapi;

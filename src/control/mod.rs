@@ -7,11 +7,11 @@ pub mod bindings;
 pub mod key_sync;
 pub mod reload;
 
-use crate::admin::comment::{ServerComment, VersionComment};
 use crate::config::edit::{ConfigDoc, EditError};
 use crate::config::redact::{self, UnredactError};
 use crate::config::{self, ConfigSource, EnvLookup, LocatedProblem, ProcessEnv, Settings};
 use crate::gateway::{Runtime, Shared};
+use crate::store::comment::{ServerComment, VersionComment};
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! SIGHUP: re-read the config file and apply it (Pingora itself does not handle SIGHUP).
 
 use super::ConfigManager;
-use crate::admin::comment::Author;
+use crate::store::comment::Author;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;

@@ -4,7 +4,7 @@
 use super::error::{Context, StoreError};
 use super::types::{clamp_limit, AuditQuery, AuditRow, ConfigVersion, ConfigVersionMeta};
 use super::{now_ms, Store};
-use crate::admin::comment::{Author, ServerComment, VersionComment};
+use crate::store::comment::{Author, ServerComment, VersionComment};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension, Row, TransactionBehavior};
 
@@ -160,7 +160,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::admin::comment::{Author, ServerComment};
+    use crate::store::comment::{Author, ServerComment};
     use crate::store::{AuditQuery, Retention, Store};
     use serde_json::json;
 

@@ -16,6 +16,7 @@
 //!   for the writer's lock through the busy timeout.
 
 mod admin;
+pub mod comment;
 mod conn;
 mod error;
 mod file_watch;

@@ -127,7 +127,7 @@ CREATE INDEX binding_expires ON binding (expires_ms);
 "#;
 
 // The server's comments in the version history get their kind and parameters stored
-// (admin/comment.rs), so that a user's comment is never taken for one because of its text.
+// (store/comment.rs), so that a user's comment is never taken for one because of its text.
 //
 // Rows written before: a comment is recognised once, here, only when its text is one the server
 // wrote AND the record of who made the version agrees: the start-up version by the actor
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_version_2_history_keeps_its_rows_and_only_the_servers_comments_get_a_kind() {
-        use crate::admin::comment::ServerComment;
+        use crate::store::comment::ServerComment;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.db");
         let mut conn = a_version_2_database(&path);

@@ -1,7 +1,7 @@
 //! The store's public data: what goes in (key state, retention), what the REST API asks for
 //! (queries) and what it gets back (rows and points, all `Serialize` and `ToSchema`).
 
-use crate::admin::comment::{Author, ServerComment};
+use crate::store::comment::{Author, ServerComment};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 

@@ -2,7 +2,6 @@
 //! once, and only its SHA-256 goes into the configuration.
 
 use crate::admin::auth::{random_token, Actor};
-use crate::admin::comment::ServerComment;
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
 use crate::admin::extract::{Body, PathParam};
 use crate::admin::AdminState;
@@ -10,6 +9,7 @@ use crate::config::edit::ClientChanges;
 use crate::control::Change;
 use crate::limits::ClientUsage;
 use crate::secret::sha256;
+use crate::store::comment::ServerComment;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;

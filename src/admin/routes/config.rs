@@ -3,12 +3,12 @@
 
 use super::blocking;
 use crate::admin::auth::Actor;
-use crate::admin::comment::{ServerComment, VersionComment};
 use crate::admin::error::{ApiError, ApiResult, ErrorBody, ProblemView};
 use crate::admin::extract::{Body, Params, PathParam};
 use crate::admin::AdminState;
 use crate::config::redact;
 use crate::control::{Applied, ApplyError};
+use crate::store::comment::{ServerComment, VersionComment};
 use crate::store::ConfigVersionMeta;
 use axum::extract::State;
 use axum::routing::{get, post};

@@ -3,7 +3,6 @@
 //! their fingerprint; their secrets never leave the proxy.
 
 use crate::admin::auth::Actor;
-use crate::admin::comment::ServerComment;
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
 use crate::admin::extract::{Body, Params, PathParam};
 use crate::admin::AdminState;
@@ -14,6 +13,7 @@ use crate::pool::health::{Availability, KeyHealth, LastError, ModelView};
 use crate::pool::outcome::DisableReason;
 use crate::pool::PoolKey;
 use crate::secret::{Fingerprint, Secret};
+use crate::store::comment::ServerComment;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
