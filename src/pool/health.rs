@@ -25,7 +25,9 @@ pub enum Availability {
 pub struct Disabled {
     pub reason: DisableReason,
     pub since: SystemTime,
-    /// The upstream's message (never contains the key: Google does not echo it).
+    /// Why, for operators: the upstream's message (see [`operator_message`]: keys in it are
+    /// redacted, since Google echoes the key in some, e.g. "Consumer 'api_key:…' has been
+    /// suspended") or who disabled it.
     pub message: String,
 }
 
@@ -60,7 +62,8 @@ pub struct LastError {
     /// What the attempt ended as, as in the access log (`rate_limited`, `key_disabled`, …).
     pub outcome: &'static str,
     pub status: Option<u16>,
-    /// Gemini's error message (keys in it are redacted).
+    /// Gemini's error message, at most [`MESSAGE_LIMIT`] bytes, with every key-shaped word
+    /// replaced by `[redacted key …<fingerprint>]` (or `[redacted partial key]`).
     pub message: String,
 }
 
@@ -174,7 +177,9 @@ impl KeyHealth {
     pub fn restore(&self, saved: Durable, now: Instant) {
         let wall_now = SystemTime::now();
         let mut inner = self.lock();
-        if let Some(d) = saved.disabled {
+        if let Some(mut d) = saved.disabled {
+            // Saved by a version that kept upstream messages as they came.
+            d.message = operator_message(&d.message);
             inner.disabled = Some(d);
             self.disabled.store(true, Ordering::Release);
         }
@@ -283,7 +288,7 @@ impl KeyHealth {
     /// Takes the key out of service for every model.
     pub fn disable(&self, reason: DisableReason, message: &str) {
         let mut inner = self.lock();
-        inner.disabled = Some(Disabled { reason, since: SystemTime::now(), message: message.to_owned() });
+        inner.disabled = Some(Disabled { reason, since: SystemTime::now(), message: operator_message(message) });
         self.disabled.store(true, Ordering::Release);
         self.mark_dirty();
     }
@@ -394,9 +399,28 @@ impl KeyHealth {
 }
 
 fn last_error(model: &str, outcome: &Outcome, status: Option<u16>, message: &str) -> LastError {
-    let mut message = message.to_owned();
-    message.truncate(500);
-    LastError { at: SystemTime::now(), model: model.to_owned(), outcome: outcome.label(), status, message }
+    LastError { at: SystemTime::now(), model: model.to_owned(), outcome: outcome.label(), status, message: operator_message(message) }
+}
+
+/// The most of an upstream message kept for operators, in bytes.
+pub const MESSAGE_LIMIT: usize = 500;
+
+/// An upstream message as kept and shown to operators (admin API, state store): keys redacted
+/// first, so that a cut cannot leave part of a key behind, then cut to at most
+/// [`MESSAGE_LIMIT`] bytes on a character boundary.
+pub fn operator_message(message: &str) -> String {
+    let mut out = crate::gemini::api_key::redact_keys(message).into_owned();
+    truncate_on_char_boundary(&mut out, MESSAGE_LIMIT);
+    out
+}
+
+/// Cuts `s` to at most `max` bytes without splitting a character (`String::truncate` panics
+/// inside one).
+fn truncate_on_char_boundary(s: &mut String, max: usize) {
+    if s.len() > max {
+        let cut = (0..=max).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        s.truncate(cut);
+    }
 }
 
 /// Duration until `t`, rounded up to whole seconds (for `Retry-After`).
@@ -459,6 +483,34 @@ mod tests {
     }
 
     #[test]
+    fn keys_in_upstream_messages_are_redacted_before_they_are_kept() {
+        let key = format!("AIza{}", "s".repeat(35));
+        let h = KeyHealth::new(Fingerprint::of(key.as_bytes()));
+        let message = format!("Permission denied: Consumer 'api_key:{key}' has been suspended.");
+        h.report("m", &Outcome::Disable(DisableReason::Suspended), Some(403), &message, &policy(), Instant::now());
+        let marker = format!("[redacted key …{}]", h.fingerprint);
+        for kept in [h.last_error().map(|e| e.message), h.disabled_info().map(|d| d.message)] {
+            let kept = kept.unwrap_or_default();
+            assert!(!kept.contains(&key) && kept.contains(&marker), "{kept}");
+        }
+    }
+
+    #[test]
+    fn a_long_message_is_cut_after_redaction_and_on_a_character_boundary() {
+        let h = KeyHealth::new(Fingerprint::of(b"k"));
+        let fail = Outcome::Failure(FailureKind::ServerError);
+        // "é" is two bytes: byte 500 falls inside one.
+        h.report("m", &fail, Some(500), &format!("x{}", "é".repeat(400)), &policy(), Instant::now());
+        let kept = h.last_error().unwrap().message;
+        assert_eq!((kept.len(), kept.chars().last()), (499, Some('é')));
+        // A key straddling the limit is redacted, not cut into a partial key left in clear.
+        let key = format!("AIza{}", "t".repeat(35));
+        h.report("m", &fail, Some(500), &format!("{}{key}", "y".repeat(480)), &policy(), Instant::now());
+        let kept = h.last_error().unwrap().message;
+        assert!(kept.len() <= MESSAGE_LIMIT && !kept.contains("AIzatttt"), "{kept}");
+    }
+
+    #[test]
     fn disable_is_key_wide_until_enabled() {
         let h = KeyHealth::new(Fingerprint::of(b"k"));
         let now = Instant::now();
@@ -492,5 +544,18 @@ mod durable_tests {
         b.enable();
         assert!(matches!(b.availability("m", now), Availability::Cooling { .. }));
         assert_eq!(b.availability("m", now + Duration::from_secs(31)), Availability::Usable);
+    }
+
+    #[test]
+    fn a_key_in_a_message_saved_by_an_earlier_version_is_redacted_on_restore() {
+        let key = format!("AIza{}", "r".repeat(35));
+        let saved = Durable {
+            disabled: Some(Disabled { reason: DisableReason::Suspended, since: SystemTime::now(), message: format!("Consumer 'api_key:{key}'") }),
+            cooldowns: Vec::new(),
+        };
+        let h = KeyHealth::new(Fingerprint::of(key.as_bytes()));
+        h.restore(saved, Instant::now());
+        let message = h.disabled_info().map(|d| d.message).unwrap_or_default();
+        assert!(!message.contains(&key) && message.contains("[redacted key …"), "{message}");
     }
 }

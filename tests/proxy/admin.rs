@@ -385,6 +385,51 @@ async fn key_routes_add_import_validate_enable_disable_reset_delete() {
     assert_eq!(st, 404);
 }
 
+/// Google echoes the key in some messages ("Consumer 'api_key:AIza…' has been suspended", as the
+/// mock does): wherever the proxy keeps or shows such a message, the key is replaced by its
+/// fingerprint, and it reaches no log and no file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_echoed_by_the_upstream_is_redacted_everywhere() {
+    let key = key39('S');
+    // No probing during the test: the key stays as the request left it.
+    let s = setup_with(&[&key], |t| t.replace("probe_interval = \"1s\"", "probe_interval = \"1h\"")).await;
+    s.mock.set_key(&key, KeyMode::Suspended.into());
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 503);
+    let (st, checked) = call(&s.proxy, Method::POST, "/api/v1/keys/validate", Some(json!({}))).await;
+    assert_eq!(st, 200, "{checked}");
+    assert_eq!(keys_seen(&s.mock, "gemini-2.5-flash"), [key.clone(), key.clone()], "the mock saw the key, on the request and the check");
+
+    let secret_part = &key[4..]; // the 35 characters after `AIza`
+    let list = get(&s.proxy, "/api/v1/keys").await;
+    let shown = &list["keys"][0];
+    let marker = format!("[redacted key …{}]", shown["fingerprint"].as_str().unwrap());
+    for (what, message) in
+        [("last error", &shown["last_error"]["message"]), ("disabled", &shown["disabled"]["message"]), ("validation", &checked[0]["message"])]
+    {
+        let message = message.as_str().unwrap_or_default();
+        assert!(message.contains(&marker) && message.contains("suspended"), "{what}: {message}");
+    }
+    let rows = s.proxy.wait_for_request_rows(1).await;
+    assert_eq!(rows.len(), 1);
+    let texts = [
+        ("keys view", list.to_string()),
+        ("validation", checked.to_string()),
+        ("request log", serde_json::to_string(&rows).unwrap()),
+        ("access log", s.proxy.stdout()),
+        ("stderr", s.proxy.stderr()),
+    ];
+    for (what, text) in texts {
+        assert!(!text.contains(secret_part), "{what}: {text}");
+    }
+    // The state store keeps the disabled key's message (written at the latest when stopping).
+    // (Config versions hold the keys, like the config file itself.)
+    let db = s.proxy.state_db();
+    let _dir = s.proxy.stop();
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let saved: String = conn.query_row("SELECT disabled FROM key_state", [], |r| r.get(0)).unwrap();
+    assert!(saved.contains(&marker) && !saved.contains(secret_part), "{saved}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn client_routes_create_use_update_revoke() {
     let s = setup(&["AIzaA"]).await;

@@ -358,7 +358,10 @@ pub async fn validate(State(s): State<AdminState>, Extension(actor): Extension<A
         let (shared, sem, model) = (s.shared.clone(), sem.clone(), model.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
-            let check = check_key(&shared, &secret, &model).await;
+            let mut check = check_key(&shared, &secret, &model).await;
+            // The upstream's message may echo the key (Google's "Consumer 'api_key:…' has been
+            // suspended" does): shown and kept like a key's last error.
+            check.message = crate::pool::health::operator_message(&check.message);
             match check.verdict {
                 Some(Verdict::Refused(r)) => health.disable(r, &check.message),
                 Some(Verdict::Works) if health.disabled_info().is_some_and(|d| d.reason != DisableReason::Manual) => {
