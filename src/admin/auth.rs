@@ -220,6 +220,17 @@ pub fn identify(state: &AdminState, headers: &HeaderMap, addr: Option<IpAddr>) -
     state.auth.session(c, admin).map(|exp| Actor { kind: Credential::Session, addr, session_expires: Some(exp) })
 }
 
+/// Whether the request carries a credential at all (valid or not): an `Authorization` header or
+/// a session cookie.
+pub fn presents_credentials(headers: &HeaderMap) -> bool {
+    headers.contains_key(AUTHORIZATION) || cookie(headers).is_some()
+}
+
+/// The answer to a request without a valid token or session.
+pub fn unauthenticated() -> ApiError {
+    ApiError::unauthorized("admin authentication required: send `Authorization: Bearer <admin token or session>` or log in at /api/v1/auth/login")
+}
+
 /// Middleware: every route behind it needs a valid token or session.
 pub async fn require(State(state): State<AdminState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request, next: Next) -> Response {
     match identify(&state, req.headers(), Some(peer.ip())) {
@@ -227,8 +238,7 @@ pub async fn require(State(state): State<AdminState>, ConnectInfo(peer): Connect
             req.extensions_mut().insert(actor);
             next.run(req).await
         }
-        None => ApiError::unauthorized("admin authentication required: send `Authorization: Bearer <admin token or session>` or log in at /api/v1/auth/login")
-            .into_response(),
+        None => unauthenticated().into_response(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The admin server: an Axum app on its own listener inside the proxy process, serving the
 //! REST API under `/api/v1` (described by `/api/v1/openapi.json`), `/metrics`, `/healthz`
-//! and `/readyz`. Every route but `/healthz`, the login and its list of methods needs the admin
-//! token or a session.
+//! and `/readyz`. Every route but `/healthz`, `/readyz`, the login and its list of methods needs
+//! the admin token or a session; `/readyz` answers without one (for load balancers and
+//! orchestrators) with its status and `{"ready": bool}` only, and refuses an invalid one.
 
 pub mod auth;
 pub mod error;
@@ -49,10 +50,11 @@ pub fn router(state: AdminState) -> Router {
         .merge(routes::certificates::routes())
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(routes::health::metrics))
-        .route("/readyz", get(routes::health::readyz))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
     Router::new()
         .route("/healthz", get(routes::health::healthz))
+        // Checks its credential itself: details for the admin, the bare answer for anyone.
+        .route("/readyz", get(routes::health::readyz))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/methods", get(auth::methods))
         .merge(protected)

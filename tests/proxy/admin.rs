@@ -28,12 +28,11 @@ fn key39(tag: char) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_route_but_healthz_and_login_needs_authentication() {
+async fn every_route_but_healthz_readyz_and_login_needs_authentication() {
     let s = setup(&["AIzaA"]).await;
     let c = client();
     assert_eq!(c.get(s.proxy.admin_url("/healthz")).send().await.unwrap().status(), 200);
     let routes: &[(Method, &str)] = &[
-        (Method::GET, "/readyz"),
         (Method::GET, "/metrics"),
         (Method::GET, "/api/v1/openapi.json"),
         (Method::GET, "/api/v1/config"),
@@ -579,6 +578,41 @@ async fn readyz_is_503_without_a_usable_key() {
     let (st, v) = call(&s.proxy, Method::GET, "/readyz", None).await;
     assert_eq!(st, 503, "{v}");
     assert_eq!(v["usable_keys"], 0);
+    assert_eq!(readyz_without_credentials(&s.proxy).await, (503, json!({"ready": false})));
+}
+
+/// `/readyz` as a load balancer or an orchestrator calls it: no credential.
+async fn readyz_without_credentials(p: &Proxy) -> (u16, Value) {
+    let r = client().get(p.admin_url("/readyz")).send().await.expect("readyz");
+    (r.status().as_u16(), r.json().await.expect("a JSON body"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_answers_without_a_secret_and_gives_details_to_the_admin_only() {
+    let s = setup(&["AIzaA"]).await;
+    assert_eq!(readyz_without_credentials(&s.proxy).await, (200, json!({"ready": true})), "the status and nothing else");
+    let (st, v) = call(&s.proxy, Method::GET, "/readyz", None).await;
+    assert_eq!((st, v), (StatusCode::OK, json!({"ready": true, "usable_keys": 1, "store_writable": true})), "details with the admin token");
+    // A session (here from logging in with the token) is as good as the token.
+    let login = client().post(s.proxy.admin_url("/api/v1/auth/login")).json(&json!({"token": ADMIN_TOKEN})).send().await.unwrap();
+    let session = login.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let by_session = client().get(s.proxy.admin_url("/readyz")).header("cookie", format!("gp_admin_session={session}")).send().await.unwrap();
+    assert_eq!(by_session.json::<Value>().await.unwrap()["usable_keys"], 1);
+    // A credential that is sent and wrong is refused, as on /metrics: a stale probe fails loudly.
+    let wrong = [
+        ("authorization", "Bearer wrong-admin-token-0000".to_owned()),
+        ("authorization", format!("Bearer {TOKEN}")),
+        ("cookie", "gp_admin_session=gps_stale".to_owned()),
+    ];
+    for (name, value) in wrong {
+        let r = client().get(s.proxy.admin_url("/readyz")).header(name, &value).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{name}: {value}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["status"], "UNAUTHENTICATED");
+    }
+    // The API document says that authentication is optional here.
+    let spec = get(&s.proxy, "/api/v1/openapi.json").await;
+    let security = &spec["paths"]["/readyz"]["get"]["security"];
+    assert!(security.as_array().is_some_and(|a| a.contains(&json!({})) && a.contains(&json!({"bearer": []}))), "{security}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -600,6 +634,8 @@ async fn readyz_is_503_once_the_state_database_file_is_deleted() {
     };
     assert_eq!(v["store_writable"], false, "{v}");
     assert!(v["store_error"].as_str().unwrap().contains("deleted"), "{v}");
+    // The error names the file: not for everyone.
+    assert_eq!(readyz_without_credentials(&s.proxy).await, (503, json!({"ready": false})));
     assert!(s.proxy.stderr().contains("state database file lost"));
 }
 
