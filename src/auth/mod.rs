@@ -18,6 +18,22 @@ use subtle::ConstantTimeEq;
 pub struct Client {
     pub name: Arc<str>,
     pub policy: Arc<Policy>,
+    /// Where `policy` comes from: the limits of a JWT client without a `[[clients]]` entry are
+    /// known only from its tokens, so the limiter keeps them for the admin API.
+    pub policy_source: PolicySource,
+}
+
+/// Where an authenticated client's policy comes from: its entry, else its token's claim, else `[jwt.policy]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySource {
+    /// Its `[[clients]]` entry, also when it authenticated with a JWT (whatever the token
+    /// carries); the open proxy's anonymous client has the empty policy of no entry.
+    Entry,
+    /// The policy claim of its JWT (no entry of its name).
+    TokenClaim,
+    /// `[jwt.policy]`: a JWT with neither an entry of its name nor a policy claim.
+    JwtDefault,
 }
 
 /// Where the credential was found; it is removed from the forwarded request in every case.
@@ -68,7 +84,7 @@ impl ClientTable {
         let mut by_digest = HashMap::new();
         let mut by_name = HashMap::new();
         for c in &settings.clients {
-            let client = Client { name: Arc::from(c.name.as_str()), policy: Arc::new(c.policy.clone()) };
+            let client = Client { name: Arc::from(c.name.as_str()), policy: Arc::new(c.policy.clone()), policy_source: PolicySource::Entry };
             if let Some(d) = c.token_sha256 {
                 by_digest.insert(d, client.clone());
             }
@@ -95,7 +111,7 @@ impl ClientTable {
     /// comparison is constant-time.
     pub fn authenticate(&self, presented: Option<&str>) -> Result<Client, AuthError> {
         if self.open {
-            return Ok(Client { name: Arc::from(ANONYMOUS), policy: Arc::new(Policy::default()) });
+            return Ok(Client { name: Arc::from(ANONYMOUS), policy: Arc::new(Policy::default()), policy_source: PolicySource::Entry });
         }
         let token = presented.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
         if let Some(jwt) = &self.jwt {
@@ -117,11 +133,11 @@ impl ClientTable {
         if let Some(c) = self.by_name.get(&id.client) {
             return c.clone();
         }
-        let policy = match id.policy.as_ref().and_then(|v| policy_from_claim(v, &self.pool_names)) {
-            Some(p) => p,
-            None => jwt.default_policy.clone(),
+        let (policy, policy_source) = match id.policy.as_ref().and_then(|v| policy_from_claim(v, &self.pool_names)) {
+            Some(p) => (p, PolicySource::TokenClaim),
+            None => (jwt.default_policy.clone(), PolicySource::JwtDefault),
         };
-        Client { name: Arc::from(id.client.as_str()), policy: Arc::new(policy) }
+        Client { name: Arc::from(id.client.as_str()), policy: Arc::new(policy), policy_source }
     }
 }
 

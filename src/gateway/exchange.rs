@@ -226,7 +226,11 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     let client: Client = match (&upload, credential) {
         // Chunks of an upload started by an authenticated client belong to it; the limits were
         // applied when it started.
-        (Some(session), None) => Client { name: session.client.clone().unwrap_or_else(|| Arc::from(auth::ANONYMOUS)), policy: Arc::new(Policy::default()) },
+        (Some(session), None) => Client {
+            name: session.client.clone().unwrap_or_else(|| Arc::from(auth::ANONYMOUS)),
+            policy: Arc::new(Policy::default()),
+            policy_source: auth::PolicySource::Entry,
+        },
         (_, cred) => match authenticate(rt, ds, cred.as_ref().map(|(c, _)| c.as_ref())) {
             Ok(c) => c,
             Err(e) => {

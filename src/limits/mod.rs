@@ -6,14 +6,14 @@
 pub mod ip;
 pub mod rate;
 
-use crate::auth::Client;
+use crate::auth::{Client, PolicySource};
 use crate::config::Policy;
 use rate::{secs_to_next_day, utc_day, Gcra, RequestLog, TokenDay, TokenMinute};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A refused request: the status, the limit that refused it and when to come back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,46 @@ struct ClientCounters {
     requests: Mutex<RequestLog>,
     minute: Mutex<TokenMinute>,
     day: Mutex<TokenDay>,
+    /// For a client whose policy comes from its tokens: the policies they carried.
+    token_policies: Mutex<Vec<SeenPolicy>>,
+}
+
+/// A policy a JWT client's token carried (or `[jwt.policy]` gave it), and when it was last
+/// enforced.
+#[derive(Debug, Clone)]
+pub struct SeenPolicy {
+    pub policy: Arc<Policy>,
+    pub source: PolicySource,
+    pub last_seen: SystemTime,
+}
+
+/// A JWT client without a `[[clients]]` entry, as its requests showed it.
+#[derive(Debug, Clone)]
+pub struct TokenClient {
+    pub name: Arc<str>,
+    /// The distinct policies seen within [`TOKEN_POLICY_MEMORY`], the latest first.
+    pub policies: Vec<SeenPolicy>,
+}
+
+/// How long a policy seen on a token is remembered for the admin API.
+pub const TOKEN_POLICY_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// Distinct policies remembered per client: tokens minted with ever-changing limits must not
+/// grow the list without bound.
+const TOKEN_POLICIES_KEPT: usize = 8;
+
+/// Puts `policy` first in `seen` (the latest enforced), drops policies not seen within
+/// [`TOKEN_POLICY_MEMORY`] and keeps at most [`TOKEN_POLICIES_KEPT`].
+fn note_policy(seen: &mut Vec<SeenPolicy>, policy: &Arc<Policy>, source: PolicySource, now: SystemTime) {
+    if let Some(i) = seen.iter().position(|s| s.source == source && *s.policy == **policy) {
+        seen.remove(i);
+    }
+    seen.insert(0, SeenPolicy { policy: policy.clone(), source, last_seen: now });
+    seen.retain(|s| remembered(s, now));
+    seen.truncate(TOKEN_POLICIES_KEPT);
+}
+
+fn remembered(seen: &SeenPolicy, now: SystemTime) -> bool {
+    now.duration_since(seen.last_seen).map_or(true, |age| age < TOKEN_POLICY_MEMORY)
 }
 
 /// A client's request in flight; counts against its concurrency until dropped.
@@ -89,6 +129,9 @@ pub trait Limits: Send + Sync + 'static {
     fn seed_day(&self, client: &str, day: u64, tokens: u64);
     /// What `client` has used; the counts that `policy` does not make `admit` keep are `None`.
     fn usage(&self, client: &str, policy: &Policy) -> ClientUsage;
+    /// JWT clients admitted under a policy of their tokens (no `[[clients]]` entry) within
+    /// [`TOKEN_POLICY_MEMORY`], with the policies they were admitted under, by name.
+    fn token_clients(&self) -> Vec<TokenClient>;
 }
 
 /// In-memory counters.
@@ -142,11 +185,20 @@ impl Limits for MemoryLimits {
 
     fn admit(&self, client: &Client, now: Instant) -> Result<ClientPermit, Refusal> {
         let p = &client.policy;
-        if p.is_unlimited() {
+        // Limits known only from a token are kept for the admin API; this costs a lock per
+        // request of such a client, small beside the JWT check it already went through.
+        let from_token = client.policy_source != PolicySource::Entry;
+        if p.is_unlimited() && !from_token {
             return Ok(ClientPermit { counters: None });
         }
         let c = self.counters(&client.name);
         let wall = crate::clock::coarse_wall();
+        if from_token {
+            note_policy(&mut c.token_policies.lock().unwrap_or_else(|p| p.into_inner()), p, client.policy_source, wall);
+            if p.is_unlimited() {
+                return Ok(ClientPermit { counters: None });
+            }
+        }
         if let Some(limit) = p.tpd {
             let used = c.day.lock().unwrap_or_else(|p| p.into_inner()).used(wall);
             if used >= limit {
@@ -216,6 +268,22 @@ impl Limits for MemoryLimits {
         let tokens_today = c.day.lock().unwrap_or_else(|p| p.into_inner()).used(now);
         ClientUsage { inflight: counts_inflight.then(|| c.inflight.load(Ordering::Relaxed)), requests_last_minute, tokens_last_minute, tokens_today }
     }
+
+    fn token_clients(&self) -> Vec<TokenClient> {
+        let all: Vec<(Arc<str>, Arc<ClientCounters>)> =
+            self.clients.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(n, c)| (n.clone(), c.clone())).collect();
+        let now = crate::clock::coarse_wall();
+        let mut out: Vec<TokenClient> = all
+            .into_iter()
+            .filter_map(|(name, c)| {
+                let policies: Vec<SeenPolicy> =
+                    c.token_policies.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|s| remembered(s, now)).cloned().collect();
+                (!policies.is_empty()).then_some(TokenClient { name, policies })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
 }
 
 #[cfg(test)]
@@ -224,7 +292,42 @@ mod tests {
     use std::time::SystemTime;
 
     fn client(policy: Policy) -> Client {
-        Client { name: Arc::from("c"), policy: Arc::new(policy) }
+        Client { name: Arc::from("c"), policy: Arc::new(policy), policy_source: PolicySource::Entry }
+    }
+
+    fn token_client(policy: Policy, source: PolicySource) -> Client {
+        Client { name: Arc::from("t"), policy: Arc::new(policy), policy_source: source }
+    }
+
+    #[test]
+    fn policies_from_tokens_are_kept_latest_first_and_entries_are_not() {
+        let l = MemoryLimits::new();
+        let now = Instant::now();
+        let rpm = |n| Policy { rpm: Some(n), ..Default::default() };
+        drop(l.admit(&client(rpm(5)), now));
+        assert!(l.token_clients().is_empty(), "a configured client's limits are in the config");
+        drop(l.admit(&token_client(rpm(5), PolicySource::TokenClaim), now));
+        drop(l.admit(&token_client(Policy::default(), PolicySource::JwtDefault), now));
+        drop(l.admit(&token_client(rpm(5), PolicySource::TokenClaim), now));
+        let seen = l.token_clients();
+        assert_eq!(seen.len(), 1);
+        let kept: Vec<(Option<u32>, PolicySource)> = seen[0].policies.iter().map(|s| (s.policy.rpm, s.source)).collect();
+        assert_eq!(kept, [(Some(5), PolicySource::TokenClaim), (None, PolicySource::JwtDefault)], "distinct policies, the latest first");
+        for n in 0..20 {
+            drop(l.admit(&token_client(rpm(100 + n), PolicySource::TokenClaim), now));
+        }
+        assert_eq!(l.token_clients()[0].policies.len(), TOKEN_POLICIES_KEPT);
+    }
+
+    #[test]
+    fn policies_not_seen_for_a_day_are_forgotten() {
+        let now = SystemTime::now();
+        let mut seen = Vec::new();
+        let old = Arc::new(Policy { rpm: Some(1), ..Default::default() });
+        note_policy(&mut seen, &old, PolicySource::TokenClaim, now - TOKEN_POLICY_MEMORY - Duration::from_secs(1));
+        note_policy(&mut seen, &Arc::new(Policy::default()), PolicySource::JwtDefault, now);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].source, PolicySource::JwtDefault);
     }
 
     #[test]

@@ -318,6 +318,60 @@ fn openssl(args: &[&str], dir: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The admin API's client list shows each JWT client with the limits its requests are held to:
+/// its `[[clients]]` entry's when it has one (whatever the token carries), else its tokens'.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_usage_shows_the_limits_enforced_on_jwt_clients() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let toml = config(addr, &mock.base_url(), &["AIzaA"])
+        .replace("[admin]", "[jwt]\nsecret_env = \"JWT_SECRET_FOR_TEST\"\npolicy_claim = \"gp\"\n\n[jwt.policy]\nrpm = 3\n\n[admin]")
+        + "\n[[clients]]\nname = \"dave\"\nrpm = 1\n";
+    let p = Proxy::start_cmd(addr, Some(&toml), &[], &[("JWT_SECRET_FOR_TEST", JWT_SECRET)]);
+    let token = |sub: &str, claim: Option<&str>| {
+        let mut a = vec!["--sub", sub, "--secret-env", "JWT_SECRET"];
+        if let Some(c) = claim {
+            a.extend(["--claim", c]);
+        }
+        mint(&a)
+    };
+    let status = |t: String| {
+        let p = &p;
+        async move { generate_as(p, &t, "gemini-2.5-flash").await.status().as_u16() }
+    };
+    let clients = || async {
+        let r = client().get(p.admin_url("/api/v1/clients")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        r.json::<Value>().await.unwrap().as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap().to_owned(), c.clone())).collect::<Vec<_>>()
+    };
+    let view = |all: &[(String, Value)], name: &str| all.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+
+    // erin has no entry: her token's claim (2 rpm) is what holds her.
+    let claim = token("erin", Some("gp={\"rpm\":2}"));
+    assert_eq!([status(claim.clone()).await, status(claim.clone()).await, status(claim.clone()).await], [200, 200, 429]);
+    // dave's token claims 50 rpm, but his entry (1 rpm) is what holds him.
+    let big = token("dave", Some("gp={\"rpm\":50}"));
+    assert_eq!([status(big.clone()).await, status(big).await], [200, 429]);
+
+    let all = clients().await;
+    let erin = view(&all, "erin").unwrap_or_else(|| panic!("a JWT client without an entry is listed: {all:?}"));
+    assert_eq!((&erin["auth"], &erin["limits_source"], &erin["limits"]["rpm"]), (&json!("jwt"), &json!("token_claim"), &json!(2)), "{erin}");
+    assert_eq!(erin["usage"]["requests_last_minute"], 2, "{erin}");
+    assert_eq!(erin["token_limits"].as_array().unwrap().len(), 1, "{erin}");
+    let dave = view(&all, "dave").unwrap();
+    assert_eq!((&dave["limits_source"], &dave["limits"]["rpm"], &dave["token_limits"]), (&json!("entry"), &json!(1), &json!([])), "{dave}");
+    assert_eq!(dave["usage"]["requests_last_minute"], 1, "{dave}");
+    assert_eq!(all.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["alice", "bob", "dave", "erin"], "configured clients first");
+
+    // Another token of erin's without a claim gets [jwt.policy] (3 rpm): one more request fits.
+    let plain = token("erin", None);
+    assert_eq!([status(plain.clone()).await, status(plain).await], [200, 429]);
+    let erin = view(&clients().await, "erin").unwrap();
+    assert_eq!((&erin["limits_source"], &erin["limits"]["rpm"]), (&json!("jwt_default"), &json!(3)), "the latest token's limits: {erin}");
+    assert_eq!(erin["usage"]["requests_last_minute"], 3, "{erin}");
+    let seen: Vec<(&Value, &Value)> = erin["token_limits"].as_array().unwrap().iter().map(|t| (&t["source"], &t["limits"]["rpm"])).collect();
+    assert_eq!(seen, [(&json!("jwt_default"), &json!(3)), (&json!("token_claim"), &json!(2))], "{erin}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_clients_and_every_bad_token() {
     let keys = tempfile::tempdir().unwrap();

@@ -5,9 +5,11 @@ use crate::admin::auth::{random_token, Actor};
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
 use crate::admin::extract::{Body, PathParam};
 use crate::admin::AdminState;
+use crate::auth::PolicySource;
 use crate::config::edit::ClientChanges;
+use crate::config::{Policy, Settings};
 use crate::control::Change;
-use crate::limits::ClientUsage;
+use crate::limits::{ClientUsage, SeenPolicy, TokenClient};
 use crate::secret::sha256;
 use crate::store::comment::ServerComment;
 use axum::extract::State;
@@ -15,12 +17,16 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
 use utoipa::ToSchema;
 
 pub fn routes() -> Router<AdminState> {
     Router::new().route("/api/v1/clients", get(list).post(create)).route("/api/v1/clients/{name}", axum::routing::delete(revoke).patch(update))
 }
 
+/// A client and its limits: the limits enforced on its requests, which for a JWT client are
+/// those of its `[[clients]]` entry when it has one (whatever its tokens carry), else those of
+/// its tokens (`limits_source`).
 #[derive(Serialize, ToSchema)]
 pub struct ClientView {
     pub name: String,
@@ -28,8 +34,34 @@ pub struct ClientView {
     pub auth: &'static str,
     /// Pools it may use, the default first.
     pub pools: Vec<String>,
+    /// The limits enforced: its entry's, or for a JWT client without an entry those of its
+    /// latest token.
     pub limits: LimitsView,
+    /// Where `limits` come from: `entry` (its `[[clients]]` entry; the client can be edited and
+    /// revoked), or for a JWT client without an entry `token_claim` (the policy claim of its
+    /// latest token) or `jwt_default` (`[jwt.policy]`). Such a client is listed, after the
+    /// configured ones, while a request of it was seen within the last 24 hours.
+    pub limits_source: PolicySource,
+    /// For a JWT client without an entry: each distinct set of limits its tokens were admitted
+    /// under in the last 24 hours, the latest first (so the first is `limits`). Tokens of one
+    /// client may carry different limits: each request is held to its own token's, counted
+    /// against the client's shared counters. Empty for a configured client.
+    pub token_limits: Vec<TokenLimits>,
+    /// Counted as `limits` asks (a count that only other tokens' limits keep is `null`).
     pub usage: ClientUsage,
+}
+
+/// Limits a JWT client's tokens carried.
+#[derive(Serialize, ToSchema)]
+pub struct TokenLimits {
+    /// `token_claim` or `jwt_default`.
+    pub source: PolicySource,
+    pub pools: Vec<String>,
+    pub limits: LimitsView,
+    /// The last request admitted under them.
+    #[serde(with = "crate::telemetry::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: SystemTime,
 }
 
 /// A client's limits; absent ones are unlimited.
@@ -44,38 +76,65 @@ pub struct LimitsView {
     pub concurrency: Option<u32>,
 }
 
-/// Configured clients, their limits and what they use now.
+/// Configured clients, then JWT clients without an entry seen in the last 24 hours; their
+/// limits as enforced and what they use now.
 #[utoipa::path(get, path = "/api/v1/clients", tag = "clients", security(("bearer" = [])),
     responses((status = 200, body = Vec<ClientView>), (status = 401, body = ErrorBody)))]
 pub async fn list(State(s): State<AdminState>) -> Json<Vec<ClientView>> {
     let rt = s.shared.runtime.load_full();
     let settings = &rt.settings;
-    let pool_names = |idx: &[usize]| -> Vec<String> {
-        if idx.is_empty() {
-            settings.pools.first().map(|p| vec![p.name.clone()]).unwrap_or_default()
-        } else {
-            idx.iter().filter_map(|i| settings.pools.get(*i).map(|p| p.name.clone())).collect()
-        }
-    };
-    Json(
-        settings
-            .clients
-            .iter()
-            .map(|c| ClientView {
-                name: c.name.clone(),
-                auth: if c.token_sha256.is_some() { "token" } else { "jwt" },
-                pools: pool_names(&c.policy.pools),
-                limits: LimitsView {
-                    models: c.policy.models.clone(),
-                    rpm: c.policy.rpm,
-                    tpm: c.policy.tpm,
-                    tpd: c.policy.tpd,
-                    concurrency: c.policy.concurrency,
-                },
-                usage: s.shared.limits.usage(&c.name, &c.policy),
-            })
-            .collect(),
-    )
+    let configured = settings.clients.iter().map(|c| ClientView {
+        name: c.name.clone(),
+        auth: if c.token_sha256.is_some() { "token" } else { "jwt" },
+        pools: pool_names(settings, &c.policy.pools),
+        limits: LimitsView::of(&c.policy),
+        limits_source: PolicySource::Entry,
+        token_limits: Vec::new(),
+        usage: s.shared.limits.usage(&c.name, &c.policy),
+    });
+    // A name that has an entry now is held to the entry, whatever its tokens were seen with.
+    let from_tokens = s.shared.limits.token_clients().into_iter().filter(|t| !settings.clients.iter().any(|c| *c.name == *t.name));
+    let seen = from_tokens.filter_map(|t| token_client_view(&s, settings, t));
+    Json(configured.chain(seen).collect())
+}
+
+/// The view of a JWT client without an entry: the limits of its latest token.
+fn token_client_view(s: &AdminState, settings: &Settings, t: TokenClient) -> Option<ClientView> {
+    let latest = t.policies.first()?.clone();
+    let token_limits = t
+        .policies
+        .iter()
+        .map(|p: &SeenPolicy| TokenLimits {
+            source: p.source,
+            pools: pool_names(settings, &p.policy.pools),
+            limits: LimitsView::of(&p.policy),
+            last_seen: p.last_seen,
+        })
+        .collect();
+    Some(ClientView {
+        name: t.name.to_string(),
+        auth: "jwt",
+        pools: pool_names(settings, &latest.policy.pools),
+        limits: LimitsView::of(&latest.policy),
+        limits_source: latest.source,
+        token_limits,
+        usage: s.shared.limits.usage(&t.name, &latest.policy),
+    })
+}
+
+/// Names of the pools at `idx` (the first pool when empty, as requests get).
+fn pool_names(settings: &Settings, idx: &[usize]) -> Vec<String> {
+    if idx.is_empty() {
+        settings.pools.first().map(|p| vec![p.name.clone()]).unwrap_or_default()
+    } else {
+        idx.iter().filter_map(|i| settings.pools.get(*i).map(|p| p.name.clone())).collect()
+    }
+}
+
+impl LimitsView {
+    fn of(p: &Policy) -> Self {
+        LimitsView { models: p.models.clone(), rpm: p.rpm, tpm: p.tpm, tpd: p.tpd, concurrency: p.concurrency }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
