@@ -5,19 +5,21 @@
 use super::downstream::{AuthCache, BodyError, Downstream};
 use super::hygiene::finish_upstream_head;
 use super::relay::{self, Relay};
+use super::underway::{self, Underway};
 use super::{respond, Runtime, Shared};
 use crate::auth::{self, Client};
 use crate::config::Policy;
 use crate::deadline;
 use crate::gemini::error::{ApiError, UpstreamError};
 use crate::gemini::route::{self, Action, Route, Surface};
+use crate::gemini::usage::UsageScanner;
 use crate::http1::{Framing, RequestHead, ResponseHead};
 use crate::limits::{ip, Refusal};
 use crate::pool::health::secs_until;
 use crate::pool::outcome::{classify, FailureKind, Outcome};
 use crate::pool::store::UploadSession;
 use crate::pool::{Exhausted, Lease, Pool};
-use crate::telemetry::access_log::{AccessRecord, AttemptRecord, Attempts};
+use crate::telemetry::access_log::{AccessRecord, Attempts};
 use crate::upstream::{UpstreamConn, UpstreamFailure};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -29,11 +31,19 @@ const ERROR_BODY_CAP: usize = 256 * 1024;
 
 /// A request in flight: counted for graceful shutdown, and its record written when it is done,
 /// or when its state is dropped unfinished (cut at the end of a shutdown's grace period).
+///
+/// The request's state (the future of `serve`) borrows two disjoint fields of this guard: the
+/// record, which the relay updates in place as bytes go out, and `underway`, the attempt in
+/// progress and the usage scanner. A cut drops that state first (it is a temporary of `handle`,
+/// declared after the guard), which ends those borrows; the guard's drop then finds the record
+/// and `underway` as the request left them, and completes the one from the other. Nothing is
+/// copied per chunk, and a finished request pays only for setting `underway`'s fields.
 struct InFlight<'a> {
     shared: &'a Shared,
     started: Instant,
     /// Taken when the record is written.
     log: Option<AccessRecord>,
+    underway: Underway<'a>,
 }
 
 impl InFlight<'_> {
@@ -60,12 +70,15 @@ impl Drop for InFlight<'_> {
             if log.status == 0 {
                 log.status = 503;
             }
-            log.error = Some(if self.shared.cut.fired() {
+            let cut = self.shared.cut.fired();
+            log.error = Some(if cut {
                 "cut at shutdown: the grace period ended before the answer was complete".to_owned()
             } else {
                 "the request was abandoned before it was complete".to_owned()
             });
-            self.record(log, Instant::now());
+            let now = Instant::now();
+            self.underway.record_unfinished(self.shared, &mut log, if cut { underway::CUT } else { underway::ABANDONED }, now);
+            self.record(log, now);
         }
         // After the record: graceful shutdown waits for this count before the last flush.
         self.shared.inflight.fetch_sub(1, Ordering::AcqRel);
@@ -98,12 +111,15 @@ pub(super) async fn handle(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstre
             stream: false,
             error: None,
         }),
+        underway: Underway::default(),
     };
-    // Always there: it is taken only by `finish` and the drop.
-    let Some(log) = in_flight.log.as_mut() else { return false };
+    // Disjoint borrows of the guard's fields (see `InFlight`). The record is always there: it is
+    // taken only by `finish` and the drop.
+    let InFlight { log, underway, .. } = &mut in_flight;
+    let Some(log) = log.as_mut() else { return false };
     ds.answered_at = None;
     ds.cors = super::cors::Grant::for_request(&rt.settings.access.cors, &head);
-    let keep = serve(shared, rt, ds, &head, log, started).await;
+    let keep = serve(shared, rt, ds, &head, log, underway, started).await;
     // A relayed answer was timed when its last byte went out (see `deliver`).
     let answered_at = *ds.answered_at.get_or_insert_with(Instant::now);
     in_flight.finish(answered_at);
@@ -119,7 +135,7 @@ fn static_method(method: &str) -> std::borrow::Cow<'static, str> {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
@@ -158,7 +174,17 @@ async fn fail(ds: &mut Downstream, log: &mut AccessRecord, err: ApiError, openai
     written.is_some() && !close
 }
 
-async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &RequestHead, log: &mut AccessRecord, started: Instant) -> bool {
+/// `underway` lives as long as the configuration snapshot `rt`: it holds the key of the attempt
+/// in progress.
+async fn serve<'r>(
+    shared: &Shared,
+    rt: &'r Arc<Runtime>,
+    ds: &mut Downstream,
+    head: &RequestHead,
+    log: &mut AccessRecord,
+    underway: &mut Underway<'r>,
+    started: Instant,
+) -> bool {
     let settings = &rt.settings;
     let head_only = head.method() == "HEAD";
     if let Some(token) = head.path().strip_prefix("/.well-known/acme-challenge/") {
@@ -371,7 +397,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                 Ok(l) => l,
                 Err(ex) => {
                     if let Some(h) = held.take() {
-                        return deliver(shared, rt, ds, head, &route, h, log, (started, Instant::now()), pool, Some(&ex)).await;
+                        return deliver(shared, rt, ds, head, &route, h, log, underway, (started, Instant::now()), pool, Some(&ex)).await;
                     }
                     // The last attempt could not reach the upstream at all: that is the news
                     // (502/504), more than which keys are left.
@@ -384,6 +410,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
         };
         tried.push(lease.index);
         let key = pool.key(lease.index);
+        underway.begin(key, attempt_started);
         upstream_head.truncate(prefix_len);
         finish_upstream_head(&mut upstream_head, route.surface, key.secret.expose(), body.len(), head.method());
 
@@ -398,7 +425,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                 };
                 let outcome = Outcome::Failure(kind);
                 pool.report(lease.index, model_key, &outcome, None, &failure.to_string(), policy, now);
-                log.attempts.push(attempt_record(pool, &lease, &outcome, None, attempt_started, now));
+                log.attempts.extend(underway.settle(outcome.label(), now));
                 tracing::debug!(request_id = log.request_id, key = %key.name, error = %failure, "upstream attempt failed");
                 held = None;
                 last_failure = Some((failure, lease));
@@ -408,6 +435,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
             }
             Ok((mut conn, res)) => {
                 let status = res.status;
+                underway.answered(status);
                 // Error answers are read whole (they are small) to learn what they mean.
                 let classified = if matches!(status, 400 | 403 | 429 | 500..=504) {
                     match relay::buffer_body(&mut conn, &res, head.method(), up.idle_timeout, ERROR_BODY_CAP).await {
@@ -424,11 +452,11 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                 let (outcome, message) = classified;
                 if outcome.retry_elsewhere() {
                     pool.report(lease.index, model_key, &outcome, Some(status), &message, policy, now);
-                    log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started, now));
+                    log.attempts.extend(underway.settle(outcome.label(), now));
                     tracing::debug!(request_id = log.request_id, key = %key.name, status, outcome = outcome.label(), "retrying on another key");
                     let is_failure = matches!(outcome, Outcome::Failure(_));
                     // Keep this answer in case no other key can do better.
-                    held = Some(Held { conn, res, lease, outcome, attempt_started, already_reported: true });
+                    held = Some(Held { conn, res, lease, outcome, already_reported: true });
                     last_failure = None;
                     if attempt_no + 1 < max_attempts {
                         if is_failure {
@@ -438,9 +466,9 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
                     }
                     break;
                 }
-                let h = Held { conn, res, lease, outcome, attempt_started, already_reported: false };
+                let h = Held { conn, res, lease, outcome, already_reported: false };
                 // Delivered at once: the answer's arrival is when the client's answer starts.
-                return deliver(shared, rt, ds, head, &route, h, log, (started, now), pool, None).await;
+                return deliver(shared, rt, ds, head, &route, h, log, underway, (started, now), pool, None).await;
             }
         }
     }
@@ -448,7 +476,7 @@ async fn serve(shared: &Shared, rt: &Arc<Runtime>, ds: &mut Downstream, head: &R
     // Every attempt used.
     if let Some(h) = held {
         let ex = pool.select(model_key, &tried, Instant::now()).err();
-        return deliver(shared, rt, ds, head, &route, h, log, (started, Instant::now()), pool, ex.as_ref()).await;
+        return deliver(shared, rt, ds, head, &route, h, log, underway, (started, Instant::now()), pool, ex.as_ref()).await;
     }
     let err = match &last_failure {
         Some((f, _)) => network_error(f),
@@ -587,24 +615,12 @@ pub(super) struct Held {
     pub res: ResponseHead,
     pub lease: Lease,
     pub outcome: Outcome,
-    pub attempt_started: Instant,
+    /// Its attempt was settled; otherwise it is still `underway`'s attempt in progress.
     pub already_reported: bool,
 }
 
 fn backoff(base: Duration, attempt_no: u32) -> Duration {
     (base * (1u32 << attempt_no.min(5))).min(Duration::from_secs(2))
-}
-
-fn attempt_record(pool: &Pool, lease: &Lease, outcome: &Outcome, status: Option<u16>, started: Instant, ended: Instant) -> AttemptRecord {
-    let key = pool.key(lease.index);
-    AttemptRecord {
-        key: key.name.clone(),
-        fingerprint: key.health.fingerprint,
-        fingerprint_label: key.fingerprint_label.clone(),
-        outcome: outcome.label(),
-        status,
-        ms: ms(ended.saturating_duration_since(started)),
-    }
 }
 
 /// The model an OpenAI-surface request names in its JSON body.
@@ -682,11 +698,12 @@ async fn deliver(
     route: &Route<'_>,
     held: Held,
     log: &mut AccessRecord,
+    underway: &mut Underway<'_>,
     (started, answer_at): (Instant, Instant),
     pool: &Pool,
     exhausted: Option<&Exhausted>,
 ) -> bool {
-    let Held { conn, res, lease, outcome, attempt_started, already_reported } = held;
+    let Held { conn, res, lease, outcome, already_reported } = held;
     let settings = &rt.settings;
     let policy = &settings.key_health;
     let model_name = log.model.clone();
@@ -716,30 +733,28 @@ async fn deliver(
     log.first_byte_ms = Some(ms(first_byte));
     log.stream = plan.streams();
     let owner = relay::Owner { key: key.health.fingerprint, client: log.client.clone() };
-    let result: Relay = relay::relay(shared, rt, ds, head, conn, res, plan, retry_after, owner, first_byte).await;
+    // The relay counts the bytes it sends in the record and feeds `underway`'s scanner as it
+    // goes: a request cut meanwhile is recorded with them (see `InFlight`).
+    let result: Relay = relay::relay(shared, rt, ds, head, conn, res, plan, retry_after, owner, log, &mut underway.scanner).await;
     let end = Instant::now();
     ds.answered_at = Some(end);
 
     log.status = result.status;
-    log.bytes_out = result.bytes_out;
-    log.first_byte_ms = result.first_byte.map(ms);
-    log.stream = result.streamed;
-    log.set_usage(result.usage);
     if let Some(e) = &result.error {
         log.error = Some(e.clone());
     }
-    if let Some(u) = result.usage {
-        key.health.counters.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
-        key.health.counters.output_tokens.fetch_add(u.output_tokens, Ordering::Relaxed);
-        if let Some(c) = &log.client {
-            shared.limits.record_tokens(c, u.input_tokens + u.output_tokens);
-        }
+    // Read whether the answer was complete or not: the tokens of an answer broken off midway
+    // (the client went away, the upstream failed) were used as much as a finished one's.
+    let usage = underway.scanner.take().as_ref().and_then(UsageScanner::finish);
+    log.set_usage(usage);
+    if let Some(u) = usage {
+        underway::charge(shared, key, log.client.as_deref(), u);
     }
     if !already_reported {
         // A stream that broke midway counts against the key like any transient failure.
         let outcome = if result.upstream_broke { Outcome::Failure(FailureKind::Broken) } else { outcome };
         pool.report(lease.index, model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, end);
-        log.attempts.push(attempt_record(pool, &lease, &outcome, Some(status), attempt_started, end));
+        log.attempts.extend(underway.settle(outcome.label(), end));
     }
     result.client_keep_alive
 }

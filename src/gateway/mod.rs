@@ -13,6 +13,7 @@ pub mod hygiene;
 pub mod probe;
 mod relay;
 mod respond;
+mod underway;
 
 use crate::auth::ClientTable;
 use crate::config::Settings;

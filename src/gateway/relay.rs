@@ -6,10 +6,11 @@ use super::downstream::Downstream;
 use super::{Runtime, Shared};
 use crate::config::Settings;
 use crate::gemini::route::{query_param, Action, Route, Surface, UPLOAD_ID};
-use crate::gemini::usage::{created_resource_name, Usage, UsageScanner};
+use crate::gemini::usage::{created_resource_name, UsageScanner};
 use crate::http1::{self, ChunkError, ChunkedDecoder, Framing, RequestHead, ResponseHead};
 use crate::pool::store::UploadSession;
 use crate::secret::Fingerprint;
+use crate::telemetry::access_log::AccessRecord;
 use crate::upstream::{UpstreamConn, UpstreamFailure};
 use bytes::Buf;
 use std::sync::Arc;
@@ -72,14 +73,10 @@ pub struct Owner {
     pub client: Option<Arc<str>>,
 }
 
-/// What happened while relaying.
+/// What happened while relaying (besides what the relay counts in the record as it goes).
 pub struct Relay {
     /// Status as logged: the upstream's, or 499 when the client went away.
     pub status: u16,
-    pub bytes_out: u64,
-    pub first_byte: Option<Duration>,
-    pub streamed: bool,
-    pub usage: Option<Usage>,
     pub error: Option<String>,
     /// The upstream failed in the middle of the body.
     pub upstream_broke: bool,
@@ -106,7 +103,6 @@ struct Pump {
     client: ClientFraming,
     remaining: u64,
     decoder: ChunkedDecoder,
-    scanner: Option<UsageScanner>,
     capture: Option<Vec<u8>>,
     /// Last payload bytes, to know whether an SSE stream stopped between events.
     tail: [u8; 4],
@@ -141,10 +137,10 @@ fn observe(scanner: &mut Option<UsageScanner>, capture: &mut Option<Vec<u8>>, ta
 }
 
 impl Pump {
-    /// Consumes raw bytes. Returns how many were part of the body, whether the body is complete,
-    /// and what to write.
-    fn push(&mut self, raw: &[u8]) -> Result<(usize, bool, Emit), ChunkError> {
-        let Pump { scanner, capture, tail, out, .. } = self;
+    /// Consumes raw bytes, feeding their payload to `scanner`. Returns how many were part of the
+    /// body, whether the body is complete, and what to write.
+    fn push(&mut self, raw: &[u8], scanner: &mut Option<UsageScanner>) -> Result<(usize, bool, Emit), ChunkError> {
+        let Pump { capture, tail, out, .. } = self;
         match (self.upstream, self.client) {
             (Framing::None, _) => Ok((0, true, Emit::Raw)),
             (Framing::Length(_), _) => {
@@ -193,8 +189,11 @@ impl Pump {
     }
 }
 
-/// Relays `res` and its body from `conn` to the client. `first_byte`: from the request's start
-/// to the answer's start, as logged.
+/// Relays `res` and its body from `conn` to the client.
+///
+/// What a cut request's record needs is kept up to date in place as the answer goes out: the
+/// bytes the client was sent in `log.bytes_out`, and the body in `scanner` (made here when the
+/// plan reads usage; the caller takes it and reads the counts, whether the relay finished or not).
 #[allow(clippy::too_many_arguments)]
 pub async fn relay(
     shared: &Shared,
@@ -206,28 +205,19 @@ pub async fn relay(
     plan: Plan,
     retry_after: Option<u64>,
     owner: Owner,
-    first_byte: Duration,
+    log: &mut AccessRecord,
+    scanner: &mut Option<UsageScanner>,
 ) -> Relay {
     let up = &rt.settings.upstream;
     let write_timeout = up.idle_timeout;
-    let mut result = Relay {
-        status: res.status,
-        bytes_out: 0,
-        first_byte: Some(first_byte),
-        streamed: plan.sse,
-        usage: None,
-        error: None,
-        upstream_broke: false,
-        created_resource: None,
-        client_keep_alive: !head.wants_close(),
-    };
+    let mut result = Relay { status: res.status, error: None, upstream_broke: false, created_resource: None, client_keep_alive: !head.wants_close() };
     let upstream_framing = match res.framing(head.method()) {
         Ok(f) => f,
         Err(e) => {
             result.error = Some(format!("upstream response framing: {e}"));
             result.status = 502;
             let err = crate::gemini::error::ApiError::bad_gateway(format!("the upstream sent an invalid response: {e}"));
-            result.bytes_out = super::respond::error(ds, &err, false, true, plan.head_only).await.unwrap_or(0);
+            log.bytes_out = super::respond::error(ds, &err, false, true, plan.head_only).await.unwrap_or(0);
             result.client_keep_alive = false;
             return result;
         }
@@ -284,6 +274,7 @@ pub async fn relay(
     }
     pending.extend_from_slice(b"\r\n");
 
+    *scanner = plan.usage.map(UsageScanner::new);
     let mut pump = Pump {
         upstream: upstream_framing,
         client,
@@ -292,7 +283,6 @@ pub async fn relay(
             _ => 0,
         },
         decoder: ChunkedDecoder::new(),
-        scanner: plan.usage.map(UsageScanner::new),
         capture: plan.capture.then(Vec::new),
         tail: [0; 4],
         out: Vec::new(),
@@ -304,14 +294,14 @@ pub async fn relay(
         if let Err(e) = ds.write_all(&pending, write_timeout).await {
             return client_gone(result, e);
         }
-        result.bytes_out += pending.len() as u64;
+        log.bytes_out += pending.len() as u64;
         pending.clear();
     }
 
     let mut done = matches!(upstream_framing, Framing::None | Framing::Length(0));
     loop {
         if !conn.buf.is_empty() && !done {
-            let (consumed, complete, emit) = match pump.push(&conn.buf) {
+            let (consumed, complete, emit) = match pump.push(&conn.buf, scanner) {
                 Ok(r) => r,
                 Err(e) => {
                     result.error = Some(format!("upstream body: {e}"));
@@ -333,7 +323,7 @@ pub async fn relay(
             if let Err(e) = write {
                 return client_gone(result, e);
             }
-            result.bytes_out += (pending.len() + data.len()) as u64;
+            log.bytes_out += (pending.len() + data.len()) as u64;
             pending.clear();
             conn.buf.advance(consumed);
             done = complete;
@@ -347,13 +337,22 @@ pub async fn relay(
                     if let Err(e) = ds.write_all(b"0\r\n\r\n", write_timeout).await {
                         return client_gone(result, e);
                     }
-                    result.bytes_out += 5;
+                    log.bytes_out += 5;
                 }
                 done = true;
                 break;
             }
             Ok(0) => {
-                midstream_failure(ds, &mut result, &pump, plan.sse, "the upstream closed the connection in the middle of the body", write_timeout).await;
+                midstream_failure(
+                    ds,
+                    &mut result,
+                    &mut log.bytes_out,
+                    &pump,
+                    plan.sse,
+                    "the upstream closed the connection in the middle of the body",
+                    write_timeout,
+                )
+                .await;
                 break;
             }
             Ok(_) => {}
@@ -362,7 +361,7 @@ pub async fn relay(
                     UpstreamFailure::Timeout(d) => format!("the upstream sent nothing for {d:?} in the middle of the body"),
                     other => other.to_string(),
                 };
-                midstream_failure(ds, &mut result, &pump, plan.sse, &msg, write_timeout).await;
+                midstream_failure(ds, &mut result, &mut log.bytes_out, &pump, plan.sse, &msg, write_timeout).await;
                 break;
             }
         }
@@ -372,10 +371,9 @@ pub async fn relay(
         if let Err(e) = ds.write_all(&pending, write_timeout).await {
             return client_gone(result, e);
         }
-        result.bytes_out += pending.len() as u64;
+        log.bytes_out += pending.len() as u64;
     }
 
-    result.usage = pump.scanner.as_ref().and_then(UsageScanner::finish);
     name_created(shared, &owner, &pump, &mut result);
     if done && res.keeps_alive() && upstream_framing != Framing::UntilClose {
         shared.upstream.checkin(conn);
@@ -404,7 +402,7 @@ fn client_gone(mut result: Relay, e: std::io::Error) -> Relay {
 /// The upstream failed after the client got the head. An SSE stream stopped between events is
 /// ended cleanly with an error event; anything else is cut, so the client sees an error (never
 /// a hang, never a silently truncated body that looks complete).
-async fn midstream_failure(ds: &mut Downstream, result: &mut Relay, pump: &Pump, sse: bool, message: &str, write_timeout: Duration) {
+async fn midstream_failure(ds: &mut Downstream, result: &mut Relay, bytes_out: &mut u64, pump: &Pump, sse: bool, message: &str, write_timeout: Duration) {
     result.upstream_broke = true;
     result.error = Some(message.to_owned());
     result.client_keep_alive = false;
@@ -413,7 +411,7 @@ async fn midstream_failure(ds: &mut Downstream, result: &mut Relay, pump: &Pump,
         let payload = format!("data: {event}\r\n\r\n");
         let chunk = format!("{:x}\r\n{payload}\r\n0\r\n\r\n", payload.len());
         if ds.write_all(chunk.as_bytes(), write_timeout).await.is_ok() {
-            result.bytes_out += chunk.len() as u64;
+            *bytes_out += chunk.len() as u64;
         }
     }
 }

@@ -28,7 +28,8 @@ pub struct AttemptRecord {
     #[schema(value_type = String)]
     pub fingerprint_label: Arc<str>,
     /// `ok`, `rate_limited`, `key_disabled`, `server_error`, `connect_error`, `timeout`,
-    /// `broken_connection` or `client_error`.
+    /// `broken_connection` or `client_error`; `cut` when the request was cut at shutdown while
+    /// the attempt was in progress (`abandoned` when it was dropped for another reason).
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,

@@ -345,6 +345,13 @@ pub async fn generate_as(proxy: &Proxy, token: &str, model: &str) -> reqwest::Re
         .expect("request")
 }
 
+/// GETs `path` from the admin API (admin token); asserts a 200 and returns the JSON.
+pub async fn admin_get(proxy: &Proxy, path: &str) -> serde_json::Value {
+    let r = client().get(proxy.admin_url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("admin request");
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.json().await.expect("JSON")
+}
+
 /// Sends raw bytes on a new connection and reads until the server closes or `within` passes.
 pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");

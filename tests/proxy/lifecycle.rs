@@ -159,8 +159,54 @@ async fn a_stream_cut_at_the_end_of_the_grace_period_is_still_logged() {
     assert_eq!(rows, [("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse".to_owned(), 200, Some(error.to_owned()))]);
 }
 
+/// A stream cut at the end of the grace period is recorded with what really happened up to the
+/// cut: the bytes its client was sent, the tokens of the usage metadata already relayed (charged
+/// in the usage tables like a finished request's), and the attempt in progress, with its key,
+/// labelled as cut; in the access log and in the admin API's request log alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_cut_at_the_end_of_the_grace_period_is_recorded_with_its_bytes_tokens_and_attempt() {
+    let Setup { mock, mut proxy } = setup_with(&["AIzaK"], |t| t.replace("grace_period = \"5s\"", "grace_period = \"1s\"")).await;
+    let key_name = admin_get(&proxy, "/api/v1/keys").await["keys"][0]["name"].as_str().expect("a key name").to_owned();
+    // Forty events 100 ms apart, each with the cumulative usageMetadata: about ten of them are
+    // relayed before the cut.
+    let addr = proxy.addr;
+    let stream = tokio::task::spawn_blocking(move || raw_stream(addr, 40, 100));
+    wait_for_requests(&mock, 1).await;
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits when the grace period is over").success());
+    let received = stream.await.unwrap();
+    let (events, prompt, candidates) = last_usage(&received);
+    assert!(events > 1 && events < 40, "cut mid-stream after {events} events");
+
+    let log = proxy.wait_for_records(1);
+    assert_eq!(log.len(), 1, "{log:?}");
+    let r = &log[0];
+    assert!(r["error"].as_str().unwrap_or_default().starts_with("cut at shutdown"), "{r}");
+    assert_eq!(r["bytes_out"], received.len() as u64, "every byte the client got, head and chunk framing included: {r}");
+    assert_eq!((&r["tokens_in"], &r["tokens_out"]), (&serde_json::json!(prompt), &serde_json::json!(candidates)), "{r}");
+    assert!(r["first_byte_ms"].as_f64().is_some(), "{r}");
+    let attempts = r["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{r}");
+    assert_eq!(
+        (&attempts[0]["key"], &attempts[0]["outcome"], &attempts[0]["status"]),
+        (&serde_json::json!(key_name), &serde_json::json!("cut"), &serde_json::json!(200))
+    );
+
+    // The same in the request log and the usage tables, read through the admin API of a new
+    // process on the same state.
+    let proxy = proxy.restart_after_crash();
+    let rows = proxy.wait_for_request_rows(1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!((&row["status"], &row["bytes_out"], &row["key"]), (&serde_json::json!(200), &r["bytes_out"], &serde_json::json!(key_name)), "{row}");
+    assert_eq!((&row["tokens_in"], &row["tokens_out"]), (&r["tokens_in"], &r["tokens_out"]), "{row}");
+    assert_eq!(row["attempts"], r["attempts"], "{row}");
+    let totals = admin_get(&proxy, &format!("/api/v1/stats/totals?range=today&key={key_name}")).await;
+    assert_eq!((&totals["input_tokens"], &totals["output_tokens"]), (&r["tokens_in"], &r["tokens_out"]), "the key is charged: {totals}");
+}
+
 /// A request still waiting for the upstream's answer when the grace period ends got no answer:
-/// it is logged as a 503 cut at shutdown.
+/// it is logged as a 503 cut at shutdown, with the attempt it was waiting on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_without_an_answer_at_the_end_of_the_grace_period_is_logged_as_a_503() {
     let mut s = setup_with(&["AIzaK"], |t| t.replace("grace_period = \"5s\"", "grace_period = \"1s\"")).await;
@@ -176,6 +222,11 @@ async fn a_request_without_an_answer_at_the_end_of_the_grace_period_is_logged_as
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0]["status"], 503, "{}", log[0]);
     assert!(log[0]["error"].as_str().unwrap_or_default().starts_with("cut at shutdown"), "{}", log[0]);
+    // The attempt it was waiting on is there, cut, without an upstream status.
+    let attempts = log[0]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{}", log[0]);
+    assert_eq!((&attempts[0]["outcome"], attempts[0].get("status")), (&serde_json::json!("cut"), None), "{}", log[0]);
+    assert!(attempts[0]["key"].is_string() && attempts[0]["ms"].as_f64().is_some_and(|ms| ms >= 900.0), "{}", log[0]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,4 +303,34 @@ async fn wait_for_requests(mock: &mock_gemini::MockGemini, n: usize) {
         assert!(Instant::now() < deadline, "the mock saw {} of {n} requests", mock.requests().len());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Sends a streamGenerateContent call of `chunks` events `delay_ms` apart on a raw connection and
+/// returns every byte received until the proxy closed it.
+fn raw_stream(addr: std::net::SocketAddr, chunks: u32, delay_ms: u32) -> Vec<u8> {
+    let body = serde_json::to_string(&generate_body("long")).unwrap();
+    let req = format!(
+        "POST /v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\n\
+         x-mock-chunks: {chunks}\r\nx-mock-chunk-delay-ms: {delay_ms}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(req.as_bytes()).expect("write");
+    let mut received = Vec::new();
+    let _ = conn.read_to_end(&mut received);
+    received
+}
+
+/// The number of SSE events in a raw answer, and the prompt and candidates token counts of the
+/// last one's usageMetadata.
+fn last_usage(raw: &[u8]) -> (usize, u64, u64) {
+    let text = String::from_utf8_lossy(raw);
+    let events: Vec<serde_json::Value> = text
+        .split("data: ")
+        .skip(1)
+        .map(|e| serde_json::from_str(e.split("\r\n\r\n").next().unwrap_or_default()).unwrap_or_else(|err| panic!("an event cut inside ({err}): {e}")))
+        .collect();
+    let usage = &events.last().expect("at least one event")["usageMetadata"];
+    (events.len(), usage["promptTokenCount"].as_u64().expect("prompt tokens"), usage["candidatesTokenCount"].as_u64().expect("candidate tokens"))
 }

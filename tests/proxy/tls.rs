@@ -165,12 +165,6 @@ fn tls_config(plain: SocketAddr, upstream: &str, tls: SocketAddr, tls_body: &str
     format!("{}\n[tls]\nlisten = \"{tls}\"\n{tls_body}\n", config(plain, upstream, &["AIzaTLS"]))
 }
 
-async fn admin_get(proxy: &Proxy, path: &str) -> Value {
-    let r = client().get(proxy.admin_url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("admin request");
-    assert_eq!(r.status(), 200, "GET {path}");
-    r.json().await.expect("JSON")
-}
-
 async fn admin_text(proxy: &Proxy, path: &str) -> String {
     client().get(proxy.admin_url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("admin request").text().await.unwrap()
 }

@@ -71,6 +71,8 @@ export default {
     timeout: 'timeout',
     broken_connection: 'broken connection',
     client_error: 'client error',
+    cut: 'cut at shutdown',
+    abandoned: 'abandoned',
   },
   login: {
     title: 'Log in',

@@ -70,6 +70,8 @@ const zhCN: typeof en = {
     timeout: '超时',
     broken_connection: '连接中断',
     client_error: '客户端错误',
+    cut: '关停时中断',
+    abandoned: '已放弃',
   },
   login: {
     title: '登录',
