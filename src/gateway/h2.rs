@@ -1,8 +1,9 @@
 //! HTTP/2 clients (negotiated by ALPN on TLS listeners). Each HTTP/2 stream is bridged to the
-//! HTTP/1.1 data plane through an in-memory pipe: the request is rewritten as HTTP/1.1 and the
-//! HTTP/1.1 answer is turned back into HTTP/2 frames as it arrives. One code path decides keys,
-//! retries and accounting whatever the client speaks; the bridge costs a copy per chunk, which
-//! only HTTP/2 clients pay (the SDKs use HTTP/1.1).
+//! HTTP/1.1 data plane through an in-memory pipe: the request is rewritten as HTTP/1.1, its body
+//! passed on as it arrives, and the HTTP/1.1 answer is turned back into HTTP/2 frames as it
+//! arrives. One code path decides keys, retries, limits, timeouts, accounting and shutdown (a
+//! request in flight, its cut and its record) whatever the client speaks; the bridge costs a copy
+//! per chunk, which only HTTP/2 clients pay (the SDKs use HTTP/1.1).
 
 use super::{Gateway, Shared};
 use crate::http1::{ChunkedDecoder, Framing, ResponseHead, HOP_BY_HOP};
@@ -19,7 +20,7 @@ use pingora::server::ShutdownWatch;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf, ReadHalf, WriteHalf};
 
 /// Pipe capacity: a stream's chunks pass through without waiting on each other.
 const PIPE: usize = 64 * 1024;
@@ -94,16 +95,9 @@ impl GetSocketDigest for PipeIo {
 
 impl Peek for PipeIo {}
 
-fn error_header(status: u16) -> Box<ResponseHeader> {
-    let mut h = ResponseHeader::build(status, Some(1)).unwrap_or_else(|_| ResponseHeader::build(500, None).expect("500 is a valid status"));
-    let _ = h.insert_header("content-type", "application/json; charset=UTF-8");
-    Box::new(h)
-}
-
 #[async_trait]
 impl HttpServerApp for H2Bridge {
     async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
-        let limit = self.shared.runtime.load().settings.server.body_limit;
         // The HTTP/1.1 request head.
         let req = session.req_header();
         let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
@@ -125,22 +119,18 @@ impl HttpServerApp for H2Bridge {
             head.extend_from_slice(value.as_bytes());
             head.extend_from_slice(b"\r\n");
         }
-        // The body, bounded like any other.
-        let mut body = BytesMut::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(b)) if body.len() + b.len() > limit => {
-                    let err = crate::gemini::error::ApiError::body_too_large(limit);
-                    let _ = session.write_response_header(error_header(413)).await;
-                    let _ = session.write_response_body(Bytes::from(err.to_json(false)), true).await;
-                    return None;
-                }
-                Ok(Some(b)) => body.extend_from_slice(&b),
-                Ok(None) => break,
-                Err(_) => return None,
-            }
+        // The body's framing: the length the client declared (HTTP/2 holds it to it), else chunks.
+        let declared = req.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let framing = match declared {
+            _ if session.is_body_empty() => BodyFraming::Length(0),
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::Chunked,
+        };
+        match framing {
+            BodyFraming::Length(n) => head.extend_from_slice(format!("content-length: {n}\r\n").as_bytes()),
+            BodyFraming::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
-        head.extend_from_slice(format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes());
+        head.extend_from_slice(b"connection: close\r\n\r\n");
 
         let digest = session.digest();
         let io = {
@@ -152,26 +142,98 @@ impl HttpServerApp for H2Bridge {
             ours
         };
         let (mut rd, mut wr) = tokio::io::split(io);
-        let body = body.freeze();
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        // The data plane reads the body as it comes (with its limit, its timeout and its memory
+        // budget), and counts the request in flight from its head on: a shutdown waits for it,
+        // or cuts and logs it, as it does an HTTP/1.1 request.
+        let forwarded = match wr.write_all(&head).await {
+            Ok(()) => forward_body(&mut session, &mut wr, &mut rd, &mut buf, framing).await,
+            Err(_) => Forwarded::Answered,
+        };
+        if forwarded == Forwarded::ClientGone {
+            // Closing the pipe tells the data plane the client went away.
+            return None;
+        }
         // The write side stays open until the data plane has answered (closing it early would
-        // look like a client going away), then the writer is dropped with it.
-        let writer = tokio::spawn(async move {
-            if wr.write_all(&head).await.is_ok() && wr.write_all(&body).await.is_ok() {
-                let _ = wr.flush().await;
-            }
-            std::future::pending::<()>().await;
-            drop(wr);
-        });
-        let _ = relay_back(&mut session, &mut rd).await;
-        writer.abort();
+        // look like a client going away); it is dropped with the pipe.
+        if relay_back(&mut session, &mut rd, buf).await.is_err() {
+            // The data plane ended the answer early (a request cut at shutdown, an upstream that
+            // failed midway): end the client's stream for certain, rather than leave it open.
+            session.shutdown_with_reason(h2::Reason::INTERNAL_ERROR);
+        }
         let _ = session.finish().await;
         None
     }
 }
 
-/// Reads the HTTP/1.1 answer from the pipe and writes it as HTTP/2.
-async fn relay_back(session: &mut ServerSession, rd: &mut tokio::io::ReadHalf<DuplexStream>) -> Result<(), ()> {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+/// How the request body is framed on the pipe.
+#[derive(Clone, Copy)]
+enum BodyFraming {
+    Length(u64),
+    Chunked,
+}
+
+/// How passing the body on ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Forwarded {
+    /// The whole body went through.
+    Complete,
+    /// The data plane answered, or closed the pipe, before taking the whole body (a refusal, or
+    /// a request cut at shutdown): what it sent is in the buffer.
+    Answered,
+    /// The client reset its stream or went away.
+    ClientGone,
+}
+
+/// Passes the request body on to the data plane as it arrives, while watching the pipe: an
+/// answer (or the pipe's end) before the whole body went through stops the passing, so that it
+/// reaches the client at once instead of after a body nobody reads.
+async fn forward_body(
+    session: &mut ServerSession,
+    wr: &mut WriteHalf<DuplexStream>,
+    rd: &mut ReadHalf<DuplexStream>,
+    buf: &mut BytesMut,
+    framing: BodyFraming,
+) -> Forwarded {
+    let chunked = matches!(framing, BodyFraming::Chunked);
+    if matches!(framing, BodyFraming::Length(0)) {
+        return Forwarded::Complete;
+    }
+    loop {
+        // Both are cancel-safe: a read that loses the race has taken nothing.
+        let data = tokio::select! {
+            biased;
+            _ = rd.read_buf(buf) => return Forwarded::Answered,
+            data = session.read_request_body() => data,
+        };
+        let written = match data {
+            Ok(Some(data)) if chunked => {
+                let size = format!("{:x}\r\n", data.len());
+                write_parts(wr, &[size.as_bytes(), &data, b"\r\n"]).await
+            }
+            Ok(Some(data)) => wr.write_all(&data).await,
+            Ok(None) => {
+                let end = if chunked { write_parts(wr, &[b"0\r\n\r\n"]).await } else { Ok(()) };
+                return if end.is_ok() { Forwarded::Complete } else { Forwarded::Answered };
+            }
+            Err(_) => return Forwarded::ClientGone,
+        };
+        if written.is_err() {
+            return Forwarded::Answered;
+        }
+    }
+}
+
+async fn write_parts(wr: &mut WriteHalf<DuplexStream>, parts: &[&[u8]]) -> std::io::Result<()> {
+    for p in parts {
+        wr.write_all(p).await?;
+    }
+    Ok(())
+}
+
+/// Reads the HTTP/1.1 answer from the pipe (its start may be in `buf` already) and writes it as
+/// HTTP/2. An error: the answer was not complete.
+async fn relay_back(session: &mut ServerSession, rd: &mut ReadHalf<DuplexStream>, mut buf: BytesMut) -> Result<(), ()> {
     let res = loop {
         match ResponseHead::parse(&mut buf, 256 * 1024) {
             Ok(Some(h)) if h.status == 100 => continue,
@@ -232,7 +294,6 @@ async fn relay_back(session: &mut ServerSession, rd: &mut tokio::io::ReadHalf<Du
                 session.write_response_body(Bytes::new(), true).await.map_err(|_| ())?;
                 return Ok(());
             }
-            session.shutdown_with_reason(h2::Reason::INTERNAL_ERROR);
             return Err(());
         }
     }

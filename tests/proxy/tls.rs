@@ -275,6 +275,137 @@ async fn http2_is_negotiated_by_alpn_and_serves_requests() {
     assert_eq!(conn.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
 
+/// HTTP/2 request bodies go through the data plane's body handling: over the limit, whether
+/// the client declared the length (refused before the body is read) or not (refused when the
+/// limit is passed), they get the data plane's 413 with its JSON error.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_bodies_over_the_limit_get_413_json() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let (plain, tls) = (loopback(free_port()), loopback(free_port()));
+    let toml = in_section(tls_config(plain, &mock.base_url(), tls, "[tls.self_signed]\nnames = [\"localhost\"]\n"), "server", "body_limit = \"64KiB\"");
+    let _proxy = Proxy::start_config(plain, &toml);
+    let conn = connect(tls, Some("localhost"), tls_client(None, &[b"h2"])).await.unwrap();
+    let (mut h2c, connection) = h2::client::handshake(conn).await.expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let big = bytes::Bytes::from(vec![b'x'; 100 * 1024]);
+    let declared = big.len().to_string();
+    for headers in [vec![("content-length", declared.as_str())], vec![]] {
+        let (resp, mut send) = h2c.send_request(h2_request("/v1beta/models/gemini-2.5-flash:generateContent", &headers), false).expect("send request");
+        let _ = send.send_data(big.clone(), true);
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp).await.expect("an answer").expect("HTTP/2 response");
+        assert_eq!(resp.status(), 413, "{headers:?}");
+        let mut body = resp.into_body();
+        let mut data = Vec::new();
+        while let Some(Ok(chunk)) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.len());
+            data.extend_from_slice(&chunk);
+        }
+        let v: Value = serde_json::from_slice(&data).expect("a JSON error");
+        assert_eq!(v["error"]["code"], 413, "{v}");
+    }
+    assert!(mock.requests().is_empty());
+}
+
+/// A proxy with a TLS listener (self-signed for localhost) and a 1 s grace period, and an
+/// HTTP/2 connection to it.
+async fn h2_proxy_with_short_grace(mock: &mock_gemini::MockGemini) -> (Proxy, h2::client::SendRequest<bytes::Bytes>) {
+    let (plain, tls) = (loopback(free_port()), loopback(free_port()));
+    let toml =
+        tls_config(plain, &mock.base_url(), tls, "[tls.self_signed]\nnames = [\"localhost\"]\n").replace("grace_period = \"5s\"", "grace_period = \"1s\"");
+    let proxy = Proxy::start_config(plain, &toml);
+    let conn = connect(tls, Some("localhost"), tls_client(None, &[b"h2"])).await.unwrap();
+    let (h2c, connection) = h2::client::handshake(conn).await.expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    (proxy, h2c)
+}
+
+/// Waits (bounded) until the proxy counts `n` requests in flight (its metrics say so).
+async fn wait_in_flight(proxy: &Proxy, n: u32) {
+    let line = format!("gemini_proxy_inflight_requests {n}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !admin_text(proxy, "/metrics").await.lines().any(|l| l == line) {
+        assert!(Instant::now() < deadline, "the proxy never counted {n} requests in flight");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn h2_request(path: &str, headers: &[(&str, &str)]) -> http::Request<()> {
+    let mut req = http::Request::builder().method("POST").uri(format!("https://localhost{path}")).header("x-goog-api-key", TOKEN);
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    req.body(()).unwrap()
+}
+
+/// Over HTTP/2 too, a stream cut at the end of the grace period is recorded as cut (not as
+/// abandoned), with the bytes and tokens relayed up to the cut and the attempt in progress, and
+/// the client's stream is reset rather than left hanging.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_a_stream_cut_at_the_end_of_the_grace_period_is_recorded_as_cut_and_reset() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let (mut proxy, mut h2c) = h2_proxy_with_short_grace(&mock).await;
+    let key_name = admin_get(&proxy, "/api/v1/keys").await["keys"][0]["name"].clone();
+    let req = h2_request("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", &[("x-mock-chunks", "40"), ("x-mock-chunk-delay-ms", "100")]);
+    let (resp, mut send) = h2c.send_request(req, false).expect("send request");
+    send.send_data(bytes::Bytes::from(serde_json::to_vec(&generate_body("long")).unwrap()), true).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp).await.expect("a response head").expect("HTTP/2 response");
+    assert_eq!(resp.status(), 200);
+    proxy.signal("TERM");
+    let mut body = resp.into_body();
+    let mut received = Vec::new();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(8), body.data()).await.expect("the stream ends, it is not left hanging") {
+            Some(Ok(chunk)) => {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                received.extend_from_slice(&chunk);
+            }
+            Some(Err(e)) => break e,
+            None => panic!("the cut stream ended as if complete: {}", String::from_utf8_lossy(&received)),
+        }
+    };
+    assert!(ended.is_reset(), "the stream is reset: {ended:?}");
+    assert!(proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits when the grace period is over").success());
+
+    let text = String::from_utf8_lossy(&received);
+    let events: Vec<Value> = text.split("data: ").skip(1).map(|e| serde_json::from_str(e.trim_end()).expect("whole events")).collect();
+    assert!(events.len() > 1 && events.len() < 40, "cut mid-stream after {} events", events.len());
+    let usage = &events[events.len() - 1]["usageMetadata"];
+    let log = proxy.wait_for_records(1);
+    assert_eq!(log.len(), 1, "{log:?}");
+    let r = &log[0];
+    assert!(r["error"].as_str().unwrap_or_default().starts_with("cut at shutdown"), "{r}");
+    assert_eq!((&r["status"], &r["stream"]), (&json!(200), &json!(true)), "{r}");
+    assert!(r["bytes_out"].as_u64().unwrap_or(0) > received.len() as u64, "the answer relayed, head included: {r}");
+    assert_eq!((&r["tokens_in"], &r["tokens_out"]), (&usage["promptTokenCount"], &usage["candidatesTokenCount"]), "{r}");
+    assert_eq!((&r["attempts"][0]["key"], &r["attempts"][0]["outcome"], &r["attempts"][0]["status"]), (&key_name, &json!("cut"), &json!(200)), "{r}");
+}
+
+/// An HTTP/2 request still sending its body when the grace period ends is cut like an HTTP/1
+/// one: shutdown waits for it until then, it is logged as a 503 cut at shutdown, and its stream
+/// is reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_a_request_still_sending_its_body_at_the_end_of_the_grace_period_is_cut_and_logged() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let (mut proxy, mut h2c) = h2_proxy_with_short_grace(&mock).await;
+    let body = serde_json::to_vec(&generate_body("slow upload")).unwrap();
+    let (resp, mut send) = h2c.send_request(h2_request("/v1beta/models/gemini-2.5-flash:generateContent", &[]), false).expect("send request");
+    send.send_data(bytes::Bytes::copy_from_slice(&body[..10]), false).unwrap();
+    // The rest never comes. The request is in flight as soon as the data plane has its head.
+    wait_in_flight(&proxy, 1).await;
+    proxy.signal("TERM");
+    let signalled = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(8), resp).await.expect("the stream ends, it is not left hanging");
+    assert!(answer.as_ref().is_err_and(|e| e.is_reset() || e.is_go_away() || e.is_io()), "no answer, the stream ended: {answer:?}");
+    assert!(proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits").success());
+    assert!(signalled.elapsed() >= Duration::from_millis(900), "shutdown waited for the request until the end of the grace period: {:?}", signalled.elapsed());
+    assert!(mock.requests().is_empty());
+    let log = proxy.wait_for_records(1);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["status"], 503, "{}", log[0]);
+    assert!(log[0]["error"].as_str().unwrap_or_default().starts_with("cut at shutdown"), "{}", log[0]);
+    drop(send);
+}
+
 #[test]
 fn a_bad_pem_file_is_refused_by_check_and_run() {
     let dir = tempfile::tempdir().unwrap();
