@@ -65,6 +65,22 @@ struct ClientCounters {
     token_policies: Mutex<Vec<SeenPolicy>>,
 }
 
+impl ClientCounters {
+    /// Whether forgetting these counters loses nothing: no request in flight or within the
+    /// last minute, no tokens this minute or this UTC day (a `tpd` limit needs the day's count),
+    /// and no token policy the admin API still shows. A counter another thread holds locked is
+    /// in use, so not idle (the map's lock is held here; the counters' locks are never held
+    /// while waiting for it).
+    fn idle(&self, now: Instant, wall: SystemTime) -> bool {
+        let quiet = |ok: Option<bool>| ok == Some(true);
+        self.inflight.load(Ordering::Acquire) == 0
+            && quiet(self.requests.try_lock().ok().map(|r| r.used(now) == 0))
+            && quiet(self.minute.try_lock().ok().map(|mut m| m.used(wall) == 0))
+            && quiet(self.day.try_lock().ok().map(|mut d| d.used(wall) == 0))
+            && quiet(self.token_policies.try_lock().ok().map(|p| !p.iter().any(|s| remembered(s, wall))))
+    }
+}
+
 /// A policy a JWT client's token carried (or `[jwt.policy]` gave it), and when it was last
 /// enforced.
 #[derive(Debug, Clone)]
@@ -137,14 +153,38 @@ pub trait Limits: Send + Sync + 'static {
 /// In-memory counters.
 #[derive(Default)]
 pub struct MemoryLimits {
-    /// By client name. Names come from the configuration, not from requests, so the map can
-    /// use hashbrown's fast hash (looked up once or twice per request); addresses keep std's.
-    clients: Mutex<hashbrown::HashMap<Arc<str>, Arc<ClientCounters>>>,
+    clients: Mutex<ClientMap>,
     addresses: Mutex<HashMap<IpAddr, Gcra>>,
     global: Mutex<Option<Gcra>>,
 }
 
-/// Addresses tracked before idle ones are swept.
+/// Counters by client name: the configured clients, and the subjects of JWTs, which a signed
+/// token can make up in any number. hashbrown's fast hash (looked up once or twice per
+/// request) is enough: a name comes from the configuration or from a token the issuer signed,
+/// never from an anonymous request. Addresses keep std's.
+#[derive(Default)]
+struct ClientMap {
+    by_name: hashbrown::HashMap<Arc<str>, Arc<ClientCounters>>,
+    /// Size at which idle clients are swept next (0: [`SWEEP_AT`]).
+    sweep_at: usize,
+}
+
+impl ClientMap {
+    /// Forgets clients that hold nothing a limit or the admin API still needs (see
+    /// [`ClientCounters::idle`]), once the map reaches its sweep size, so that JWT subjects
+    /// seen once do not pile up. The next sweep waits until the map has doubled, so a map of
+    /// busy clients is not scanned on every insert.
+    fn sweep_if_due(&mut self, now: Instant, wall: SystemTime) {
+        if self.by_name.len() < self.sweep_at.max(SWEEP_AT) {
+            return;
+        }
+        // A count of 1: no request holds its permit (or anything else) now.
+        self.by_name.retain(|_, c| Arc::strong_count(c) > 1 || !c.idle(now, wall));
+        self.sweep_at = (self.by_name.len() * 2).max(SWEEP_AT);
+    }
+}
+
+/// Addresses (and clients) tracked before idle ones are swept.
 const SWEEP_AT: usize = 100_000;
 
 impl MemoryLimits {
@@ -154,11 +194,12 @@ impl MemoryLimits {
 
     fn counters(&self, client: &str) -> Arc<ClientCounters> {
         let mut m = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = m.get(client) {
+        if let Some(c) = m.by_name.get(client) {
             return c.clone();
         }
+        m.sweep_if_due(Instant::now(), crate::clock::coarse_wall());
         let c = Arc::new(ClientCounters::default());
-        m.insert(Arc::from(client), c.clone());
+        m.by_name.insert(Arc::from(client), c.clone());
         c
     }
 }
@@ -259,7 +300,7 @@ impl Limits for MemoryLimits {
         // rpm limit. A count kept before a policy change is not shown once it stops being kept.
         let counts_inflight = !policy.is_unlimited();
         let counts_requests = policy.rpm.is_some();
-        let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(client).cloned() else {
+        let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).by_name.get(client).cloned() else {
             return ClientUsage { inflight: counts_inflight.then_some(0), requests_last_minute: counts_requests.then_some(0), ..ClientUsage::default() };
         };
         let now = crate::clock::coarse_wall();
@@ -271,7 +312,7 @@ impl Limits for MemoryLimits {
 
     fn token_clients(&self) -> Vec<TokenClient> {
         let all: Vec<(Arc<str>, Arc<ClientCounters>)> =
-            self.clients.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(n, c)| (n.clone(), c.clone())).collect();
+            self.clients.lock().unwrap_or_else(|p| p.into_inner()).by_name.iter().map(|(n, c)| (n.clone(), c.clone())).collect();
         let now = crate::clock::coarse_wall();
         let mut out: Vec<TokenClient> = all
             .into_iter()
@@ -317,6 +358,30 @@ mod tests {
             drop(l.admit(&token_client(rpm(100 + n), PolicySource::TokenClaim), now));
         }
         assert_eq!(l.token_clients()[0].policies.len(), TOKEN_POLICIES_KEPT);
+    }
+
+    #[test]
+    fn clients_that_hold_nothing_are_forgotten_once_the_map_is_large() {
+        let l = MemoryLimits::new();
+        let now = Instant::now();
+        let named = |name: String, policy: Policy| Client { name: Arc::from(name), policy: Arc::new(policy), policy_source: PolicySource::Entry };
+        let limited = Policy { concurrency: Some(5), ..Default::default() };
+        // JWT subjects seen once: in flight, then done, with no tokens.
+        for i in 0..SWEEP_AT - 3 {
+            drop(l.admit(&named(format!("sub-{i}"), limited.clone()), now));
+        }
+        let busy = l.admit(&named("busy".into(), limited.clone()), now).expect("admitted");
+        l.record_tokens("spent-today", 10);
+        drop(l.admit(&named("recent".into(), Policy { rpm: Some(10), ..Default::default() }), now));
+        let len = || l.clients.lock().unwrap().by_name.len();
+        assert_eq!(len(), SWEEP_AT);
+        drop(l.admit(&named("new".into(), limited.clone()), now));
+        let kept: std::collections::BTreeSet<String> = l.clients.lock().unwrap().by_name.keys().map(|k| k.to_string()).collect();
+        assert_eq!(kept, ["busy", "new", "recent", "spent-today"].map(String::from).into());
+        assert_eq!(l.usage("spent-today", &Policy::default()).tokens_today, 10, "a day's tokens outlive the sweep");
+        // The next sweep waits for the map to double from what was kept (at least SWEEP_AT).
+        assert_eq!(l.clients.lock().unwrap().sweep_at, SWEEP_AT);
+        drop(busy);
     }
 
     #[test]
