@@ -148,6 +148,10 @@ impl Caller {
             KeyMode::RateLimitedBare => ApiError::quota_bare(),
             KeyMode::Overloaded => ApiError::overloaded(),
             KeyMode::Internal => ApiError::internal(),
+            KeyMode::EchoKey => match &self.credential {
+                Credential::ApiKey(key) => ApiError::echoing_key(key),
+                _ => return Ok(()),
+            },
             _ => return Ok(()),
         };
         Err(self.tag(err))

@@ -94,6 +94,9 @@ pub enum KeyMode {
     Overloaded,
     /// 500 INTERNAL on model calls.
     Internal,
+    /// 400 INVALID_ARGUMENT on model calls whose message quotes the key, with no reason that
+    /// blames the key (a request error that echoes its URL or headers).
+    EchoKey,
     /// Streaming answers send `after_events` events, then the TCP connection is dropped
     /// without the terminating chunk. Non-streaming answers are normal.
     DieMidstream {

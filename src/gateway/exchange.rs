@@ -10,6 +10,7 @@ use super::{respond, Runtime, Shared};
 use crate::auth::{self, Client};
 use crate::config::Policy;
 use crate::deadline;
+use crate::gemini::api_key;
 use crate::gemini::error::{ApiError, UpstreamError};
 use crate::gemini::route::{self, Action, Route, Surface};
 use crate::gemini::usage::UsageScanner;
@@ -442,21 +443,24 @@ async fn serve<'r>(
                         Ok(decoded) => {
                             let parsed = decoded.as_deref().and_then(UpstreamError::parse);
                             let message = parsed.as_ref().map(|e| e.message.clone()).unwrap_or_default();
-                            (classify(status, parsed.as_ref(), policy, now), message)
+                            // An answer that quotes a key goes to the client redacted (`deliver`).
+                            let withheld =
+                                decoded.as_deref().is_some_and(api_key::contains_key).then(|| Box::new(ApiError::upstream_redacted(status, parsed.as_ref())));
+                            (classify(status, parsed.as_ref(), policy, now), message, withheld)
                         }
-                        Err(failure) => (Outcome::Failure(FailureKind::Broken), failure.to_string()),
+                        Err(failure) => (Outcome::Failure(FailureKind::Broken), failure.to_string(), None),
                     }
                 } else {
-                    (classify(status, None, policy, now), String::new())
+                    (classify(status, None, policy, now), String::new(), None)
                 };
-                let (outcome, message) = classified;
+                let (outcome, message, withheld) = classified;
                 if outcome.retry_elsewhere() {
                     pool.report(lease.index, model_key, &outcome, Some(status), &message, policy, now);
                     log.attempts.extend(underway.settle(outcome.label(), now));
                     tracing::debug!(request_id = log.request_id, key = %key.name, status, outcome = outcome.label(), "retrying on another key");
                     let is_failure = matches!(outcome, Outcome::Failure(_));
                     // Keep this answer in case no other key can do better.
-                    held = Some(Held { conn, res, lease, outcome, already_reported: true });
+                    held = Some(Held { conn, res, lease, outcome, withheld, already_reported: true });
                     last_failure = None;
                     if attempt_no + 1 < max_attempts {
                         if is_failure {
@@ -466,7 +470,7 @@ async fn serve<'r>(
                     }
                     break;
                 }
-                let h = Held { conn, res, lease, outcome, already_reported: false };
+                let h = Held { conn, res, lease, outcome, withheld, already_reported: false };
                 // Delivered at once: the answer's arrival is when the client's answer starts.
                 return deliver(shared, rt, ds, head, &route, h, log, underway, (started, now), pool, None).await;
             }
@@ -615,6 +619,9 @@ pub(super) struct Held {
     pub res: ResponseHead,
     pub lease: Lease,
     pub outcome: Outcome,
+    /// What the client gets instead of an error answer that quotes an API key (boxed: rare,
+    /// and the request's state stays small).
+    pub withheld: Option<Box<ApiError>>,
     /// Its attempt was settled; otherwise it is still `underway`'s attempt in progress.
     pub already_reported: bool,
 }
@@ -703,7 +710,7 @@ async fn deliver(
     pool: &Pool,
     exhausted: Option<&Exhausted>,
 ) -> bool {
-    let Held { conn, res, lease, outcome, already_reported } = held;
+    let Held { conn, res, lease, outcome, withheld, already_reported } = held;
     let settings = &rt.settings;
     let policy = &settings.key_health;
     let model_name = log.model.clone();
@@ -726,6 +733,22 @@ async fn deliver(
         (429 | 503, None) => key.health.recovers_at(model, answer_at).map(|t| secs_until(t, answer_at)),
         _ => None,
     };
+    if let Some(err) = withheld {
+        let err = *err;
+        let err = match retry_after {
+            Some(secs) => err.with_retry_after(secs),
+            None => err,
+        };
+        // The upstream connection goes with the answer it still holds.
+        drop(conn);
+        let keep = fail(ds, log, err, openai, false, head.method() == "HEAD").await;
+        if !already_reported {
+            let end = Instant::now();
+            pool.report(lease.index, model, &outcome, Some(status), "", policy, end);
+            log.attempts.extend(underway.settle(outcome.label(), end));
+        }
+        return keep;
+    }
     let plan = relay::Plan::for_request(route, head, &res);
     // Known before the body is relayed, so that a request cut meanwhile is logged with them.
     let first_byte = answer_at.saturating_duration_since(started);

@@ -35,6 +35,12 @@ fn word_at(b: &[u8], start: usize) -> (Range<usize>, bool) {
 
 const KEY_PREFIX: &[u8] = b"AIza";
 
+/// Whether `bytes` hold anything [`redact_keys`] would replace: `AIza` and at least one key
+/// character, anywhere.
+pub fn contains_key(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, KEY_PREFIX).any(|start| bytes.get(start + KEY_PREFIX.len()).is_some_and(|c| key_char(*c)))
+}
+
 /// `text` with every key-shaped word (see [`key_words`], here also inside longer words)
 /// replaced: a whole key by `[redacted key …<fingerprint>]`
 /// (the 12 hex digits the keys view shows, so an operator can tell which key it was), a
@@ -90,5 +96,9 @@ mod tests {
         assert_eq!(redact_keys(&format!("k_{key}")), format!("k_[redacted key …{fp}]"));
         assert_eq!(redact_keys(&format!("AIza{key}")), "[redacted partial key]");
         assert!(matches!(redact_keys("API key not valid."), Cow::Borrowed(_)));
+        // `contains_key` says whether `redact_keys` would change anything.
+        for t in [text.as_str(), "x_AIzaB", "API key not valid.", "AIza alone", "AIza"] {
+            assert_eq!(contains_key(t.as_bytes()), matches!(redact_keys(t), Cow::Owned(_)), "{t}");
+        }
     }
 }

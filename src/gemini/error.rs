@@ -52,6 +52,28 @@ impl ApiError {
         Self::new(504, "DEADLINE_EXCEEDED", "UPSTREAM_TIMEOUT", message)
     }
 
+    /// An upstream error answer (`code`, and what its body says) passed on with the key-shaped
+    /// words of its message redacted: the client must never see a key of the pool, even when an
+    /// upstream's message quotes one. Its details are left out (they may quote it too).
+    pub fn upstream_redacted(code: u16, upstream: Option<&UpstreamError>) -> Self {
+        let status = upstream.and_then(|e| GRPC_STATUSES.into_iter().find(|s| *s == e.status)).unwrap_or(match code {
+            400 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            429 => "RESOURCE_EXHAUSTED",
+            500 => "INTERNAL",
+            503 => "UNAVAILABLE",
+            504 => "DEADLINE_EXCEEDED",
+            _ => "UNKNOWN",
+        });
+        let message = match upstream {
+            Some(e) => crate::gemini::api_key::redact_keys(&e.message).into_owned(),
+            None => "the upstream's error answer quoted an API key, so this proxy withheld it".to_owned(),
+        };
+        Self::new(code, status, "UPSTREAM_ERROR_REDACTED", message)
+    }
+
     /// The JSON body: Gemini's envelope. On the OpenAI-compatible surface Gemini wraps its own
     /// errors in a one-element array, which the openai SDK cannot read (its exceptions then say
     /// only "Error code: 401"); the proxy's own errors stay an object there, with the envelope's
@@ -73,6 +95,26 @@ impl ApiError {
         serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_else(|_| b"{}".to_vec())
     }
 }
+
+/// The canonical status names of Google's errors (google.rpc.Code).
+const GRPC_STATUSES: [&str; 16] = [
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
 
 /// What an upstream error body says, as far as key handling cares.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -147,6 +147,39 @@ async fn client_errors_pass_through_untouched_without_retry() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_error_that_quotes_the_key_reaches_the_client_redacted() {
+    let key = format!("AIza{}", "Q".repeat(35));
+    let s = setup(&[&key]).await;
+    s.mock.set_key(&key, KeyMode::EchoKey.into());
+    for openai in [false, true] {
+        let r = if openai {
+            client()
+                .post(s.proxy.url("/v1beta/openai/chat/completions"))
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}]}))
+                .send()
+                .await
+                .unwrap()
+        } else {
+            generate(&s.proxy, "gemini-2.5-flash").await
+        };
+        assert_eq!(r.status(), 400, "the client's error keeps its status");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains(&key[4..]), "the key reached the client: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let error = if v.is_array() { &v[0]["error"] } else { &v["error"] };
+        assert_eq!(error["status"], "INVALID_ARGUMENT", "{text}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("contents is not specified") && message.contains("[redacted key …"), "{message}");
+    }
+    let seen: Vec<Option<String>> = s.mock.requests().into_iter().map(|r| r.key).collect();
+    assert_eq!(seen, [Some(key.clone()), Some(key.clone())], "one attempt per request, with the key the mock quoted");
+    // A request error is not the key's fault: it still serves.
+    s.mock.set_key(&key, KeyMode::Ok.into());
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn no_usable_key_answers_429_with_retry_after_and_a_reason() {
     let s = setup(&["AIzaONLY"]).await;
     s.mock.set_key("AIzaONLY", KeyMode::rate_limited("40s").into());
