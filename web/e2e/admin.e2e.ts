@@ -106,6 +106,8 @@ describe('admin UI, embedded in gemini-proxy', () => {
     expect(await (await fetch(`${base}/healthz`)).text()).toBe('ok')
     expect((await fetch(`${base}/metrics`)).status).toBe(401)
     expect((await fetch(`${base}/readyz`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).status).toBe(200)
+    // Without a credential too (the harness waits on it so): the verdict alone.
+    expect(await (await fetch(`${base}/readyz`)).json()).toEqual({ ready: true })
     expect((await fetch(`${base}/api/v1/keys`)).status).toBe(401)
   })
 

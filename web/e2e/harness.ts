@@ -190,8 +190,9 @@ ${adminExtra}
     this.proc = spawn(bin, ['run', '-c', this.configPath, '--data-dir', join(this.dir, 'data')], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.out = new Output(this.proc)
     await waitFor('the admin listener', async () => (await fetch(`${this.admin}/healthz`)).ok)
-    // Readiness needs a credential; without the token, the data port below says enough.
-    if (withToken) await waitFor('readiness', async () => (await fetch(`${this.admin}/readyz`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).ok)
+    // /readyz answers without a credential: 200 once a key is usable and the store writable.
+    await waitFor('readiness', async () => (await fetch(`${this.admin}/readyz`)).ok)
+    // The data port is a Pingora service of its own, not covered by readiness: wait for it too.
     await waitFor('the data port', async () => {
       const r = await fetch(`${this.data}/v1beta/models`, { headers: { 'x-goog-api-key': CLIENT_TOKEN } })
       return r.status < 500
