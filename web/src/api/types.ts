@@ -136,11 +136,33 @@ export interface ClientUsage {
   tokens_today: number
 }
 
-export interface ClientView {
-  name: string
-  auth: string
+/**
+ * Whose limits a client is held to: its `[[clients]]` entry's (`entry`: it can be edited and
+ * revoked), or for a JWT client without an entry its latest token's policy claim
+ * (`token_claim`) or `[jwt.policy]` (`jwt_default`).
+ */
+export type LimitsSource = 'entry' | 'token_claim' | 'jwt_default'
+
+/** One set of limits a JWT client's tokens carried. */
+export interface TokenLimits {
+  source: Exclude<LimitsSource, 'entry'>
   pools: string[]
   limits: Limits
+  /** RFC 3339: the last request admitted under these limits. */
+  last_seen: string
+}
+
+export interface ClientView {
+  name: string
+  /** `token` (a static token) or `jwt` (JWTs only). */
+  auth: 'token' | 'jwt'
+  pools: string[]
+  /** The limits enforced: the entry's, or the latest token's for a JWT client without one. */
+  limits: Limits
+  limits_source: LimitsSource
+  /** For a JWT client without an entry: each distinct set of limits seen in the last 24 hours,
+   *  the latest first (the first is `limits`). Empty for a configured client. */
+  token_limits: TokenLimits[]
   usage: ClientUsage
 }
 

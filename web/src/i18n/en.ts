@@ -296,6 +296,20 @@ export default {
     notCountedHint: 'Not counted for this client: set a limit to count it.',
     inflightNotCounted: 'Not counted for a client without limits: set any limit (requests, tokens or concurrency) to count its requests in flight.',
     rpmNotCounted: 'Not counted without a requests-per-minute limit: set one to count requests.',
+    jwtOnly: 'JWT, no entry',
+    jwtOnlyHint: {
+      token_claim: 'Authenticates with JWTs and has no [[clients]] entry: it is held to the limits in the policy claim of its latest token. Listed while it has made a request in the last 24 hours; an entry of its name would take over.',
+      jwt_default: 'Authenticates with JWTs and has no [[clients]] entry, and its latest token carries no policy claim: it is held to [jwt.policy]. Listed while it has made a request in the last 24 hours; an entry of its name would take over.',
+    },
+    source: {
+      token_claim: 'token claim',
+      jwt_default: '[jwt.policy]',
+    },
+    limitsFrom: 'Limits: {source}',
+    variesByToken: 'limits vary by token ({n})',
+    tokenLimitsTitle: 'Limits its tokens carried',
+    tokenLimitsHint: 'In the last 24 hours, latest first. Each request is held to the limits of its own token, counted together; the bars show the latest.',
+    labelled: '{name}: {value}',
   },
   versionComment: {
     startup: 'Configuration at start-up',

@@ -295,6 +295,20 @@ const zhCN: typeof en = {
     notCountedHint: '此客户端不统计该项：设置限额后即开始统计。',
     inflightNotCounted: '没有任何限额的客户端不统计：设置任一限额（请求、token 或并发）即可统计其进行中的请求。',
     rpmNotCounted: '未设置每分钟请求限额时不统计：设置后即开始统计请求数。',
+    jwtOnly: 'JWT，未配置',
+    jwtOnlyHint: {
+      token_claim: '以 JWT 认证，没有 [[clients]] 条目：按其最新令牌的策略声明（policy claim）限额。最近 24 小时内有请求时列出；配置同名条目后以条目为准。',
+      jwt_default: '以 JWT 认证，没有 [[clients]] 条目，且其最新令牌不带策略声明：按 [jwt.policy] 限额。最近 24 小时内有请求时列出；配置同名条目后以条目为准。',
+    },
+    source: {
+      token_claim: '令牌声明',
+      jwt_default: '[jwt.policy]',
+    },
+    limitsFrom: '限额：{source}',
+    variesByToken: '限额因令牌而异（{n}）',
+    tokenLimitsTitle: '其令牌携带的限额',
+    tokenLimitsHint: '最近 24 小时内，最新的在前。每个请求按其自身令牌的限额执行，计数合并；用量条显示最新的限额。',
+    labelled: '{name}：{value}',
   },
   versionComment: {
     startup: '启动时的配置',

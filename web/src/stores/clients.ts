@@ -19,6 +19,14 @@ export function emptyForm(): ClientForm {
   return { name: '', pools: [], models: [], rpm: null, tpm: null, tpd: null, concurrency: null }
 }
 
+/**
+ * Whether the client has a `[[clients]]` entry (it can be edited and revoked); a JWT client
+ * without one is listed with the limits its tokens carry.
+ */
+export function hasEntry(c: ClientView): boolean {
+  return c.limits_source === 'entry'
+}
+
 export function formOf(c: ClientView): ClientForm {
   return {
     name: c.name,

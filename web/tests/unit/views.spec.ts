@@ -15,7 +15,7 @@ import StatCard from '@/components/StatCard.vue'
 import { connectApi, useAuthStore } from '@/stores/auth'
 import { useKeysStore } from '@/stores/keys'
 import { i18n } from '@/i18n'
-import type { ClientView, ConfigVersionMeta, KeyView, RequestRow } from '@/api/types'
+import type { ClientView, ConfigVersionMeta, KeyView, RequestRow, TokenLimits } from '@/api/types'
 import { fakeApi, freshPinia, mountPage, settle, type Call, type FakeResponse } from './helpers'
 
 afterEach(() => {
@@ -290,21 +290,33 @@ describe('keyboard access', () => {
   })
 })
 
+/** A configured client (a static token, an entry) as GET /clients lists it. */
+function client(name: string, limits: Partial<ClientView['limits']> = {}, usage: Partial<ClientView['usage']> = {}, over: Partial<ClientView> = {}): ClientView {
+  return {
+    name,
+    auth: 'token',
+    pools: ['default'],
+    limits: { models: [], ...limits },
+    limits_source: 'entry',
+    token_limits: [],
+    usage: { inflight: null, requests_last_minute: null, tokens_last_minute: 0, tokens_today: 0, ...usage },
+    ...over,
+  }
+}
+
+/** The clients page over a fake API that lists `list`. */
+function mountClients(list: ClientView[]) {
+  fakeApi({
+    'GET /api/v1/clients': { body: list },
+    'GET /api/v1/stats/totals': { body: { requests: 0, ok: 0, client_errors: 0, rate_limited: 0, server_errors: 0, retries: 0, input_tokens: 0, output_tokens: 0, by_model: [], by_client: [], by_key: [] } },
+    'GET /api/v1/keys': listOf([]),
+  })
+  return mountPage(ClientsView)
+}
+
 describe('ClientsView usage', () => {
   it('says "not counted", and why, where the proxy keeps no count, instead of a 0', async () => {
-    const client = (name: string, limits: Partial<ClientView['limits']>, usage: Partial<ClientView['usage']>): ClientView => ({
-      name,
-      auth: 'token',
-      pools: ['default'],
-      limits: { models: [], ...limits },
-      usage: { inflight: null, requests_last_minute: null, tokens_last_minute: 0, tokens_today: 0, ...usage },
-    })
-    fakeApi({
-      'GET /api/v1/clients': { body: [client('free', {}, {}), client('capped', { rpm: 100 }, { inflight: 1, requests_last_minute: 2 })] },
-      'GET /api/v1/stats/totals': { body: { requests: 0, ok: 0, client_errors: 0, rate_limited: 0, server_errors: 0, retries: 0, input_tokens: 0, output_tokens: 0, by_model: [], by_client: [], by_key: [] } },
-      'GET /api/v1/keys': listOf([]),
-    })
-    const { wrapper } = await mountPage(ClientsView)
+    const { wrapper } = await mountClients([client('free'), client('capped', { rpm: 100 }, { inflight: 1, requests_last_minute: 2 })])
     await settle()
     for (const cell of ['rpm-free', 'inflight-free']) {
       const shown = wrapper.find(`[data-test=${cell}] [data-test=not-counted]`)
@@ -321,6 +333,83 @@ describe('ClientsView usage', () => {
     i18n.global.locale.value = 'zh-CN'
     await settle()
     expect(wrapper.find('[data-test=rpm-free]').text()).toBe('未统计')
+    i18n.global.locale.value = 'en'
+    wrapper.unmount()
+  })
+})
+
+describe('ClientsView JWT clients without an entry', () => {
+  const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString()
+  const claim: TokenLimits = { source: 'token_claim', pools: ['default'], limits: { models: ['gemini-2.5-*'], rpm: 2 }, last_seen: minutesAgo(5) }
+  const byDefault: TokenLimits = { source: 'jwt_default', pools: ['default', 'batch'], limits: { models: [], rpm: 3, tpd: 1_000_000 }, last_seen: minutesAgo(1) }
+  const list = [
+    client('alice'),
+    // A JWT client with an entry is held to the entry: it is edited and revoked like any other.
+    client('carol', { rpm: 1 }, {}, { auth: 'jwt' }),
+    client('erin', claim.limits, { requests_last_minute: 1 }, { auth: 'jwt', limits_source: 'token_claim', token_limits: [claim] }),
+    client('frank', byDefault.limits, { requests_last_minute: 3 }, { auth: 'jwt', pools: byDefault.pools, limits_source: 'jwt_default', token_limits: [byDefault, claim] }),
+  ]
+  const has = (w: { find: (s: string) => { exists: () => boolean } }, sel: string) => w.find(`[data-test=${sel}]`).exists()
+
+  it('marks them, says where their limits come from, and offers no edit or revoke', async () => {
+    const { wrapper } = await mountClients(list)
+    await settle()
+    for (const name of ['alice', 'carol']) {
+      expect([has(wrapper, `edit-${name}`), has(wrapper, `revoke-${name}`), has(wrapper, `jwt-only-${name}`)], name).toEqual([true, true, false])
+    }
+    expect(wrapper.find('[data-test=client-row-carol]').element.parentElement!.textContent).toContain('JWT')
+    for (const name of ['erin', 'frank']) {
+      expect([has(wrapper, `edit-${name}`), has(wrapper, `revoke-${name}`), has(wrapper, `jwt-only-${name}`)], name).toEqual([false, false, true])
+    }
+    const tag = (name: string) => wrapper.find(`[data-test=jwt-only-${name}]`)
+    expect(tag('erin').text()).toBe('JWT, no entry')
+    expect(tag('erin').attributes('aria-label')).toContain('the policy claim of its latest token')
+    expect(tag('frank').attributes('aria-label')).toContain('it is held to [jwt.policy]')
+    expect(wrapper.find('[data-test=limits-source-erin]').text()).toBe('Limits: token claim')
+    expect(wrapper.find('[data-test=limits-source-frank]').text()).toBe('Limits: [jwt.policy]')
+    // The bars show the limits enforced now: the latest token's.
+    expect(wrapper.find('[data-test=rpm-frank]').text()).toContain('3 / 3')
+    // The tooltip says it on hover too.
+    await tag('erin').trigger('mouseenter')
+    await vi.waitFor(() => expect(document.body.textContent).toContain('has no [[clients]] entry: it is held to the limits in the policy claim'))
+
+    i18n.global.locale.value = 'zh-CN'
+    await settle()
+    expect(tag('erin').text()).toBe('JWT，未配置')
+    expect(tag('frank').attributes('aria-label')).toContain('按 [jwt.policy] 限额')
+    expect(wrapper.find('[data-test=limits-source-erin]').text()).toBe('限额：令牌声明')
+    expect(wrapper.find('[data-test=edit-alice]').text()).toBe('编辑')
+    i18n.global.locale.value = 'en'
+    wrapper.unmount()
+  })
+
+  it('shows every set of limits their tokens carried, latest first, when there is more than one', async () => {
+    const { wrapper } = await mountClients(list)
+    await settle()
+    // One set: the row's own limits say it all.
+    expect(has(wrapper, 'varies-erin')).toBe(false)
+    const varies = wrapper.find('[data-test=varies-frank]')
+    expect(varies.text()).toBe('limits vary by token (2)')
+    const popper = () => document.querySelector('[data-test=token-limits-frank]')?.closest<HTMLElement>('.el-popper')
+    expect(popper()?.style.display ?? 'none').toBe('none')
+    await varies.trigger('click')
+    await vi.waitFor(() => expect(popper()?.style.display).toBe(''))
+    // Each set, a line per part: its source and when last seen (side by side) | its limits | its pools and models.
+    const words = (e: Element) => (e.children.length ? Array.from(e.children) : [e]).map((c) => c.textContent!.trim()).join(' ')
+    const sets = () => Array.from(document.querySelectorAll('[data-test=token-limits-frank] li')).map((li) => Array.from(li.children).map(words).join(' | '))
+    expect(sets()).toEqual([
+      '[jwt.policy] 1 min. ago | Requests per minute: 3 · Tokens per day (UTC): 1M | Pools: default, batch · Allowed models: Every model',
+      'token claim 5 min. ago | Requests per minute: 2 | Pools: default · Allowed models: gemini-2.5-*',
+    ])
+    expect(document.body.textContent).toContain('Each request is held to the limits of its own token')
+    // Escape on the button closes them again.
+    await varies.trigger('keydown', { key: 'Escape' })
+    await vi.waitFor(() => expect(popper()?.style.display).toBe('none'))
+
+    i18n.global.locale.value = 'zh-CN'
+    await settle()
+    expect(varies.text()).toBe('限额因令牌而异（2）')
+    expect(sets()[1]).toBe('令牌声明 5分钟前 | 每分钟请求数：2 | 密钥池：default · 允许的模型：gemini-2.5-*')
     i18n.global.locale.value = 'en'
     wrapper.unmount()
   })
