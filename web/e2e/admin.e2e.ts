@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Page, Route } from 'playwright-core'
-import { ADMIN_PASSWORD, ADMIN_TOKEN, CLIENT_TOKEN, INITIAL_KEYS, TLS_NAMES, fingerprint, geminiKey, shot, startExtraProxy, startWorld, stopWorld, type World } from './harness'
+import { ADMIN_PASSWORD, ADMIN_TOKEN, CLIENT_TOKEN, INITIAL_KEYS, JWT_DEFAULT_RPM, JWT_POLICY_CLAIM, TLS_NAMES, fingerprint, geminiKey, shot, signJwt, startExtraProxy, startWorld, stopWorld, type World } from './harness'
 
 let w: World
 let page: Page
@@ -332,6 +332,48 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await page.locator('[data-test=client-row-e2e-app]').waitFor({ state: 'detached' })
     expect(await w.proxy.generate(token)).toBe(401)
     await closeToasts()
+  })
+
+  it('lists a JWT client without an entry read-only, with the limits each of its tokens carried', async () => {
+    // Two tokens of one subject that has no [[clients]] entry: one carries its own limits, the
+    // other none (so [jwt.policy] holds it). The latest sets the row's limits.
+    const name = 'e2e-jwt'
+    expect(await w.proxy.generate(signJwt({ sub: name, [JWT_POLICY_CLAIM]: { rpm: 5 } }))).toBe(200)
+    expect(await w.proxy.generate(signJwt({ sub: name }))).toBe(200)
+    // The UI's types are the API's: exactly these fields.
+    const listed = await w.proxy.api<Record<string, unknown>[]>('GET', '/api/v1/clients')
+    const api = listed.find((c) => c.name === name)!
+    expect(Object.keys(api).sort()).toEqual(['auth', 'limits', 'limits_source', 'name', 'pools', 'token_limits', 'usage'])
+    expect(api).toMatchObject({ auth: 'jwt', limits_source: 'jwt_default' })
+    const sets = api.token_limits as Record<string, unknown>[]
+    expect(sets.map((s) => Object.keys(s).sort())).toEqual([0, 1].map(() => ['last_seen', 'limits', 'pools', 'source']))
+    expect(listed.find((c) => c.name === 'alice')).toMatchObject({ limits_source: 'entry', token_limits: [] })
+
+    await nav('clients')
+    await page.click('text=Refresh')
+    const tag = page.locator(`[data-test=jwt-only-${name}]`)
+    await tag.waitFor()
+    expect(await tag.textContent()).toBe('JWT, no entry')
+    expect(await page.locator(`[data-test=edit-${name}], [data-test=revoke-${name}]`).count()).toBe(0)
+    expect(await page.locator('[data-test=edit-alice]').count()).toBe(1)
+    expect(await page.textContent(`[data-test=limits-source-${name}]`)).toBe('Limits: [jwt.policy]')
+    expect(await page.textContent(`[data-test=rpm-${name}]`)).toContain(`2 / ${JWT_DEFAULT_RPM}`)
+    await tag.hover()
+    await page.locator('.el-popper', { hasText: 'its latest token carries no policy claim' }).waitFor()
+    await shot(w, '09a-clients-jwt')
+
+    await page.click(`[data-test=varies-${name}]`)
+    const list = page.locator(`[data-test=token-limits-${name}]`)
+    await list.waitFor()
+    const items = await list.locator('li').allTextContents()
+    expect(items).toHaveLength(2)
+    expect(items[0]).toContain('[jwt.policy]')
+    expect(items[0]).toContain(`Requests per minute: ${JWT_DEFAULT_RPM}`)
+    expect(items[1]).toContain('token claim')
+    expect(items[1]).toContain('Requests per minute: 5')
+    await shot(w, '09b-clients-jwt-token-limits')
+    await page.keyboard.press('Escape')
+    await list.waitFor({ state: 'hidden' })
   })
 
   it('edits the config: an error is refused and shown at its line; the fix is applied; then rolled back', async () => {

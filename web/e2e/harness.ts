@@ -5,7 +5,7 @@
 // first with cargo so that the binary embeds the current web/dist (set E2E_NO_CARGO=1 to skip).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -19,11 +19,24 @@ export const ROOT = resolve(WEB, '..')
 export const ADMIN_PASSWORD = 'e2e-admin-password-1234'
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef'
 export const CLIENT_TOKEN = 'gp-e2e-client-token-0123456789'
+/** The [jwt] HS256 secret of every proxy the harness starts (at least 32 bytes). */
+export const JWT_SECRET = 'e2e-jwt-secret-0123456789abcdef-0123'
+/** The claim a token carries its own limits in ([jwt] policy_claim). */
+export const JWT_POLICY_CLAIM = 'gp'
+/** The requests per minute of a JWT client with neither an entry nor a policy claim ([jwt.policy]). */
+export const JWT_DEFAULT_RPM = 30
 
 /** A Gemini-shaped key (AIza + 35 characters), so that the bulk import recognises it. */
 export function geminiKey(tag: string): string {
   const body = `E2E${tag}`.replace(/[^A-Za-z0-9_-]/g, '')
   return `AIza${body.padEnd(35, '0')}`.slice(0, 39)
+}
+
+/** An HS256 JWT signed with JWT_SECRET, valid for an hour; `claims` add to or replace `exp`. */
+export function signJwt(claims: Record<string, unknown>): string {
+  const part = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
+  const signed = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims })}`
+  return `${signed}.${createHmac('sha256', JWT_SECRET).update(signed).digest('base64url')}`
 }
 
 /** The 12 hex digits the proxy shows for a key. */
@@ -171,6 +184,15 @@ keys = [${INITIAL_KEYS.map((k) => `"${k}"`).join(', ')}]
 [[clients]]
 name = "alice"
 token = "${CLIENT_TOKEN}"
+
+# JWT clients: a subject without a [[clients]] entry is held to its token's policy claim, else
+# to [jwt.policy]; the clients page lists it read-only.
+[jwt]
+secret = "${JWT_SECRET}"
+policy_claim = "${JWT_POLICY_CLAIM}"
+
+[jwt.policy]
+rpm = ${JWT_DEFAULT_RPM}
 
 # A TLS listener with a self-signed certificate: the certificates page has something to show.
 [tls]
