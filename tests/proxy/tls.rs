@@ -376,7 +376,11 @@ async fn http2_a_stream_cut_at_the_end_of_the_grace_period_is_recorded_as_cut_an
     assert!(r["error"].as_str().unwrap_or_default().starts_with("cut at shutdown"), "{r}");
     assert_eq!((&r["status"], &r["stream"]), (&json!(200), &json!(true)), "{r}");
     assert!(r["bytes_out"].as_u64().unwrap_or(0) > received.len() as u64, "the answer relayed, head included: {r}");
-    assert_eq!((&r["tokens_in"], &r["tokens_out"]), (&usage["promptTokenCount"], &usage["candidatesTokenCount"]), "{r}");
+    // The reset discards what the client's HTTP/2 stack had not handed over yet, so the proxy may
+    // have relayed an event or two more than the client read: at least what it read is counted.
+    assert_eq!(r["tokens_in"], usage["promptTokenCount"], "{r}");
+    let (counted, read) = (r["tokens_out"].as_u64().unwrap_or(0), usage["candidatesTokenCount"].as_u64().unwrap_or(u64::MAX));
+    assert!(counted >= read && counted > 0, "tokens out {counted}, the client read {read}: {r}");
     assert_eq!((&r["attempts"][0]["key"], &r["attempts"][0]["outcome"], &r["attempts"][0]["status"]), (&key_name, &json!("cut"), &json!(200)), "{r}");
 }
 
