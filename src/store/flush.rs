@@ -68,6 +68,9 @@ pub(crate) type BindingId = (BindingKind, String);
 pub(crate) struct PendingState {
     pub(crate) keys: HashMap<String, PersistedKeyState>,
     pub(crate) bindings: HashMap<BindingId, PersistedBinding>,
+    /// The usage of requests whose record found the writer's queue full: their log rows are
+    /// lost, their tokens and counts are not. The writer moves it into its own fold.
+    pub(crate) overflow: UsageFold,
 }
 
 impl PendingState {
@@ -214,6 +217,27 @@ impl UsageFold {
         }
         usage.add(r);
         self.requests += 1;
+    }
+
+    /// Adds `other`'s rows to this fold's.
+    pub(crate) fn merge(&mut self, other: UsageFold) {
+        for (group, u) in other.groups {
+            let mine = self.groups.entry(group).or_default();
+            if u.key_name.is_some() {
+                mine.key_name = u.key_name;
+            }
+            let (c, o) = (&mut mine.counts, &u.counts);
+            c.requests += o.requests;
+            c.ok += o.ok;
+            c.client_errors += o.client_errors;
+            c.rate_limited += o.rate_limited;
+            c.server_errors += o.server_errors;
+            c.retries += o.retries;
+            c.input_tokens = c.input_tokens.saturating_add(o.input_tokens);
+            c.output_tokens = c.output_tokens.saturating_add(o.output_tokens);
+            mine.latency.merge(&u.latency);
+        }
+        self.requests += other.requests;
     }
 
     /// Distinct usage rows: what committing the fold costs.
@@ -388,7 +412,7 @@ pub(crate) mod tests {
     ) -> Result<(), StoreError> {
         let mut usage = UsageFold::default();
         requests.iter().for_each(|r| usage.add(r));
-        let state = PendingState { keys: keys.clone(), bindings: HashMap::new() };
+        let state = PendingState { keys: keys.clone(), ..PendingState::default() };
         commit(conn, path, requests, Some(&usage), &state)
     }
 

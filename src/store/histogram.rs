@@ -159,6 +159,15 @@ impl SparseHistogram {
         }
     }
 
+    pub(crate) fn merge(&mut self, other: &SparseHistogram) {
+        for &(bucket, n) in &other.0 {
+            match self.0.iter_mut().find(|(b, _)| *b == bucket) {
+                Some((_, c)) => *c = c.saturating_add(n),
+                None => self.0.push((bucket, n)),
+            }
+        }
+    }
+
     pub(crate) fn to_histogram(&self) -> Histogram {
         let mut h = Histogram::default();
         for &(b, c) in &self.0 {

@@ -330,7 +330,9 @@ pub struct StoreHealth {
     pub writable: bool,
     /// The last write or pruning error, kept after recovery for diagnosis.
     pub last_error: Option<String>,
-    /// Records lost: queue full, or writer stopped; also bindings lost when too many waited.
+    /// Records lost: request-log rows of requests that found the writer's queue full (their
+    /// usage is still counted), records left when the writer stopped, and bindings lost when
+    /// too many waited.
     pub dropped_records: u64,
     /// Requests whose usage is committed, since the start (with or without a request-log row).
     pub written_records: u64,

@@ -12,7 +12,7 @@ use crate::telemetry::access_log::AccessRecord;
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -164,8 +164,10 @@ impl Drop for Handle {
 
 impl StoreWriter {
     /// Queues a request record for the log and the usage aggregates. Never blocks: when the
-    /// queue is full the record is dropped and counted in [`StoreWriter::dropped`]. Costs one
-    /// clone of the record (a few small allocations); serialisation happens on the writer.
+    /// queue is full the record's log row is dropped and counted in [`StoreWriter::dropped`],
+    /// and its usage is folded here, under the lock the writer takes once a tick, so that the
+    /// tokens and counts of an overloaded minute still add up. Costs one clone of the record (a
+    /// few small allocations); serialisation happens on the writer.
     pub fn request(&self, r: &AccessRecord) {
         self.request_owned(Box::new(r.clone()));
     }
@@ -173,8 +175,15 @@ impl StoreWriter {
     /// [`StoreWriter::request`] for a record the caller is done with: no copy.
     pub fn request_owned(&self, r: Box<AccessRecord>) {
         let Some(tx) = &self.inner.tx else { return };
-        if tx.try_send(r).is_err() {
-            self.inner.state.dropped.fetch_add(1, Ordering::Relaxed);
+        match tx.try_send(r) {
+            Ok(()) => {}
+            Err(TrySendError::Full(r)) => {
+                self.lock_durable().overflow.add(&r);
+                self.inner.state.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.inner.state.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -404,7 +413,12 @@ impl Writer {
                 (s.requested, s.requested > s.completed)
             };
             let drained = self.drain(&mut pending);
-            let handed = std::mem::take(&mut *self.durable.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut handed = std::mem::take(&mut *self.durable.lock().unwrap_or_else(|p| p.into_inner()));
+            let overflow = std::mem::take(&mut handed.overflow);
+            if !overflow.is_empty() {
+                pending.usage.merge(overflow);
+                pending.usage_since.get_or_insert_with(Instant::now);
+            }
             let dropped = durable.absorb(handed, MAX_PENDING_BINDINGS);
             self.state.dropped.fetch_add(dropped, Ordering::Relaxed);
             let ok = self.commit(&mut pending, &mut durable, flush_waiting || drained == Drained::Closed, &mut last_logged);
@@ -708,7 +722,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+    fn a_full_queue_drops_log_rows_and_counts_them_but_keeps_their_usage() {
         let (_dir, s) = store();
         let w = s.start_writer(Duration::from_secs(3600), 4).expect("writer");
         // Let the writer finish its first pass and go to sleep for the long tick.
@@ -721,6 +735,7 @@ mod tests {
         w.flush().expect("flush");
         assert_eq!(logged(&s), 4);
         assert_eq!(s.health().dropped_records, 6);
+        assert_eq!(usage_requests(&s), 10, "the rows are dropped, the usage of all ten counts");
     }
 
     #[test]
