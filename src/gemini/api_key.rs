@@ -20,11 +20,11 @@ pub fn key_words(text: &str) -> impl Iterator<Item = (Range<usize>, bool)> + '_ 
     memchr::memmem::find_iter(b, KEY_PREFIX).filter(move |&start| start == 0 || !key_char(b[start - 1])).map(move |start| word_at(b, start))
 }
 
-/// Like [`key_words`], also inside longer words (`x_AIza...`): for redaction, where missing a
-/// key costs more than hiding a harmless word. Occurrences may overlap.
-fn key_words_anywhere(text: &str) -> impl Iterator<Item = (Range<usize>, bool)> + '_ {
-    let b = text.as_bytes();
-    memchr::memmem::find_iter(b, KEY_PREFIX).map(move |start| word_at(b, start))
+/// What redaction replaces: like [`key_words`], also inside longer words (`x_AIza...`), where
+/// missing a key costs more than hiding a harmless word, and only words with key characters
+/// after `AIza` (a bare `AIza` holds nothing secret). Occurrences may overlap.
+fn secret_words(b: &[u8]) -> impl Iterator<Item = (Range<usize>, bool)> + '_ {
+    memchr::memmem::find_iter(b, KEY_PREFIX).map(move |start| word_at(b, start)).filter(|(r, _)| r.len() > KEY_PREFIX.len())
 }
 
 /// The key-shaped word starting at `start` (where `AIza` is) and whether it is a whole key.
@@ -38,7 +38,7 @@ const KEY_PREFIX: &[u8] = b"AIza";
 /// Whether `bytes` hold anything [`redact_keys`] would replace: `AIza` and at least one key
 /// character, anywhere.
 pub fn contains_key(bytes: &[u8]) -> bool {
-    memchr::memmem::find_iter(bytes, KEY_PREFIX).any(|start| bytes.get(start + KEY_PREFIX.len()).is_some_and(|c| key_char(*c)))
+    secret_words(bytes).next().is_some()
 }
 
 /// `text` with every key-shaped word (see [`key_words`], here also inside longer words)
@@ -50,7 +50,7 @@ pub fn contains_key(bytes: &[u8]) -> bool {
 pub fn redact_keys(text: &str) -> Cow<'_, str> {
     let mut out = String::new();
     let mut copied = 0;
-    for (range, whole) in key_words_anywhere(text).filter(|(r, _)| r.len() > KEY_PREFIX.len()) {
+    for (range, whole) in secret_words(text.as_bytes()) {
         if range.start < copied {
             continue;
         }
