@@ -43,6 +43,13 @@ impl Collector {
     fn global(&mut self, message: impl Into<String>) {
         self.near(None, message);
     }
+    /// A limit written as 0, at its place: it would refuse everything. `name` as the message
+    /// shows it (`access.max_streams`, `client "a": rpm`).
+    fn refuse_zero<T: Default + PartialEq>(&mut self, limit: &Option<Spanned<T>>, name: &str) {
+        if let Some(v) = limit.as_ref().filter(|v| *v.get_ref() == T::default()) {
+            self.at(v, format!("{name} = 0 would refuse everything; leave it out for no limit"));
+        }
+    }
     /// At `span` when the file has a place for the problem, else about the whole file.
     fn near(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         self.problems.push(Problem { span, message: message.into() });
@@ -542,18 +549,11 @@ fn parse_origin(s: &str) -> Result<String, String> {
 fn policy(c: &mut Collector, f: &PolicySection, pools: &[PoolSettings], who: &str) -> Policy {
     let mut out =
         Policy { rpm: unspanned(&f.rpm), tpm: unspanned(&f.tpm), tpd: unspanned(&f.tpd), concurrency: unspanned(&f.concurrency), ..Default::default() };
-    let zero = |what: &str| format!("{who}: {what} = 0 would refuse everything; leave it out for no limit");
-    if let Some(v) = f.rpm.as_ref().filter(|v| *v.get_ref() == 0) {
-        c.at(v, zero("rpm"));
-    }
-    for (what, v) in [("tpm", &f.tpm), ("tpd", &f.tpd)] {
-        if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
-            c.at(v, zero(what));
-        }
-    }
-    if let Some(v) = f.concurrency.as_ref().filter(|v| *v.get_ref() == 0) {
-        c.at(v, zero("concurrency"));
-    }
+    let who_what = |what: &str| format!("{who}: {what}");
+    c.refuse_zero(&f.rpm, &who_what("rpm"));
+    c.refuse_zero(&f.tpm, &who_what("tpm"));
+    c.refuse_zero(&f.tpd, &who_what("tpd"));
+    c.refuse_zero(&f.concurrency, &who_what("concurrency"));
     for p in f.pools.iter().flatten() {
         match pools.iter().position(|q| &q.name == p.get_ref()) {
             Some(i) => out.pools.push(i),
@@ -597,17 +597,10 @@ pub fn canonical_net(n: ipnet::IpNet) -> ipnet::IpNet {
 }
 
 fn access_settings(c: &mut Collector, a: &AccessSection) -> AccessSettings {
-    let zero = |what: &str| format!("access.{what} = 0 would refuse everything; leave it out for no limit");
-    for (what, v) in [("per_ip_rpm", &a.per_ip_rpm), ("global_rpm", &a.global_rpm)] {
-        if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
-            c.at(v, zero(what));
-        }
-    }
-    for (what, v) in [("max_connections", &a.max_connections), ("max_streams", &a.max_streams)] {
-        if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
-            c.at(v, zero(what));
-        }
-    }
+    c.refuse_zero(&a.per_ip_rpm, "access.per_ip_rpm");
+    c.refuse_zero(&a.global_rpm, "access.global_rpm");
+    c.refuse_zero(&a.max_connections, "access.max_connections");
+    c.refuse_zero(&a.max_streams, "access.max_streams");
     AccessSettings {
         allow: nets(c, &a.allow, "access.allow"),
         deny: nets(c, &a.deny, "access.deny"),
