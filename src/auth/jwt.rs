@@ -52,6 +52,24 @@ pub enum JwtError {
     Other(String),
 }
 
+/// Why [`JwtVerifier::new`] refuses its keys, by the key source at fault, so that the config
+/// can point at the field that set it. Messages name sources, never key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtKeyError {
+    #[error("the HS256 secret must be at least {} bytes", MIN_HS256_SECRET)]
+    ShortSecret,
+    #[error("the public key file is not an RSA or EC public key in PEM")]
+    PublicKey,
+    /// The JWKS text is not a JWK set (the parser's reason, values left out).
+    #[error("the JWKS file is not a JWK set: {0}")]
+    Jwks(String),
+    #[error("a JWKS key cannot be used: {0}")]
+    JwksKey(String),
+    /// Every key was left out by the accepted algorithms, or there was none to begin with.
+    #[error("no usable verification key: set secret (HS256), public_key_file or jwks_file (RS256/ES256) matching the accepted algorithms")]
+    NoUsableKey,
+}
+
 struct Key {
     alg: Algorithm,
     kid: Option<String>,
@@ -100,7 +118,8 @@ pub fn parse_algorithm(s: &str) -> Option<Algorithm> {
 
 impl JwtVerifier {
     /// Builds a verifier. `algorithms` restricts what is accepted (empty: whatever the keys
-    /// support). Errors say which key or setting is wrong.
+    /// support). The error names the key source that is wrong (the first one found, checked
+    /// in the order secret, public key, JWKS), or that no key is left.
     pub fn new(
         sources: &JwtKeySources,
         algorithms: &[Algorithm],
@@ -109,12 +128,12 @@ impl JwtVerifier {
         client_claim: String,
         policy_claim: Option<String>,
         leeway: Duration,
-    ) -> Result<JwtVerifier, String> {
+    ) -> Result<JwtVerifier, JwtKeyError> {
         let allowed = |a: Algorithm| algorithms.is_empty() || algorithms.contains(&a);
         let mut keys = Vec::new();
         if let Some(secret) = &sources.hs256_secret {
             if secret.len() < MIN_HS256_SECRET {
-                return Err(format!("the HS256 secret must be at least {MIN_HS256_SECRET} bytes"));
+                return Err(JwtKeyError::ShortSecret);
             }
             if allowed(Algorithm::HS256) {
                 keys.push(Key { alg: Algorithm::HS256, kid: None, key: DecodingKey::from_secret(secret) });
@@ -126,14 +145,15 @@ impl JwtVerifier {
             } else if let Ok(k) = DecodingKey::from_ec_pem(pem.as_bytes()) {
                 (Algorithm::ES256, k)
             } else {
-                return Err("the public key file is not an RSA or EC public key in PEM".into());
+                return Err(JwtKeyError::PublicKey);
             };
             if allowed(alg) {
                 keys.push(Key { alg, kid: None, key });
             }
         }
         if let Some(jwks) = &sources.jwks {
-            let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("the JWKS file is not a JWK set: {e}"))?;
+            // serde quotes the values it could not use, and a JWK set may hold a symmetric key.
+            let set: JwkSet = serde_json::from_str(jwks).map_err(|e| JwtKeyError::Jwks(crate::config::redact::problem_message(&e.to_string())))?;
             for jwk in &set.keys {
                 let alg = match &jwk.algorithm {
                     AlgorithmParameters::RSA(_) => Algorithm::RS256,
@@ -142,14 +162,14 @@ impl JwtVerifier {
                     // configured as `secret`, never published.
                     _ => continue,
                 };
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("a JWKS key cannot be used: {e}"))?;
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| JwtKeyError::JwksKey(e.to_string()))?;
                 if allowed(alg) {
                     keys.push(Key { alg, kid: jwk.common.key_id.clone(), key });
                 }
             }
         }
         if keys.is_empty() {
-            return Err("no usable verification key: set secret (HS256), public_key_file or jwks_file (RS256/ES256) matching the accepted algorithms".into());
+            return Err(JwtKeyError::NoUsableKey);
         }
         Ok(JwtVerifier { keys, issuer, audience, client_claim, policy_claim, leeway })
     }

@@ -30,7 +30,7 @@ pub struct ConfigFile {
     pub state: StateSection,
     #[serde(default)]
     pub access: AccessSection,
-    pub jwt: Option<JwtSection>,
+    pub jwt: Option<Spanned<JwtSection>>,
     pub tls: Option<TlsSection>,
 }
 
@@ -324,7 +324,7 @@ pub struct JwtSection {
     /// A JWK set (RSA and EC keys are used).
     pub jwks_file: Option<Spanned<String>>,
     /// Accepted algorithms (HS256, RS256, ES256); default: what the keys support.
-    pub algorithms: Option<Vec<Spanned<String>>>,
+    pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
     /// Required `iss`.
     pub issuer: Option<String>,
     /// Accepted `aud` values (one must match).

@@ -260,3 +260,62 @@ fn problems_between_fields_point_at_the_line_that_causes_them() {
         assert_eq!(p.line, Some(line), "{says}: {err}\n{text}");
     }
 }
+
+const POOL: &str = "[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n";
+
+/// Checks that each case's problem is at its line and column: (file text, line, column, part
+/// of the message). Every misplaced or missing one is listed, so one run shows each that fails.
+fn assert_placed(env: &dyn EnvLookup, cases: &[(String, usize, usize, &str)]) {
+    let mut wrong = Vec::new();
+    for (text, line, column, says) in cases {
+        match parse_str(text, "t", env) {
+            Ok(_) => wrong.push(format!("{says:?}: accepted\n{text}")),
+            Err(err) => match err.problems().iter().find(|p| p.message.contains(says)) {
+                Some(p) if (p.line, p.column) == (Some(*line), Some(*column)) => {}
+                Some(p) => wrong.push(format!("{says:?} at line {:?}, column {:?}, not {line}:{column}\n{text}", p.line, p.column)),
+                None => wrong.push(format!("no {says:?} in {err}")),
+            },
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+#[test]
+fn a_refused_jwt_key_points_at_the_field_that_sets_it_without_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let not_pem = file("key.pem", "not a key\n");
+    // serde would quote a value of the wrong type: here a symmetric secret where the list belongs.
+    let not_jwks = file("wrong.json", r#"{"keys": "jwks-symmetric-secret-value"}"#);
+    let bad_rsa = file("bad-rsa.json", r#"{"keys": [{"kty": "RSA", "n": "!!not base64!!", "e": "AQAB"}]}"#);
+    let only_oct = file("oct.json", r#"{"keys": [{"kty": "oct", "k": "b2N0LXNlY3JldC1vY3Qtc2VjcmV0LW9jdC1zZWNyZXQ"}]}"#);
+    let long = "a-secret-of-thirty-two-bytes-xyz";
+    let env = FakeEnv(HashMap::from([("JWT_SECRET", "too-short-env-secret")]));
+    let cases = [
+        (format!("{POOL}\n[jwt]\nsecret = \"too-short-file-secret\"\n"), 6, 10, "jwt.secret: the HS256 secret must be at least 32 bytes"),
+        (
+            format!("{POOL}[jwt]\nissuer = \"https://auth.test\"\nsecret_env = \"JWT_SECRET\"\n"),
+            6,
+            14,
+            "jwt.secret_env: the HS256 secret must be at least 32 bytes",
+        ),
+        (format!("{POOL}[jwt]\npublic_key_file = \"{not_pem}\"\n"), 5, 19, "jwt.public_key_file: the public key file is not"),
+        (format!("{POOL}[jwt]\njwks_file = \"{not_jwks}\"\n"), 5, 13, "jwt.jwks_file: the JWKS file is not a JWK set"),
+        (format!("{POOL}[jwt]\njwks_file = \"{bad_rsa}\"\n"), 5, 13, "jwt.jwks_file: a JWKS key cannot be used"),
+        (format!("{POOL}[jwt]\nsecret = \"{long}\"\nalgorithms = [\"RS256\"]\n"), 6, 14, "jwt.algorithms: no usable verification key"),
+        (format!("{POOL}[jwt]\njwks_file = \"{only_oct}\"\n"), 5, 13, "jwt.jwks_file: no usable verification key"),
+        (format!("{POOL}[jwt]\nclient_claim = \"email\"\n"), 4, 1, "[jwt]: no usable verification key"),
+        (format!("jwt = {{ client_claim = \"email\" }}\n{POOL}"), 1, 7, "[jwt]: no usable verification key"),
+    ];
+    assert_placed(&env, &cases);
+    for (text, ..) in &cases {
+        let shown = parse_str(text, "t", &env).unwrap_err().to_string();
+        for secret in ["too-short", "jwks-symmetric-secret-value", "b2N0LXNl"] {
+            assert!(!shown.contains(secret), "{secret} is shown: {shown}");
+        }
+    }
+}

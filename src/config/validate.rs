@@ -651,8 +651,9 @@ fn cors_origins(c: &mut Collector, list: &Option<Vec<Spanned<String>>>) -> CorsO
     }
 }
 
-fn jwt_settings(c: &mut Collector, j: &JwtSection, pools: &[PoolSettings], env: &dyn EnvLookup) -> Option<JwtSettings> {
-    use crate::auth::jwt::{parse_algorithm, JwtKeySources, JwtVerifier};
+fn jwt_settings(c: &mut Collector, section: &Spanned<JwtSection>, pools: &[PoolSettings], env: &dyn EnvLookup) -> Option<JwtSettings> {
+    use crate::auth::jwt::{parse_algorithm, JwtKeyError, JwtKeySources, JwtVerifier};
+    let j = section.get_ref();
     let mut sources = JwtKeySources::default();
     let mut ok = true;
     match (&j.secret, &j.secret_env) {
@@ -684,7 +685,7 @@ fn jwt_settings(c: &mut Collector, j: &JwtSection, pools: &[PoolSettings], env: 
     sources.public_key_pem = read(&j.public_key_file, "JWT public key file");
     sources.jwks = read(&j.jwks_file, "JWKS file");
     let mut algorithms = Vec::new();
-    for a in j.algorithms.iter().flatten() {
+    for a in j.algorithms.iter().flat_map(|l| l.get_ref()) {
         match parse_algorithm(a.get_ref()) {
             Some(alg) => algorithms.push(alg),
             None => {
@@ -702,7 +703,23 @@ fn jwt_settings(c: &mut Collector, j: &JwtSection, pools: &[PoolSettings], env: 
     match JwtVerifier::new(&sources, &algorithms, j.issuer.clone(), j.audience.clone().unwrap_or_default(), claim, j.policy_claim.clone(), leeway) {
         Ok(v) => Some(JwtSettings { verifier: std::sync::Arc::new(v), default_policy }),
         Err(e) => {
-            c.global(format!("[jwt]: {e}"));
+            // At the field that set the refused key (named, never quoted).
+            let field = |name: &'static str, f: &Option<Spanned<String>>| f.as_ref().map(|f| (name, f.span()));
+            let at = match &e {
+                JwtKeyError::ShortSecret => field("secret", &j.secret).or_else(|| field("secret_env", &j.secret_env)),
+                JwtKeyError::PublicKey => field("public_key_file", &j.public_key_file),
+                JwtKeyError::Jwks(_) | JwtKeyError::JwksKey(_) => field("jwks_file", &j.jwks_file),
+                // No key left: with no key source at all, the section, which sets none; else
+                // the algorithms that left every key out, or the JWKS that held no RSA/EC key.
+                JwtKeyError::NoUsableKey if j.secret.is_none() && j.secret_env.is_none() && j.public_key_file.is_none() && j.jwks_file.is_none() => None,
+                JwtKeyError::NoUsableKey => {
+                    j.algorithms.as_ref().filter(|l| !l.get_ref().is_empty()).map(|l| ("algorithms", l.span())).or_else(|| field("jwks_file", &j.jwks_file))
+                }
+            };
+            match at {
+                Some((name, span)) => c.near(Some(span), format!("jwt.{name}: {e}")),
+                None => c.at(section, format!("[jwt]: {e}")),
+            }
             None
         }
     }
