@@ -956,6 +956,47 @@ async fn config_problems_never_quote_a_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_refused_jwt_secret_is_reported_at_its_line_on_every_path() {
+    let s = setup(&["AIzaA"]).await;
+    let short = "jwt-secret-too-short";
+    let broken = format!("{}\n[jwt]\nsecret = \"{short}\"\n", on_disk(&s.proxy));
+    let line = broken.lines().position(|l| l.starts_with("secret = ")).unwrap() + 1;
+    let at_secret = |problems: &Value| {
+        let p = problems.as_array().unwrap().iter().find(|p| p["message"].as_str().unwrap().starts_with("jwt.secret: ")).expect("a jwt.secret problem");
+        (p["line"].as_u64(), p["column"].as_u64())
+    };
+    let want = (Some(line as u64), Some(10));
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/validate", Some(json!({"text": broken}))).await;
+    assert_eq!((st, &v["valid"]), (StatusCode::OK, &json!(false)), "{v}");
+    assert_eq!(at_secret(&v["problems"]), want, "{v}");
+    assert!(!v.to_string().contains(short), "{v}");
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": broken}))).await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(at_secret(&v["error"]["problems"]), want, "{v}");
+    // The same file reloaded by the API and by SIGHUP (whose log lists the problems).
+    std::fs::write(&s.proxy.config_path, &broken).unwrap();
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(at_secret(&v["error"]["problems"]), want, "{v}");
+    s.proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.proxy.stderr().contains("SIGHUP: reload rejected") {
+        assert!(Instant::now() < deadline, "SIGHUP not handled:\n{}", s.proxy.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let placed = format!("line {line}, column 10: jwt.secret: the HS256 secret must be at least 32 bytes");
+    let logged = s.proxy.stderr();
+    assert!(logged.contains(&placed) && !logged.contains(short), "{logged}");
+    // `gemini-proxy check`, and a start with this file.
+    let data = tempfile::tempdir().unwrap();
+    for args in [&["check", "-c"][..], &["run", "--data-dir", data.path().to_str().unwrap(), "-c"]] {
+        let out = std::process::Command::new(binary()).args(args).arg(&s.proxy.config_path).output().unwrap();
+        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.code() == Some(1) && printed.contains(&placed) && !printed.contains(short), "{args:?}: {printed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_edit_after_an_unreloaded_file_change_is_refused() {
     let s = setup(&["AIzaA"]).await;
     let versions = get(&s.proxy, "/api/v1/config/versions").await;
