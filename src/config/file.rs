@@ -14,8 +14,8 @@ pub struct ConfigFile {
     pub server: ServerSection,
     #[serde(default)]
     pub upstream: UpstreamSection,
-    #[serde(default)]
-    pub pools: Vec<PoolSection>,
+    /// Absent when the file has no `[[pools]]` (nor `pools = []`).
+    pub pools: Option<Spanned<Vec<PoolSection>>>,
     #[serde(default)]
     pub key_health: KeyHealthSection,
     #[serde(default)]

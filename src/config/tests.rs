@@ -319,3 +319,13 @@ fn a_refused_jwt_key_points_at_the_field_that_sets_it_without_its_value() {
         }
     }
 }
+
+#[test]
+fn no_pools_points_at_the_top_of_the_file_or_the_empty_list() {
+    let cases = [
+        (String::new(), 1, 1, "no [[pools]] defined"),
+        ("[server]\nlisten = \"127.0.0.1:8080\"\n".to_owned(), 1, 1, "no [[pools]] defined"),
+        ("# keys come later\npools = []\n".to_owned(), 2, 9, "no [[pools]] defined"),
+    ];
+    assert_placed(&no_env(), &cases);
+}

@@ -191,10 +191,16 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     // [[pools]]
     let mut pools: Vec<PoolSettings> = Vec::new();
     let mut all_secrets: HashSet<String> = HashSet::new();
-    if file.pools.is_empty() {
-        c.global("no [[pools]] defined: add at least one pool with keys (or set GEMINI_API_KEYS and run without a config file)");
+    let file_pools = file.pools.as_ref().map(|p| p.get_ref().as_slice()).unwrap_or_default();
+    if file_pools.is_empty() {
+        // At `pools = []` when that is written. A file without pools has no line for what it
+        // lacks, so line 1: where a reader (and the editor's gutter) looks for what the whole
+        // file misses. Any other line would blame a field that is right; a client naming an
+        // undefined pool gets its own problem at that name.
+        let at = file.pools.as_ref().map(Spanned::span).unwrap_or(0..0);
+        c.near(Some(at), "no [[pools]] defined: add at least one pool with keys (or set GEMINI_API_KEYS and run without a config file)");
     }
-    for p in &file.pools {
+    for p in file_pools {
         let name = p.name.get_ref().clone();
         if !valid_name(&name) {
             c.at(&p.name, format!("pool name {name:?} must be 1-64 characters of letters, digits, '-', '_', '.', '@'"));
