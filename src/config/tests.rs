@@ -329,3 +329,21 @@ fn no_pools_points_at_the_top_of_the_file_or_the_empty_list() {
     ];
     assert_placed(&no_env(), &cases);
 }
+
+#[test]
+fn an_admin_port_clash_points_at_the_listener_written_last() {
+    let cases = [
+        // The admin listener left at its default: at the listener that takes its port.
+        (format!("{POOL}[server]\nlisten = \"127.0.0.1:9090\"\n"), 5, 10, "admin.listen (default) 127.0.0.1:9090 must not share its port with server.listen"),
+        (
+            format!("{POOL}[tls]\nlisten = \"0.0.0.0:9090\"\n[tls.self_signed]\nnames = [\"localhost\"]\n"),
+            5,
+            10,
+            "must not share its port with tls.listen 0.0.0.0:9090",
+        ),
+        // Both written: at the later one.
+        (format!("[server]\nlisten = \"0.0.0.0:8080\"\n[admin]\nlisten = \"127.0.0.1:8080\"\n{POOL}"), 4, 10, "must not share its port"),
+        (format!("[admin]\nlisten = \"127.0.0.1:8080\"\n[server]\nlisten = \"0.0.0.0:8080\"\n{POOL}"), 4, 10, "must not share its port"),
+    ];
+    assert_placed(&no_env(), &cases);
+}

@@ -329,7 +329,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     let tls_public = tls.as_ref().is_some_and(|t| t.listen.iter().any(|a| !a.ip().is_loopback()));
     if file.clients.is_empty() && file.jwt.is_none() && (!server.listen.iter().all(|a| a.ip().is_loopback()) || tls_public) {
         let msg = "no client token is configured, so the proxy may only listen on loopback addresses: add a [[clients]] entry with a token, or [jwt] (or set GEMINI_PROXY_TOKENS), before listening on a public address";
-        c.near(listen_span, msg);
+        c.near(listen_span.clone(), msg);
     }
 
     // [hygiene]
@@ -368,12 +368,22 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
             }
         },
     };
-    let data_plane = server.listen.iter().chain(tls.as_ref().map(|t| t.listen.as_slice()).unwrap_or(&[]));
-    if a.enabled != Some(false) && data_plane.clone().any(|l| sockets_overlap(*l, admin_listen)) {
-        match &a.listen {
-            Some(l) => c.at(l, "admin.listen must not share its port with a server.listen or tls.listen address (a wildcard address such as 0.0.0.0 takes the port on every address)"),
-            None => c.global("admin.listen (default 127.0.0.1:9090) must not share its port with a server.listen or tls.listen address"),
-        }
+    let tls_listen_span = file.tls.as_ref().and_then(|t| t.listen.as_ref()).map(Spanned::span);
+    let data_plane = server.listen.iter().map(|l| ("server.listen", *l, &listen_span));
+    let data_plane = data_plane.chain(tls.iter().flat_map(|t| &t.listen).map(|l| ("tls.listen", *l, &tls_listen_span)));
+    let mut clashing = data_plane.filter(|(_, l, _)| sockets_overlap(*l, admin_listen));
+    let clash = if a.enabled == Some(false) { None } else { clashing.next() };
+    if let Some((what, addr, listener_span)) = clash {
+        let (admin_is, at) = match &a.listen {
+            // Both written: at the later one, where reading down the file the clash appears.
+            Some(l) => ("", listener_span.clone().into_iter().chain([l.span()]).max_by_key(|s| s.start)),
+            // The default address: at the listener that takes its port.
+            None => (" (default)", listener_span.clone()),
+        };
+        c.near(
+            at,
+            format!("admin.listen{admin_is} {admin_listen} must not share its port with {what} {addr} (a wildcard address such as 0.0.0.0 takes the port on every address)"),
+        );
     }
     let admin_token = match (&a.token, &a.token_env) {
         (Some(_), Some(t)) => {
