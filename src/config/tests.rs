@@ -347,3 +347,8 @@ fn an_admin_port_clash_points_at_the_listener_written_last() {
     ];
     assert_placed(&no_env(), &cases);
 }
+
+#[test]
+fn tls_listeners_without_a_certificate_point_at_the_listeners() {
+    assert_placed(&no_env(), &[(format!("{POOL}[tls]\nlisten = \"127.0.0.1:8443\"\n"), 5, 10, "TLS listeners need a certificate")]);
+}

@@ -824,7 +824,8 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
     });
     // (Counted as configured, not as loaded: a file that failed to load has its own error.)
     if !listen.is_empty() && t.certificates.is_empty() && self_signed.is_none() && t.acme.is_none() {
-        c.global("TLS listeners need a certificate: [[tls.certificates]], [tls.self_signed] or [tls.acme]");
+        // At the listeners: they are what needs the certificate (`listen` is set when non-empty).
+        c.near(t.listen.as_ref().map(Spanned::span), "TLS listeners need a certificate: [[tls.certificates]], [tls.self_signed] or [tls.acme]");
     }
     TlsSettings {
         listen,
