@@ -352,3 +352,10 @@ fn an_admin_port_clash_points_at_the_listener_written_last() {
 fn tls_listeners_without_a_certificate_point_at_the_listeners() {
     assert_placed(&no_env(), &[(format!("{POOL}[tls]\nlisten = \"127.0.0.1:8443\"\n"), 5, 10, "TLS listeners need a certificate")]);
 }
+
+#[test]
+fn a_self_signed_name_no_certificate_can_carry_is_refused_at_its_line() {
+    let text = format!("{POOL}[tls]\nlisten = \"127.0.0.1:8443\"\n[tls.self_signed]\nnames = [\"localhost\", \"bücher.example\"]\n");
+    assert_placed(&no_env(), &[(text.clone(), 7, 9, "\"bücher.example\" cannot be in a certificate")]);
+    assert!(parse_str(&text.replace("bücher", "xn--bcher-kva"), "t", &no_env()).is_ok());
+}

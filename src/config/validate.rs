@@ -769,6 +769,9 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
         if s.names.get_ref().is_empty() {
             c.at(&s.names, "tls.self_signed.names needs at least one name");
         }
+        if let Some(name) = crate::tls::self_signed::unusable_name(s.names.get_ref()) {
+            c.at(&s.names, format!("tls.self_signed.names: {name:?} cannot be in a certificate: write a DNS name in ASCII (an internationalized one in its xn-- form) or an IP address"));
+        }
         s.names.get_ref().clone()
     });
     let acme = t.acme.as_ref().and_then(|a| {

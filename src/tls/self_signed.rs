@@ -15,6 +15,13 @@ const VALIDITY: Duration = Duration::from_secs(397 * 86_400);
 /// Backdated a little so that a client whose clock is slightly behind still accepts it.
 const BACKDATE: Duration = Duration::from_secs(3_600);
 
+/// The first of `names` that a certificate cannot carry, which [`load_or_generate`] would
+/// refuse: a DNS name must be ASCII (an IA5String; an internationalized name is written in its
+/// `xn--` form). The config checks this, so the name is refused at its line, not at start-up.
+pub fn unusable_name(names: &[String]) -> Option<&str> {
+    names.iter().map(String::as_str).find(|n| rcgen::CertificateParams::new(vec![n.to_string()]).is_err())
+}
+
 /// Loads the stored self-signed certificate for `names`, or makes (and stores) a new one.
 pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<Loaded, CertError> {
     let cert_path = dir.join("self-signed.crt");
