@@ -761,6 +761,17 @@ fn other_layouts(text: String) -> String {
     )
 }
 
+/// Sends SIGHUP and waits for the proxy to log that it rejected the file; returns its stderr.
+async fn sighup_rejected(p: &Proxy) -> String {
+    p.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !p.stderr().contains("SIGHUP: reload rejected") {
+        assert!(Instant::now() < deadline, "SIGHUP not handled:\n{}", p.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.stderr()
+}
+
 fn on_disk(p: &Proxy) -> String {
     std::fs::read_to_string(&p.config_path).expect("read the config file")
 }
@@ -942,13 +953,8 @@ async fn config_problems_never_quote_a_key() {
     let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
     assert_eq!(st, 422, "{v}");
     assert!(!v.to_string().contains(typo), "{v}");
-    s.proxy.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !s.proxy.stderr().contains("SIGHUP: reload rejected") {
-        assert!(Instant::now() < deadline, "SIGHUP not handled:\n{}", s.proxy.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!s.proxy.stderr().contains(typo), "{}", s.proxy.stderr());
+    let logged = sighup_rejected(&s.proxy).await;
+    assert!(!logged.contains(typo), "{logged}");
     // And `gemini-proxy check`.
     let out = std::process::Command::new(binary()).args(["check", "-c"]).arg(&s.proxy.config_path).output().unwrap();
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -978,14 +984,8 @@ async fn a_refused_jwt_secret_is_reported_at_its_line_on_every_path() {
     let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/reload", None).await;
     assert_eq!(st, 422, "{v}");
     assert_eq!(at_secret(&v["error"]["problems"]), want, "{v}");
-    s.proxy.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !s.proxy.stderr().contains("SIGHUP: reload rejected") {
-        assert!(Instant::now() < deadline, "SIGHUP not handled:\n{}", s.proxy.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let logged = sighup_rejected(&s.proxy).await;
     let placed = format!("line {line}, column 10: jwt.secret: the HS256 secret must be at least 32 bytes");
-    let logged = s.proxy.stderr();
     assert!(logged.contains(&placed) && !logged.contains(short), "{logged}");
     // `gemini-proxy check`, and a start with this file.
     let data = tempfile::tempdir().unwrap();
