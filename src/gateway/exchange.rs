@@ -280,7 +280,9 @@ async fn serve<'r>(
     let _client_permit = if upload.is_some() && route.action == Action::UploadChunk {
         None
     } else {
-        match shared.limits.admit(&client, started) {
+        // The pools by name as this request's configuration has them: a policy known only from
+        // a token is remembered with them, since its indices mean nothing after a reload.
+        match shared.limits.admit(&client, &|i| rt.pools.get(i).map(|p| p.name.clone()), started) {
             Ok(p) => Some(p),
             Err(r) => return refuse(shared, ds, log, r, openai, head, head_only).await,
         }

@@ -85,10 +85,19 @@ impl ClientCounters {
 /// enforced.
 #[derive(Debug, Clone)]
 pub struct SeenPolicy {
+    /// Its limits. `policy.pools` are indices into the pools of the configuration it was first
+    /// enforced under, which a reload may reorder: read `pools` for what they named.
     pub policy: Arc<Policy>,
+    /// The pools it allowed, by name as they were when it was enforced, the default first (for
+    /// an empty list, the first pool, which is what such a request gets).
+    pub pools: Vec<Arc<str>>,
     pub source: PolicySource,
     pub last_seen: SystemTime,
 }
+
+/// The name of the pool at an index of the configuration a request runs on, for
+/// [`Limits::admit`] (`None` past the end).
+pub type PoolName<'a> = &'a dyn Fn(usize) -> Option<Arc<str>>;
 
 /// A JWT client without a `[[clients]]` entry, as its requests showed it.
 #[derive(Debug, Clone)]
@@ -106,13 +115,40 @@ const TOKEN_POLICIES_KEPT: usize = 8;
 
 /// Puts `policy` first in `seen` (the latest enforced), drops policies not seen within
 /// [`TOKEN_POLICY_MEMORY`] and keeps at most [`TOKEN_POLICIES_KEPT`].
-fn note_policy(seen: &mut Vec<SeenPolicy>, policy: &Arc<Policy>, source: PolicySource, now: SystemTime) {
-    if let Some(i) = seen.iter().position(|s| s.source == source && *s.policy == **policy) {
-        seen.remove(i);
-    }
-    seen.insert(0, SeenPolicy { policy: policy.clone(), source, last_seen: now });
+///
+/// A policy is the one seen before when what the admin API shows of it is the same: source,
+/// limits and pool names. Its pool indices are not compared: after a reload that reorders the
+/// pools, the same token names the same pools at other indices. The names are resolved (and
+/// allocated) only for a policy not seen before; the usual request compares them without
+/// allocating.
+fn note_policy(seen: &mut Vec<SeenPolicy>, policy: &Arc<Policy>, source: PolicySource, pool_name: PoolName<'_>, now: SystemTime) {
+    let known = seen.iter().position(|s| s.source == source && same_limits(&s.policy, policy) && s.pools.iter().cloned().eq(enforced_pools(policy, pool_name)));
+    let entry = match known {
+        Some(i) => {
+            let mut s = seen.remove(i);
+            s.last_seen = now;
+            s
+        }
+        None => SeenPolicy { policy: policy.clone(), pools: enforced_pools(policy, pool_name).collect(), source, last_seen: now },
+    };
+    seen.insert(0, entry);
     seen.retain(|s| remembered(s, now));
     seen.truncate(TOKEN_POLICIES_KEPT);
+}
+
+/// The names of the pools `policy` allows, the default first: the first pool when it names
+/// none, as its requests get (see `Policy::pool`).
+fn enforced_pools<'a>(policy: &'a Policy, pool_name: PoolName<'a>) -> impl Iterator<Item = Arc<str>> + 'a {
+    let first = policy.pools.is_empty().then_some(0);
+    first.into_iter().chain(policy.pools.iter().copied()).filter_map(pool_name)
+}
+
+/// Whether two policies hold a client to the same limits, whatever pool indices they carry
+/// (pools are compared by name, beside). Every field is named, so that a field added to
+/// `Policy` cannot be left out of the comparison unnoticed.
+fn same_limits(a: &Policy, b: &Policy) -> bool {
+    let Policy { models, pools: _, rpm, tpm, tpd, concurrency } = a;
+    *models == b.models && *rpm == b.rpm && *tpm == b.tpm && *tpd == b.tpd && *concurrency == b.concurrency
 }
 
 fn remembered(seen: &SeenPolicy, now: SystemTime) -> bool {
@@ -137,8 +173,10 @@ pub trait Limits: Send + Sync + 'static {
     /// Per-address and global request rates.
     fn check_address(&self, ip: IpAddr, per_ip_rpm: Option<u32>, global_rpm: Option<u32>, now: Instant) -> Result<(), Refusal>;
     /// Admits a request of `client` under its policy's limits (the model rule is checked by the
-    /// caller, which knows the model).
-    fn admit(&self, client: &Client, now: Instant) -> Result<ClientPermit, Refusal>;
+    /// caller, which knows the model). `pool_name` names the pools of the configuration the
+    /// request runs on, which its policy's pool indices point into: a policy known only from a
+    /// token is remembered with those names (see [`Limits::token_clients`]).
+    fn admit(&self, client: &Client, pool_name: PoolName<'_>, now: Instant) -> Result<ClientPermit, Refusal>;
     /// Accounts tokens a client's request consumed (read from the response).
     fn record_tokens(&self, client: &str, tokens: u64);
     /// Restores a client's token count of `day` (UTC) at start-up.
@@ -146,7 +184,8 @@ pub trait Limits: Send + Sync + 'static {
     /// What `client` has used; the counts that `policy` does not make `admit` keep are `None`.
     fn usage(&self, client: &str, policy: &Policy) -> ClientUsage;
     /// JWT clients admitted under a policy of their tokens (no `[[clients]]` entry) within
-    /// [`TOKEN_POLICY_MEMORY`], with the policies they were admitted under, by name.
+    /// [`TOKEN_POLICY_MEMORY`], by name, with the policies they were admitted under and the
+    /// names of the pools those allowed at the time.
     fn token_clients(&self) -> Vec<TokenClient>;
 }
 
@@ -224,7 +263,7 @@ impl Limits for MemoryLimits {
         Ok(())
     }
 
-    fn admit(&self, client: &Client, now: Instant) -> Result<ClientPermit, Refusal> {
+    fn admit(&self, client: &Client, pool_name: PoolName<'_>, now: Instant) -> Result<ClientPermit, Refusal> {
         let p = &client.policy;
         // Limits known only from a token are kept for the admin API; this costs a lock per
         // request of such a client, small beside the JWT check it already went through.
@@ -235,7 +274,7 @@ impl Limits for MemoryLimits {
         let c = self.counters(&client.name);
         let wall = crate::clock::coarse_wall();
         if from_token {
-            note_policy(&mut c.token_policies.lock().unwrap_or_else(|p| p.into_inner()), p, client.policy_source, wall);
+            note_policy(&mut c.token_policies.lock().unwrap_or_else(|p| p.into_inner()), p, client.policy_source, pool_name, wall);
             if p.is_unlimited() {
                 return Ok(ClientPermit { counters: None });
             }
@@ -340,22 +379,27 @@ mod tests {
         Client { name: Arc::from("t"), policy: Arc::new(policy), policy_source: source }
     }
 
+    /// The pools of the configuration the tests' requests run on.
+    fn pool(i: usize) -> Option<Arc<str>> {
+        ["main", "batch"].get(i).map(|n| Arc::from(*n))
+    }
+
     #[test]
     fn policies_from_tokens_are_kept_latest_first_and_entries_are_not() {
         let l = MemoryLimits::new();
         let now = Instant::now();
         let rpm = |n| Policy { rpm: Some(n), ..Default::default() };
-        drop(l.admit(&client(rpm(5)), now));
+        drop(l.admit(&client(rpm(5)), &pool, now));
         assert!(l.token_clients().is_empty(), "a configured client's limits are in the config");
-        drop(l.admit(&token_client(rpm(5), PolicySource::TokenClaim), now));
-        drop(l.admit(&token_client(Policy::default(), PolicySource::JwtDefault), now));
-        drop(l.admit(&token_client(rpm(5), PolicySource::TokenClaim), now));
+        drop(l.admit(&token_client(rpm(5), PolicySource::TokenClaim), &pool, now));
+        drop(l.admit(&token_client(Policy::default(), PolicySource::JwtDefault), &pool, now));
+        drop(l.admit(&token_client(rpm(5), PolicySource::TokenClaim), &pool, now));
         let seen = l.token_clients();
         assert_eq!(seen.len(), 1);
         let kept: Vec<(Option<u32>, PolicySource)> = seen[0].policies.iter().map(|s| (s.policy.rpm, s.source)).collect();
         assert_eq!(kept, [(Some(5), PolicySource::TokenClaim), (None, PolicySource::JwtDefault)], "distinct policies, the latest first");
         for n in 0..20 {
-            drop(l.admit(&token_client(rpm(100 + n), PolicySource::TokenClaim), now));
+            drop(l.admit(&token_client(rpm(100 + n), PolicySource::TokenClaim), &pool, now));
         }
         assert_eq!(l.token_clients()[0].policies.len(), TOKEN_POLICIES_KEPT);
     }
@@ -368,14 +412,14 @@ mod tests {
         let limited = Policy { concurrency: Some(5), ..Default::default() };
         // JWT subjects seen once: in flight, then done, with no tokens.
         for i in 0..SWEEP_AT - 3 {
-            drop(l.admit(&named(format!("sub-{i}"), limited.clone()), now));
+            drop(l.admit(&named(format!("sub-{i}"), limited.clone()), &pool, now));
         }
-        let busy = l.admit(&named("busy".into(), limited.clone()), now).expect("admitted");
+        let busy = l.admit(&named("busy".into(), limited.clone()), &pool, now).expect("admitted");
         l.record_tokens("spent-today", 10);
-        drop(l.admit(&named("recent".into(), Policy { rpm: Some(10), ..Default::default() }), now));
+        drop(l.admit(&named("recent".into(), Policy { rpm: Some(10), ..Default::default() }), &pool, now));
         let len = || l.clients.lock().unwrap().by_name.len();
         assert_eq!(len(), SWEEP_AT);
-        drop(l.admit(&named("new".into(), limited.clone()), now));
+        drop(l.admit(&named("new".into(), limited.clone()), &pool, now));
         let kept: std::collections::BTreeSet<String> = l.clients.lock().unwrap().by_name.keys().map(|k| k.to_string()).collect();
         assert_eq!(kept, ["busy", "new", "recent", "spent-today"].map(String::from).into());
         assert_eq!(l.usage("spent-today", &Policy::default()).tokens_today, 10, "a day's tokens outlive the sweep");
@@ -389,10 +433,32 @@ mod tests {
         let now = SystemTime::now();
         let mut seen = Vec::new();
         let old = Arc::new(Policy { rpm: Some(1), ..Default::default() });
-        note_policy(&mut seen, &old, PolicySource::TokenClaim, now - TOKEN_POLICY_MEMORY - Duration::from_secs(1));
-        note_policy(&mut seen, &Arc::new(Policy::default()), PolicySource::JwtDefault, now);
+        note_policy(&mut seen, &old, PolicySource::TokenClaim, &pool, now - TOKEN_POLICY_MEMORY - Duration::from_secs(1));
+        note_policy(&mut seen, &Arc::new(Policy::default()), PolicySource::JwtDefault, &pool, now);
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].source, PolicySource::JwtDefault);
+    }
+
+    #[test]
+    fn policies_keep_the_pool_names_they_were_enforced_with() {
+        let now = SystemTime::now();
+        let mut seen = Vec::new();
+        let batch_only = |i| Arc::new(Policy { rpm: Some(5), pools: vec![i], ..Default::default() });
+        note_policy(&mut seen, &batch_only(1), PolicySource::TokenClaim, &pool, now);
+        note_policy(&mut seen, &Arc::new(Policy::default()), PolicySource::JwtDefault, &pool, now);
+        let names = |s: &SeenPolicy| s.pools.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&seen[0]), ["main"], "no pools: the first pool, by name");
+        assert_eq!(names(&seen[1]), ["batch"]);
+        // A reload swaps the pools: the same token now names "batch" at index 0. It is the
+        // policy seen before (one entry, moved first), still naming "batch".
+        let swapped = |i: usize| ["batch", "main"].get(i).map(|n| Arc::from(*n));
+        note_policy(&mut seen, &batch_only(0), PolicySource::TokenClaim, &swapped, now);
+        assert_eq!(seen.len(), 2);
+        assert_eq!((names(&seen[0]), seen[0].source), (vec!["batch".to_owned()], PolicySource::TokenClaim));
+        // A policy of the same limits that names another pool is another policy.
+        note_policy(&mut seen, &batch_only(1), PolicySource::TokenClaim, &swapped, now);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(names(&seen[0]), ["main"]);
     }
 
     #[test]
@@ -400,11 +466,11 @@ mod tests {
         let l = MemoryLimits::new();
         let c = client(Policy { concurrency: Some(2), ..Default::default() });
         let now = Instant::now();
-        let a = l.admit(&c, now).unwrap();
-        let _b = l.admit(&c, now).unwrap();
-        assert_eq!(l.admit(&c, now).err().unwrap().reason, "client_concurrency");
+        let a = l.admit(&c, &pool, now).unwrap();
+        let _b = l.admit(&c, &pool, now).unwrap();
+        assert_eq!(l.admit(&c, &pool, now).err().unwrap().reason, "client_concurrency");
         drop(a);
-        let _c = l.admit(&c, now).expect("a slot is free again");
+        let _c = l.admit(&c, &pool, now).expect("a slot is free again");
         assert_eq!(l.usage("c", &c.policy).inflight, Some(2));
     }
 
@@ -413,11 +479,11 @@ mod tests {
         let l = MemoryLimits::new();
         let now = Instant::now();
         let free = client(Policy::default());
-        let _f = l.admit(&free, now).unwrap();
+        let _f = l.admit(&free, &pool, now).unwrap();
         assert_eq!(l.usage("c", &free.policy), ClientUsage { inflight: None, requests_last_minute: None, ..Default::default() });
         // A token limit keeps the in-flight count, not the request log.
         let tpm = client(Policy { tpm: Some(1000), ..Default::default() });
-        let _t = l.admit(&tpm, now).unwrap();
+        let _t = l.admit(&tpm, &pool, now).unwrap();
         let u = l.usage("c", &tpm.policy);
         assert_eq!((u.inflight, u.requests_last_minute), (Some(1), None));
         let rpm = Policy { rpm: Some(10), ..Default::default() };
@@ -429,13 +495,13 @@ mod tests {
         let l = MemoryLimits::new();
         let c = client(Policy { tpm: Some(100), tpd: Some(1000), ..Default::default() });
         let now = Instant::now();
-        drop(l.admit(&c, now).unwrap());
+        drop(l.admit(&c, &pool, now).unwrap());
         l.record_tokens("c", 100);
-        let r = l.admit(&c, now).err().unwrap();
+        let r = l.admit(&c, &pool, now).err().unwrap();
         assert_eq!((r.status, r.reason), (429, "client_tpm"));
         assert!(r.retry_after.unwrap() <= 60);
         l.seed_day("c", utc_day(SystemTime::now()), 5000);
-        assert_eq!(l.admit(&c, now).err().unwrap().reason, "client_tpd");
+        assert_eq!(l.admit(&c, &pool, now).err().unwrap().reason, "client_tpd");
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct ClientView {
 pub struct TokenLimits {
     /// `token_claim` or `jwt_default`.
     pub source: PolicySource,
+    /// The pools they allowed, the default first, named as they were when the requests were
+    /// admitted (a reload since may have renamed or reordered the pools).
     pub pools: Vec<String>,
     pub limits: LimitsView,
     /// The last request admitted under them.
@@ -94,27 +96,22 @@ pub async fn list(State(s): State<AdminState>) -> Json<Vec<ClientView>> {
     });
     // A name that has an entry now is held to the entry, whatever its tokens were seen with.
     let from_tokens = s.shared.limits.token_clients().into_iter().filter(|t| !settings.clients.iter().any(|c| *c.name == *t.name));
-    let seen = from_tokens.filter_map(|t| token_client_view(&s, settings, t));
+    let seen = from_tokens.filter_map(|t| token_client_view(&s, t));
     Json(configured.chain(seen).collect())
 }
 
-/// The view of a JWT client without an entry: the limits of its latest token.
-fn token_client_view(s: &AdminState, settings: &Settings, t: TokenClient) -> Option<ClientView> {
-    let latest = t.policies.first()?.clone();
-    let token_limits = t
-        .policies
-        .iter()
-        .map(|p: &SeenPolicy| TokenLimits {
-            source: p.source,
-            pools: pool_names(settings, &p.policy.pools),
-            limits: LimitsView::of(&p.policy),
-            last_seen: p.last_seen,
-        })
-        .collect();
+/// The view of a JWT client without an entry: the limits of its latest token. Its pools are
+/// named as they were when its requests were admitted (the indices a policy carries point into
+/// the pools of that configuration, which a reload may since have reordered).
+fn token_client_view(s: &AdminState, t: TokenClient) -> Option<ClientView> {
+    let latest = t.policies.first()?;
+    let names = |p: &SeenPolicy| p.pools.iter().map(|n| n.to_string()).collect();
+    let token_limits =
+        t.policies.iter().map(|p| TokenLimits { source: p.source, pools: names(p), limits: LimitsView::of(&p.policy), last_seen: p.last_seen }).collect();
     Some(ClientView {
         name: t.name.to_string(),
         auth: "jwt",
-        pools: pool_names(settings, &latest.policy.pools),
+        pools: names(latest),
         limits: LimitsView::of(&latest.policy),
         limits_source: latest.source,
         token_limits,
