@@ -372,6 +372,53 @@ async fn client_usage_shows_the_limits_enforced_on_jwt_clients() {
     assert_eq!(seen, [(&json!("jwt_default"), &json!(3)), (&json!("token_claim"), &json!(2))], "{erin}");
 }
 
+/// A JWT client's remembered token policies name the pools they were enforced with: a reload
+/// that reorders the pools changes neither the names shown nor which policy a token's next
+/// request is (the same token is not listed twice).
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_clients_keep_their_pool_names_across_a_reload_that_reorders_pools() {
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let default_pool = "[[pools]]\nname = \"default\"\nkeys = [\"AIzaA\"]\n";
+    let batch_pool = "[[pools]]\nname = \"batch\"\nkeys = [\"AIzaB\"]\n";
+    let (both, swapped) = (format!("{default_pool}\n{batch_pool}"), format!("{batch_pool}\n{default_pool}"));
+    let toml = config(addr, &mock.base_url(), &["AIzaA"])
+        .replace(default_pool, &both)
+        .replace("[admin]", "[jwt]\nsecret_env = \"JWT_SECRET_FOR_TEST\"\npolicy_claim = \"gp\"\n\n[jwt.policy]\nrpm = 30\n\n[admin]");
+    assert!(toml.contains(&both), "{toml}");
+    let p = Proxy::start_cmd(addr, Some(&toml), &[], &[("JWT_SECRET_FOR_TEST", JWT_SECRET)]);
+    // erin's token allows the batch pool only; frank's carries no claim, so [jwt.policy] holds
+    // him to the first pool.
+    let erin = mint(&["--sub", "erin", "--secret-env", "JWT_SECRET", "--claim", "gp={\"rpm\":30,\"pools\":[\"batch\"]}"]);
+    let frank = mint(&["--sub", "frank", "--secret-env", "JWT_SECRET"]);
+    for t in [&erin, &frank] {
+        assert_eq!(generate_as(&p, t, "gemini-2.5-flash").await.status(), 200);
+    }
+    assert_eq!(keys_seen(&mock, "generateContent"), ["AIzaB", "AIzaA"], "erin is served by batch, frank by default");
+
+    // The pools swap places: batch is now first.
+    std::fs::write(&p.config_path, toml.replace(&both, &swapped)).unwrap();
+    let r = client().post(p.admin_url("/api/v1/config/reload")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(admin_get(&p, "/api/v1/keys").await["pools"], json!(["batch", "default"]));
+
+    let view = |all: &Value, name: &str| all.as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_else(|| panic!("{name} listed: {all}"));
+    let pools = |c: &Value| (c["pools"].clone(), c["token_limits"].as_array().unwrap().iter().map(|t| t["pools"].clone()).collect::<Vec<_>>());
+    let all = admin_get(&p, "/api/v1/clients").await;
+    assert_eq!(pools(&view(&all, "erin")), (json!(["batch"]), vec![json!(["batch"])]), "{all}");
+    assert_eq!(pools(&view(&all, "frank")), (json!(["default"]), vec![json!(["default"])]), "the first pool when they were admitted: {all}");
+
+    // The same tokens again, under the new order: the same policies, not new ones.
+    for t in [&erin, &frank] {
+        assert_eq!(generate_as(&p, t, "gemini-2.5-flash").await.status(), 200);
+    }
+    assert_eq!(keys_seen(&mock, "generateContent")[2..], ["AIzaB", "AIzaB"], "frank now gets the new first pool");
+    let all = admin_get(&p, "/api/v1/clients").await;
+    assert_eq!(pools(&view(&all, "erin")), (json!(["batch"]), vec![json!(["batch"])]), "one policy for one token: {all}");
+    let frank_view = view(&all, "frank");
+    assert_eq!(pools(&frank_view), (json!(["batch"]), vec![json!(["batch"]), json!(["default"])]), "enforced with batch now, default before: {all}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_clients_and_every_bad_token() {
     let keys = tempfile::tempdir().unwrap();
