@@ -4,6 +4,9 @@
 use crate::harness::*;
 use futures::StreamExt;
 use mock_gemini::KeyMode;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 async fn stream_request(s: &Setup, chunks: u32, delay_ms: u64) -> reqwest::Response {
@@ -133,4 +136,77 @@ async fn a_stream_that_goes_silent_is_ended_after_the_idle_timeout() {
     assert!(error_event || transport_error.is_some(), "{evs:?}");
     let log = s.proxy.wait_for_records(1);
     assert!(log[0]["error"].as_str().unwrap().contains("sent nothing"), "{:?}", log[0]);
+}
+
+/// A client that walks away from a stream midway is logged as 499, and the tokens of the usage
+/// metadata already relayed were spent all the same: they are in its record and request-log row,
+/// and charged to the key, to the client's token counts and to the usage tables.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_the_client_walks_away_from_is_a_499_charged_with_the_tokens_relayed() {
+    let s = setup(&["AIzaK"]).await;
+    let key_name = admin_get(&s.proxy, "/api/v1/keys").await["keys"][0]["name"].as_str().expect("a key name").to_owned();
+    // Forty events 300 ms apart, each with the cumulative usageMetadata: the client reads two,
+    // then closes its connection while the upstream is between events.
+    let addr = s.proxy.addr;
+    let (read, prompt, candidates) = tokio::task::spawn_blocking(move || read_events_then_leave(addr, 2)).await.unwrap();
+    assert!(prompt > 0 && candidates > 0, "{read}");
+
+    // The proxy finds the client gone when it relays the next events: the row says 499.
+    let rows = s.proxy.wait_for_request_rows(1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!((&row["status"], &row["key"], &row["stream"]), (&json!(499), &json!(key_name), &json!(true)), "{row}");
+    assert!(row["error"].as_str().unwrap_or_default().starts_with("client went away"), "{row}");
+    // The proxy may have relayed an event or two more than the client read before it noticed:
+    // at least what the client read is counted, and never more than the whole answer.
+    let (tokens_in, tokens_out) = (row["tokens_in"].as_u64().unwrap_or(0), row["tokens_out"].as_u64().unwrap_or(0));
+    assert_eq!(tokens_in, prompt, "{row}");
+    assert!(tokens_out >= candidates, "tokens out {tokens_out}, the client read {candidates}: {row}");
+    let log = s.proxy.wait_for_records(1);
+    assert_eq!((&log[0]["status"], &log[0]["tokens_in"], &log[0]["tokens_out"]), (&json!(499), &row["tokens_in"], &row["tokens_out"]), "{}", log[0]);
+    assert_eq!(s.mock.requests().len(), 1, "one upstream call");
+
+    // Charged to the key (its live counters and the usage tables) and to the client.
+    let key = &admin_get(&s.proxy, "/api/v1/keys").await["keys"][0];
+    assert_eq!((&key["usage"]["input_tokens"], &key["usage"]["output_tokens"]), (&json!(tokens_in), &json!(tokens_out)), "{key}");
+    for filter in [format!("key={key_name}"), "client=alice".to_owned()] {
+        let totals = admin_get(&s.proxy, &format!("/api/v1/stats/totals?range=today&{filter}")).await;
+        assert_eq!((&totals["input_tokens"], &totals["output_tokens"]), (&json!(tokens_in), &json!(tokens_out)), "{filter}: {totals}");
+    }
+    let clients = admin_get(&s.proxy, "/api/v1/clients").await;
+    let alice = clients.as_array().unwrap().iter().find(|c| c["name"] == "alice").expect("alice");
+    assert_eq!(alice["usage"]["tokens_today"], json!(tokens_in + tokens_out), "{alice}");
+}
+
+/// Sends a streamGenerateContent call of forty events 300 ms apart on a raw connection, reads
+/// until `wanted` whole events have arrived, and closes the connection. Returns what it read and
+/// the prompt and candidates token counts of the last event's usageMetadata.
+fn read_events_then_leave(addr: std::net::SocketAddr, wanted: usize) -> (String, u64, u64) {
+    let body = serde_json::to_string(&generate_body("tell me a long story")).unwrap();
+    let req = format!(
+        "POST /v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {TOKEN}\r\n\
+         x-mock-chunks: 40\r\nx-mock-chunk-delay-ms: 300\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(req.as_bytes()).expect("write");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let events = loop {
+        let n = conn.read(&mut buf).expect("read the stream");
+        assert!(n > 0, "the stream ended early: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&received);
+        // Whole events only: `data: {json}` up to its blank line.
+        let events: Vec<Value> =
+            text.split("data: ").skip(1).filter_map(|e| e.split_once("\r\n\r\n")).map(|(json, _)| serde_json::from_str(json).expect("an event")).collect();
+        if events.len() >= wanted {
+            break events;
+        }
+    };
+    drop(conn);
+    let usage = &events.last().expect("events")["usageMetadata"];
+    let count = |k: &str| usage[k].as_u64().expect("a token count");
+    (String::from_utf8_lossy(&received).into_owned(), count("promptTokenCount"), count("candidatesTokenCount"))
 }
