@@ -152,6 +152,10 @@ impl Caller {
                 Credential::ApiKey(key) => ApiError::echoing_key(key),
                 _ => return Ok(()),
             },
+            KeyMode::HugeError { status, bytes, chunked } => match &self.credential {
+                Credential::ApiKey(key) => ApiError::huge(*status, *bytes, key, *chunked),
+                _ => return Ok(()),
+            },
             _ => return Ok(()),
         };
         Err(self.tag(err))

@@ -97,6 +97,17 @@ pub enum KeyMode {
     /// 400 INVALID_ARGUMENT on model calls whose message quotes the key, with no reason that
     /// blames the key (a request error that echoes its URL or headers).
     EchoKey,
+    /// An error answer of `status` on model calls, about `bytes` long (Gemini's own errors are a
+    /// few hundred bytes): an envelope whose message is padding that ends quoting the key, past
+    /// whatever prefix a reader stops at. Content-Length framed, or chunked when `chunked`.
+    HugeError {
+        #[serde(default = "default_huge_status")]
+        status: u16,
+        #[serde(default = "default_huge_bytes")]
+        bytes: usize,
+        #[serde(default)]
+        chunked: bool,
+    },
     /// Streaming answers send `after_events` events, then the TCP connection is dropped
     /// without the terminating chunk. Non-streaming answers are normal.
     DieMidstream {
@@ -143,6 +154,12 @@ fn default_daily_delay() -> String {
 fn default_minute_quota() -> String {
     "GenerateRequestsPerMinutePerProjectPerModel-FreeTier".to_string()
 }
+fn default_huge_status() -> u16 {
+    400
+}
+fn default_huge_bytes() -> usize {
+    320 * 1024
+}
 fn default_after_events() -> u32 {
     2
 }
@@ -187,5 +204,6 @@ mod tests {
         assert_eq!("rate_limited_daily".parse::<KeyMode>(), Ok(KeyMode::RateLimitedDaily { retry_delay: "39600s".into(), models: None }));
         assert_eq!(r#"{"mode":"slow","first_byte_ms":20}"#.parse::<KeyMode>(), Ok(KeyMode::Slow { first_byte_ms: 20 }));
         assert!("nonsense".parse::<KeyMode>().is_err());
+        assert_eq!("huge_error".parse::<KeyMode>(), Ok(KeyMode::HugeError { status: 400, bytes: 320 * 1024, chunked: false }));
     }
 }

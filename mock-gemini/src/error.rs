@@ -1,5 +1,6 @@
 //! Google's error envelope (`{"error":{code,message,status,details}}`) and the exact errors the real API returns.
 
+use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -19,6 +20,8 @@ pub(crate) struct ApiError {
     pub openai: bool,
     /// Extra response headers (e.g. `X-Goog-Upload-Status` on upload errors).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Send the body in chunks of unknown total size (chunked framing), not Content-Length.
+    pub chunked: bool,
 }
 
 #[derive(Serialize)]
@@ -37,7 +40,7 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(code: StatusCode, status: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, status, message: message.into(), details: Vec::new(), openai: false, headers: Vec::new() }
+        ApiError { code, status, message: message.into(), details: Vec::new(), openai: false, headers: Vec::new(), chunked: false }
     }
 
     pub fn with_details(mut self, details: Vec<Value>) -> Self {
@@ -224,6 +227,24 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", format!("Invalid request to ...?key={key}: contents is not specified"))
     }
 
+    /// An error of `code` about `bytes` long whose message ends quoting `key` (see
+    /// `KeyMode::HugeError`). Not Google's: its errors are a few hundred bytes.
+    pub fn huge(code: u16, bytes: usize, key: &str, chunked: bool) -> Self {
+        let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = match code.as_u16() {
+            400 => "INVALID_ARGUMENT",
+            403 => "PERMISSION_DENIED",
+            429 => "RESOURCE_EXHAUSTED",
+            500 => "INTERNAL",
+            503 => "UNAVAILABLE",
+            _ => "UNKNOWN",
+        };
+        let padding = "x".repeat(bytes.saturating_sub(key.len() + 100));
+        let mut e = ApiError::new(code, status, format!("Request dump: {padding} key={key}"));
+        e.chunked = chunked;
+        e
+    }
+
     pub fn internal() -> Self {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -243,8 +264,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp =
-            (self.code, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"))], self.body()).into_response();
+        let body = self.body();
+        let body = if self.chunked {
+            // A stream of unknown length: hyper frames it with chunks.
+            let pieces: Vec<Result<Bytes, std::convert::Infallible>> = body.chunks(64 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            axum::body::Body::from_stream(futures_util::stream::iter(pieces))
+        } else {
+            axum::body::Body::from(body)
+        };
+        let mut resp = (self.code, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"))], body).into_response();
         for (name, value) in self.headers {
             resp.headers_mut().insert(name, value);
         }
