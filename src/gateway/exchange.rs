@@ -27,7 +27,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Largest upstream error body read for classification.
+/// Largest upstream error body read for classification. A larger one is not relayed (see
+/// `ApiError::upstream_too_large`): what was not read cannot be checked for API keys.
 const ERROR_BODY_CAP: usize = 256 * 1024;
 
 /// A request in flight: counted for graceful shutdown, and its record written when it is done,
@@ -442,13 +443,19 @@ async fn serve<'r>(
                 // Error answers are read whole (they are small) to learn what they mean.
                 let classified = if matches!(status, 400 | 403 | 429 | 500..=504) {
                     match relay::buffer_body(&mut conn, &res, head.method(), up.idle_timeout, ERROR_BODY_CAP).await {
-                        Ok(decoded) => {
-                            let parsed = decoded.as_deref().and_then(UpstreamError::parse);
+                        Ok(Some(decoded)) => {
+                            let parsed = UpstreamError::parse(&decoded);
                             let message = parsed.as_ref().map(|e| e.message.clone()).unwrap_or_default();
                             // An answer that quotes a key goes to the client redacted (`deliver`).
-                            let withheld =
-                                decoded.as_deref().is_some_and(api_key::contains_key).then(|| Box::new(ApiError::upstream_redacted(status, parsed.as_ref())));
+                            let withheld = api_key::contains_key(&decoded).then(|| Box::new(ApiError::upstream_redacted(status, parsed.as_ref())));
                             (classify(status, parsed.as_ref(), policy, now), message, withheld)
+                        }
+                        // Too large to read whole, so never relayed (it could quote a key past
+                        // what was read); the key is judged by the status alone, as for any
+                        // error body that is not Gemini's.
+                        Ok(None) => {
+                            let err = ApiError::upstream_too_large(status, ERROR_BODY_CAP);
+                            (classify(status, None, policy, now), err.message.clone(), Some(Box::new(err)))
                         }
                         Err(failure) => (Outcome::Failure(FailureKind::Broken), failure.to_string(), None),
                     }
@@ -621,8 +628,8 @@ pub(super) struct Held {
     pub res: ResponseHead,
     pub lease: Lease,
     pub outcome: Outcome,
-    /// What the client gets instead of an error answer that quotes an API key (boxed: rare,
-    /// and the request's state stays small).
+    /// What the client gets instead of an error answer that quotes an API key or is too large
+    /// to check for one (boxed: rare, and the request's state stays small).
     pub withheld: Option<Box<ApiError>>,
     /// Its attempt was settled; otherwise it is still `underway`'s attempt in progress.
     pub already_reported: bool,
@@ -746,7 +753,9 @@ async fn deliver(
         let keep = fail(ds, log, err, openai, false, head.method() == "HEAD").await;
         if !already_reported {
             let end = Instant::now();
-            pool.report(lease.index, model, &outcome, Some(status), "", policy, end);
+            // What the client was told (`fail` logged it) is the key's last error too: the
+            // upstream's message redacted, or that its answer was too large to relay.
+            pool.report(lease.index, model, &outcome, Some(status), log.error.as_deref().unwrap_or(""), policy, end);
             log.attempts.extend(underway.settle(outcome.label(), end));
         }
         return keep;

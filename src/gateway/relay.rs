@@ -426,6 +426,8 @@ pub async fn buffer_body(conn: &mut UpstreamConn, res: &ResponseHead, method: &s
     loop {
         match framing {
             Framing::None => return Ok(Some(Vec::new())),
+            // Announced larger than `cap`: known at once, without reading it.
+            Framing::Length(n) if n > cap as u64 => return Ok(None),
             Framing::Length(n) => {
                 if conn.buf.len() as u64 >= n {
                     return Ok(Some(conn.buf[..n as usize].to_vec()));

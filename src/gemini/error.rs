@@ -56,22 +56,21 @@ impl ApiError {
     /// words of its message redacted: the client must never see a key of the pool, even when an
     /// upstream's message quotes one. Its details are left out (they may quote it too).
     pub fn upstream_redacted(code: u16, upstream: Option<&UpstreamError>) -> Self {
-        let status = upstream.and_then(|e| GRPC_STATUSES.into_iter().find(|s| *s == e.status)).unwrap_or(match code {
-            400 => "INVALID_ARGUMENT",
-            401 => "UNAUTHENTICATED",
-            403 => "PERMISSION_DENIED",
-            404 => "NOT_FOUND",
-            429 => "RESOURCE_EXHAUSTED",
-            500 => "INTERNAL",
-            503 => "UNAVAILABLE",
-            504 => "DEADLINE_EXCEEDED",
-            _ => "UNKNOWN",
-        });
+        let status = upstream.and_then(|e| GRPC_STATUSES.into_iter().find(|s| *s == e.status)).unwrap_or(grpc_status_of(code));
         let message = match upstream {
             Some(e) => crate::gemini::api_key::redact_keys(&e.message).into_owned(),
             None => "the upstream's error answer quoted an API key, so this proxy withheld it".to_owned(),
         };
         Self::new(code, status, "UPSTREAM_ERROR_REDACTED", message)
+    }
+
+    /// What the client gets instead of an upstream error answer (`code`) larger than the
+    /// `limit` bytes read to classify it: the rest was never read, so it could not be checked
+    /// for API keys, and Gemini's own errors are a few hundred bytes, so such an answer is not
+    /// Gemini's anyway. The status is kept; nothing of the body is.
+    pub fn upstream_too_large(code: u16, limit: usize) -> Self {
+        let message = format!("the upstream's error answer was larger than {} KiB, too large for this proxy to check and relay", limit / 1024);
+        Self::new(code, grpc_status_of(code), "UPSTREAM_ERROR_TOO_LARGE", message)
     }
 
     /// The JSON body: Gemini's envelope. On the OpenAI-compatible surface Gemini wraps its own
@@ -93,6 +92,21 @@ impl ApiError {
             error["type"] = Value::from(self.status);
         }
         serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// The canonical status name Google gives an HTTP status, for an error whose body does not say.
+fn grpc_status_of(code: u16) -> &'static str {
+    match code {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        500 => "INTERNAL",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
     }
 }
 
@@ -239,6 +253,15 @@ mod tests {
         assert_eq!(parse_proto_duration("39600s"), Some(Duration::from_secs(39600)));
         assert_eq!(parse_proto_duration("-1s"), None);
         assert_eq!(parse_proto_duration("5m"), None);
+    }
+
+    #[test]
+    fn a_too_large_upstream_error_keeps_its_status_and_says_why() {
+        let v: Value = serde_json::from_slice(&ApiError::upstream_too_large(429, 256 * 1024).to_json(false)).unwrap();
+        assert_eq!((&v["error"]["code"], &v["error"]["status"]), (&Value::from(429), &Value::from("RESOURCE_EXHAUSTED")));
+        assert!(v["error"]["message"].as_str().unwrap().contains("larger than 256 KiB"), "{v}");
+        assert_eq!(v["error"]["details"][0]["reason"], "UPSTREAM_ERROR_TOO_LARGE");
+        assert_eq!(ApiError::upstream_too_large(418, 1024).status, "UNKNOWN");
     }
 
     #[test]

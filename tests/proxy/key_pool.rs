@@ -179,6 +179,96 @@ async fn an_upstream_error_that_quotes_the_key_reaches_the_client_redacted() {
     assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
 }
 
+/// Checks the client's answer to an upstream error too large to check for keys: the upstream's
+/// status, a small Gemini-style error saying so, nothing of the upstream's body (nor `key`).
+async fn too_large_answer(r: reqwest::Response, status: u16, grpc: &str, key: &str) -> Value {
+    assert_eq!(r.status(), status, "the client's error keeps its status");
+    let text = r.text().await.unwrap();
+    assert!(text.len() < 1024, "the upstream's body was relayed ({} bytes)", text.len());
+    assert!(!text.contains(&key[4..]) && !text.contains("Request dump"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["error"]["code"].as_u64(), v["error"]["status"].as_str()), (Some(u64::from(status)), Some(grpc)), "{text}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("too large"), "{text}");
+    assert_eq!(v["error"]["details"][0]["reason"], "UPSTREAM_ERROR_TOO_LARGE", "{text}");
+    v
+}
+
+/// An upstream error answer larger than what is read to classify it (256 KiB) could quote a key
+/// past that point: it is not relayed, whatever its framing. The client gets its status with a
+/// Gemini-style error saying the answer was too large, and the record says so too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_error_too_large_to_check_for_keys_is_not_relayed() {
+    let key = format!("AIza{}", "L".repeat(35));
+    let s = setup(&[&key]).await;
+    for chunked in [false, true] {
+        s.mock.set_key(&key, KeyMode::HugeError { status: 400, bytes: 320 * 1024, chunked }.into());
+        too_large_answer(generate(&s.proxy, "gemini-2.5-flash").await, 400, "INVALID_ARGUMENT", &key).await;
+    }
+    assert_eq!(keys_seen(&s.mock, "generateContent").len(), 2, "a client error is not retried");
+    let log = s.proxy.wait_for_records(2);
+    for r in &log {
+        assert_eq!(r["status"], 400, "{r}");
+        assert!(r["error"].as_str().unwrap_or_default().contains("too large"), "{r}");
+        assert_eq!((&r["attempts"][0]["status"], &r["attempts"][0]["outcome"]), (&serde_json::json!(400), &serde_json::json!("client_error")), "{r}");
+    }
+    let rows = s.proxy.wait_for_request_rows(2).await;
+    assert!(rows.iter().all(|r| r["error"].as_str().unwrap_or_default().contains("too large")), "{rows:?}");
+    // An error body of ordinary size is still relayed as it is.
+    s.mock.set_key(&key, KeyMode::HugeError { status: 400, bytes: 4096, chunked: false }.into());
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("Request dump"), "a small error without a key passes through");
+    // A request error is not the key's fault: it still serves.
+    s.mock.set_key(&key, KeyMode::Ok.into());
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+}
+
+/// A too-large error answer says nothing the proxy read, so its key is judged by the status
+/// alone: a 429 cools the key and the request moves on to the next (and when every key answers
+/// so, the client gets the 429, with Retry-After); a 403 is the request's problem, passed back
+/// without disabling the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn too_large_error_answers_are_classified_by_their_status() {
+    let keys = [format!("AIza{}", "M".repeat(35)), format!("AIza{}", "N".repeat(35))];
+    let s = setup(&[&keys[0], &keys[1]]).await;
+    let huge = |status, chunked| KeyMode::HugeError { status, bytes: 320 * 1024, chunked }.into();
+    let key_views = || async { admin_get(&s.proxy, "/api/v1/keys").await["keys"].as_array().unwrap().clone() };
+
+    // Every key answers a too-large 429 (one framing each): the client gets the 429.
+    s.mock.set_key(&keys[0], huge(429, false));
+    s.mock.set_key(&keys[1], huge(429, true));
+    let r = generate(&s.proxy, "gemini-2.5-flash").await;
+    assert!(r.headers().get("retry-after").is_some(), "a 429 still says when to come back");
+    too_large_answer(r, 429, "RESOURCE_EXHAUSTED", &keys[0]).await;
+    assert_eq!(keys_seen(&s.mock, "gemini-2.5-flash").len(), 2, "a 429 moves on to the other key");
+    for k in key_views().await {
+        let last = &k["last_error"];
+        assert_eq!((&last["status"], &last["outcome"]), (&serde_json::json!(429), &serde_json::json!("rate_limited")), "{k}");
+        assert!(last["message"].as_str().unwrap_or_default().contains("too large"), "the key's last error says why: {k}");
+    }
+
+    // On another model, only the first key does: it cools, and its requests move on.
+    s.mock.set_key(&keys[1], KeyMode::Ok.into());
+    while !keys_seen(&s.mock, "gemini-2.5-pro").contains(&keys[0]) {
+        assert_eq!(generate(&s.proxy, "gemini-2.5-pro").await.status(), 200);
+        assert!(s.mock.requests().len() < 10, "the first key was never tried");
+    }
+    let states: Vec<Value> = key_views().await.iter().map(|k| k["state"].clone()).collect();
+    assert_eq!(states, ["cooling", "healthy"]);
+
+    // On a third model, a 403 of the same size is the request's error.
+    for k in &keys {
+        s.mock.set_key(k, huge(403, false));
+    }
+    too_large_answer(generate(&s.proxy, "gemini-2.0-flash").await, 403, "PERMISSION_DENIED", &keys[0]).await;
+    assert_eq!(keys_seen(&s.mock, "gemini-2.0-flash").len(), 1, "not retried");
+    assert!(key_views().await.iter().all(|k| k["disabled"].is_null()), "no key is disabled by a body it could not read");
+    for k in &keys {
+        s.mock.set_key(k, KeyMode::Ok.into());
+    }
+    assert_eq!(generate(&s.proxy, "gemini-2.0-flash").await.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn no_usable_key_answers_429_with_retry_after_and_a_reason() {
     let s = setup(&["AIzaONLY"]).await;
