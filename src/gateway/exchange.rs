@@ -440,8 +440,10 @@ async fn serve<'r>(
             Ok((mut conn, res)) => {
                 let status = res.status;
                 underway.answered(status);
-                // Error answers are read whole (they are small) to learn what they mean.
-                let classified = if matches!(status, 400 | 403 | 429 | 500..=504) {
+                // Error answers are read whole (they are small) to learn what they mean, and
+                // every one of them, not only those that say something about the key: any error
+                // message may quote the key it was sent with (checked before it is relayed).
+                let classified = if status >= 400 {
                     match relay::buffer_body(&mut conn, &res, head.method(), up.idle_timeout, ERROR_BODY_CAP).await {
                         Ok(Some(decoded)) => {
                             let parsed = UpstreamError::parse(&decoded);

@@ -179,6 +179,34 @@ async fn an_upstream_error_that_quotes_the_key_reaches_the_client_redacted() {
     assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
 }
 
+/// Any error answer may quote the key it was sent with, not only those that say something about
+/// the key (400, 403, 429, 5xx): a 401, 404, 409 or 501 that does reaches the client redacted,
+/// with its status, and one too large to check is not relayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_status_is_checked_for_keys_before_it_is_relayed() {
+    let key = format!("AIza{}", "R".repeat(35));
+    let s = setup(&[&key]).await;
+    for status in [401u16, 404, 409, 501] {
+        s.mock.set_key(&key, KeyMode::HugeError { status, bytes: 2048, chunked: status == 404 }.into());
+        let r = generate(&s.proxy, "gemini-2.5-flash").await;
+        assert_eq!(r.status(), status, "the client's error keeps its status");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains(&key[4..]), "{status}: the key reached the client: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["code"], status, "{text}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("[redacted key …"), "{text}");
+
+        s.mock.set_key(&key, KeyMode::HugeError { status, bytes: 320 * 1024, chunked: false }.into());
+        let r = generate(&s.proxy, "gemini-2.5-flash").await;
+        assert_eq!(r.status(), status);
+        let text = r.text().await.unwrap();
+        assert!(text.len() < 1024 && !text.contains(&key[4..]), "{status}: the upstream's body was relayed ({} bytes)", text.len());
+    }
+    // None of these is the key's fault: it still serves.
+    s.mock.set_key(&key, KeyMode::Ok.into());
+    assert_eq!(generate(&s.proxy, "gemini-2.5-flash").await.status(), 200);
+}
+
 /// Checks the client's answer to an upstream error too large to check for keys: the upstream's
 /// status, a small Gemini-style error saying so, nothing of the upstream's body (nor `key`).
 async fn too_large_answer(r: reqwest::Response, status: u16, grpc: &str, key: &str) -> Value {
