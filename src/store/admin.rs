@@ -27,16 +27,31 @@ fn meta_row(r: &Row<'_>) -> rusqlite::Result<ConfigVersionMeta> {
 }
 
 fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    let actor: String = r.get(2)?;
     let detail: String = r.get(5)?;
+    let kind: Option<String> = r.get(6)?;
+    let params: Option<String> = r.get(7)?;
     Ok(AuditRow {
         id: r.get(0)?,
         time_ms: r.get(1)?,
-        actor: r.get(2)?,
+        author: Author::from_label(&actor),
+        actor,
         action: r.get(3)?,
         target: r.get(4)?,
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        server_comment: kind.and_then(|k| ServerComment::from_stored(&k, params.as_deref())),
     })
 }
+
+/// An audit entry with the comment kind of the config version it recorded: the version its
+/// detail names, when that version still holds the same comment (the entry and the version are
+/// written from one change; a version found again rather than added has an older comment).
+/// A detail that is not JSON names no version (json_extract would fail the whole query).
+const AUDIT_SELECT: &str = "SELECT a.id, a.time_ms, a.actor, a.action, a.target, a.detail, v.comment_kind, v.comment_params \
+     FROM audit_log a LEFT JOIN config_version v \
+     ON v.id = CASE WHEN json_valid(a.detail) THEN json_extract(a.detail, '$.version') END \
+     AND v.comment = CASE WHEN json_valid(a.detail) THEN json_extract(a.detail, '$.comment') END \
+     WHERE 1";
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -122,17 +137,30 @@ impl Store {
     /// Audit entries matching `q`, newest first.
     pub fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
         self.read(|c, p| {
-            let mut sql = String::from("SELECT id, time_ms, actor, action, target, detail FROM audit_log WHERE 1");
+            let mut sql = String::from(AUDIT_SELECT);
             let mut args = Vec::new();
             if let Some(before) = q.before_id {
-                sql.push_str(" AND id < ?");
+                sql.push_str(" AND a.id < ?");
                 args.push(Value::Integer(before));
             }
-            if let Some(action) = &q.action {
-                sql.push_str(" AND action = ?");
-                args.push(Value::Text(action.clone()));
+            match q.action.as_deref().map(|a| (a, a.strip_suffix(".*"))) {
+                // `keys.*`: the texts from `keys.` up to `keys/` ('/' follows '.'), which are
+                // exactly those that start with `keys.`, as a range the action index serves.
+                Some((_, Some(kind))) => {
+                    sql.push_str(" AND a.action >= ? AND a.action < ?");
+                    args.extend([Value::Text(format!("{kind}.")), Value::Text(format!("{kind}/"))]);
+                }
+                Some((action, None)) => {
+                    sql.push_str(" AND a.action = ?");
+                    args.push(Value::Text(action.to_owned()));
+                }
+                None => {}
             }
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", clamp_limit(q.limit)));
+            if let Some(actor) = &q.actor {
+                sql.push_str(" AND (a.actor = ? OR substr(a.actor, 1, length(?) + 1) = ? || '@')");
+                args.extend([Value::Text(actor.clone()), Value::Text(actor.clone()), Value::Text(actor.clone())]);
+            }
+            sql.push_str(&format!(" ORDER BY a.id DESC LIMIT {}", clamp_limit(q.limit)));
             let mut stmt = c.prepare(&sql).ctx("prepare an audit query", p)?;
             let rows = stmt.query_map(params_from_iter(args), audit_row).ctx("query the audit log", p)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().ctx("read audit rows", p)
@@ -161,6 +189,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::store::comment::{Author, ServerComment};
+    use crate::store::error::Context;
     use crate::store::{AuditQuery, Retention, Store};
     use serde_json::json;
 
@@ -226,6 +255,81 @@ mod tests {
         assert!(disables.iter().all(|r| r.action == "key.disable" && r.actor == "alice"));
         // limit 0 is clamped to 1.
         assert_eq!(s.audit(&AuditQuery::default()).expect("audit").len(), 1);
+    }
+
+    #[test]
+    fn audit_filters_by_kind_of_action_and_by_actor() {
+        let (_dir, s) = store(50);
+        let entries = [
+            ("token@127.0.0.1", "keys.disable"),
+            ("session@::1", "keys.enable"),
+            ("token@10.0.0.2", "keys_extra.x"),
+            ("signal:SIGHUP", "config.reload"),
+            ("token", "keys"),
+            ("tokenizer@1.2.3.4", "clients.create"),
+            ("token@127.0.0.1", "clients.revoke"),
+        ];
+        for (actor, action) in entries {
+            s.add_audit(actor, action, "t", &json!({})).expect("add");
+        }
+        let find = |action: Option<&str>, actor: Option<&str>| -> Vec<(String, String)> {
+            let q = AuditQuery { limit: 100, action: action.map(Into::into), actor: actor.map(Into::into), ..AuditQuery::default() };
+            let mut rows: Vec<_> = s.audit(&q).expect("audit").into_iter().map(|r| (r.actor, r.action)).collect();
+            rows.reverse();
+            rows
+        };
+        let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        // A kind is the text before the dot: neither `keys` alone nor `keys_extra.*` is one of `keys.*`.
+        assert_eq!(find(Some("keys.*"), None), pairs(&[("token@127.0.0.1", "keys.disable"), ("session@::1", "keys.enable")]));
+        assert_eq!(find(Some("keys"), None), pairs(&[("token", "keys")]));
+        assert_eq!(find(Some("nothing.*"), None), pairs(&[]));
+        // A credential matches at every address, and alone; not a longer word that starts like it.
+        assert_eq!(
+            find(None, Some("token")),
+            pairs(&[("token@127.0.0.1", "keys.disable"), ("token@10.0.0.2", "keys_extra.x"), ("token", "keys"), ("token@127.0.0.1", "clients.revoke")])
+        );
+        assert_eq!(find(None, Some("token@127.0.0.1")), pairs(&[("token@127.0.0.1", "keys.disable"), ("token@127.0.0.1", "clients.revoke")]));
+        assert_eq!(find(None, Some("signal:SIGHUP")), pairs(&[("signal:SIGHUP", "config.reload")]));
+        assert_eq!(find(Some("clients.*"), Some("token")), pairs(&[("token@127.0.0.1", "clients.revoke")]));
+        // LIKE's wildcards mean nothing here.
+        assert_eq!(find(Some("%.*"), Some("%")), pairs(&[]));
+        assert_eq!(find(None, Some("_oken")), pairs(&[]));
+    }
+
+    #[test]
+    fn audit_entries_carry_their_author_and_the_comment_kind_of_their_version() {
+        let (_dir, s) = store(50);
+        let rollback = ServerComment::Rollback { version: 3 };
+        let server = s.add_config_version("a", "session@::1", &rollback.clone().into()).expect("add");
+        let user = s.add_config_version("b", "token@127.0.0.1", &"my words".into()).expect("add");
+        let text = rollback.to_string();
+        s.add_audit("session@::1", "config.replace", "config", &json!({ "version": server, "comment": text })).expect("add");
+        s.add_audit("token@127.0.0.1", "config.replace", "config", &json!({ "version": user, "comment": "my words" })).expect("add");
+        // A user's comment that reads like the server's, on a version whose comment is another.
+        s.add_audit("token@127.0.0.1", "config.replace", "config", &json!({ "version": server, "comment": "my words" })).expect("add");
+        s.add_audit("someone", "keys.disable", "k", &json!({ "fingerprint": "0123456789ab" })).expect("add");
+        s.add_audit("signal:SIGHUP", "config.reload", "config", &json!({ "version": 999, "comment": text })).expect("add");
+        // Written by hand into an old store: not JSON at all.
+        s.admin(|c, p| {
+            c.execute_batch("INSERT INTO audit_log (time_ms, actor, action, target, detail) VALUES (0, 'x', 'keys.add', 'p', 'not json')").ctx("insert", p)
+        })
+        .expect("admin");
+        let rows = s.audit(&AuditQuery { limit: 100, ..AuditQuery::default() }).expect("audit");
+        let seen: Vec<_> = rows.iter().rev().map(|r| (r.author, r.server_comment.clone())).collect();
+        let v6 = "::1".parse().ok();
+        let v4 = "127.0.0.1".parse().ok();
+        assert_eq!(
+            seen,
+            vec![
+                (Some(Author::Session { address: v6 }), Some(rollback)),
+                (Some(Author::Token { address: v4 }), None),
+                (Some(Author::Token { address: v4 }), None),
+                (None, None),
+                (Some(Author::Sighup), None),
+                (None, None),
+            ]
+        );
+        assert_eq!(rows[0].detail, json!("not json"));
     }
 
     #[test]

@@ -310,17 +310,30 @@ pub struct AuditQuery {
     pub limit: usize,
     /// Paging: only rows with a smaller id.
     pub before_id: Option<i64>,
+    /// One action (`keys.disable`), or every action of a kind: `keys.*`.
     pub action: Option<String>,
+    /// One actor as recorded (`token@127.0.0.1`), or a credential at every address: `token`
+    /// matches `token` and `token@<any address>`.
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: i64,
     pub time_ms: i64,
+    /// Who, as recorded: `signal:SIGHUP`, `token@<address>`, `session@<address>`.
     pub actor: String,
+    /// `actor` as a kind and its parameters, as the config history gives it; `null` for an
+    /// actor text outside that set, which `actor` shows as it is.
+    pub author: Option<Author>,
     pub action: String,
     pub target: String,
     pub detail: serde_json::Value,
+    /// For a change that recorded a config version (`detail.version`): that version's comment
+    /// as a kind and its parameters when the server wrote it (`rollback`, `client_created`…),
+    /// for showing it in another language. `null` for a comment a user wrote (it is in
+    /// `detail.comment` as written), a version since pruned, or an entry without a version.
+    pub server_comment: Option<ServerComment>,
 }
 
 /// The writer's state, for `/readyz` and metrics.

@@ -329,6 +329,78 @@ async fn server_comments_and_authors_in_the_history_come_with_a_kind_and_paramet
     assert!(meta["server_comment"].is_object() && meta["author"].is_object(), "{meta}");
 }
 
+/// The audit log as the admin UI's page reads it: entries filtered by a kind of action
+/// (`keys.*`) and by actor (a credential at any address, or one as recorded), paged by id, each
+/// with its author and, for a config change, its version's comment as a kind. No token in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_log_filters_by_kind_of_action_and_by_actor_and_names_authors() {
+    let s = setup(&["AIzaA", "AIzaB"]).await;
+    let first = get(&s.proxy, "/api/v1/config/versions").await[0]["id"].as_i64().unwrap();
+    let fp = get(&s.proxy, "/api/v1/keys").await["keys"][0]["fingerprint"].as_str().unwrap().to_owned();
+
+    // By the admin token: a key disabled and enabled again, a client created.
+    for op in ["disable", "enable"] {
+        let (st, v) = call(&s.proxy, Method::POST, &format!("/api/v1/keys/{fp}/{op}"), None).await;
+        assert_eq!(st, 200, "{op}: {v}");
+    }
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/clients", Some(json!({"name": "dave"}))).await;
+    assert_eq!(st, 201, "{v}");
+    let dave = v["token"].as_str().unwrap().to_owned();
+    // By a login session: the client's limits, then a rollback.
+    let login = client().post(s.proxy.admin_url("/api/v1/auth/login")).json(&json!({"token": ADMIN_TOKEN})).send().await.expect("login");
+    let session = login.json::<Value>().await.expect("session")["token"].as_str().expect("a session token").to_owned();
+    let r = client().patch(s.proxy.admin_url("/api/v1/clients/dave")).bearer_auth(&session).json(&json!({"rpm": 5})).send().await.expect("patch");
+    assert_eq!(r.status(), 200);
+    let r = client().post(s.proxy.admin_url(&format!("/api/v1/config/versions/{first}/rollback"))).bearer_auth(&session).send().await.expect("rollback");
+    assert_eq!(r.status(), 200);
+
+    // Key actions are recorded just after the answer: wait for both.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(&s.proxy, "/api/v1/audit?action=keys.*").await.as_array().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "key actions not audited: {}", get(&s.proxy, "/api/v1/audit").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let actions = |v: &Value| v.as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let all = get(&s.proxy, "/api/v1/audit").await;
+    assert_eq!(actions(&all), ["config.replace", "clients.update", "clients.create", "keys.enable", "keys.disable"]);
+    assert!(!all.to_string().contains(&dave) && !all.to_string().contains(ADMIN_TOKEN) && !all.to_string().contains(&session), "no token: {all}");
+
+    let token = json!({"kind": "token", "params": {"address": "127.0.0.1"}});
+    let by_session = json!({"kind": "session", "params": {"address": "127.0.0.1"}});
+    let keys = get(&s.proxy, "/api/v1/audit?action=keys.*").await;
+    assert_eq!(actions(&keys), ["keys.enable", "keys.disable"]);
+    assert_eq!((&keys[1]["actor"], &keys[1]["author"], &keys[1]["target"]), (&json!("token@127.0.0.1"), &token, &json!(format!("key-{fp}"))));
+    assert_eq!((&keys[1]["detail"], &keys[1]["server_comment"]), (&json!({"fingerprint": fp}), &Value::Null));
+    let clients = get(&s.proxy, "/api/v1/audit?action=clients.*").await;
+    assert_eq!(actions(&clients), ["clients.update", "clients.create"]);
+    assert_eq!((&clients[1]["author"], &clients[1]["server_comment"]), (&token, &json!({"kind": "client_created", "params": {"client": "dave"}})));
+    assert_eq!(clients[1]["detail"]["comment"], "client dave created");
+    assert_eq!(actions(&get(&s.proxy, "/api/v1/audit?action=clients.create").await), ["clients.create"]);
+
+    let sessions = get(&s.proxy, "/api/v1/audit?actor=session").await;
+    assert_eq!(actions(&sessions), ["config.replace", "clients.update"]);
+    assert_eq!((&sessions[0]["author"], &sessions[0]["server_comment"]), (&by_session, &json!({"kind": "rollback", "params": {"version": first}})));
+    assert_eq!(get(&s.proxy, "/api/v1/audit?actor=session@127.0.0.1").await, sessions);
+    assert_eq!(actions(&get(&s.proxy, "/api/v1/audit?actor=token").await), ["clients.create", "keys.enable", "keys.disable"]);
+    assert_eq!(actions(&get(&s.proxy, "/api/v1/audit?actor=token&action=clients.*").await), ["clients.create"]);
+    assert_eq!(get(&s.proxy, "/api/v1/audit?actor=session@10.9.8.7").await, json!([]));
+    assert_eq!(get(&s.proxy, "/api/v1/audit?actor=signal:SIGHUP").await, json!([]));
+
+    // Pages: newest first, the next one older than the last id seen, together the whole log.
+    let page1 = get(&s.proxy, "/api/v1/audit?limit=2").await;
+    let last = page1[1]["id"].as_i64().unwrap();
+    let page2 = get(&s.proxy, &format!("/api/v1/audit?limit=2&before_id={last}")).await;
+    let page3 = get(&s.proxy, &format!("/api/v1/audit?limit=2&before_id={}", page2[1]["id"].as_i64().unwrap())).await;
+    let pages: Vec<Value> = [page1, page2, page3].iter().flat_map(|p| p.as_array().unwrap().clone()).collect();
+    assert_eq!(Value::Array(pages), all);
+
+    let spec = get(&s.proxy, "/api/v1/openapi.json").await;
+    let row = &spec["components"]["schemas"]["AuditRow"]["properties"];
+    assert!(row["author"].is_object() && row["server_comment"].is_object(), "{row}");
+    let params: Vec<&str> = spec["paths"]["/api/v1/audit"]["get"]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(params.contains(&"actor") && params.contains(&"action"), "{params:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn key_routes_add_import_validate_enable_disable_reset_delete() {
     let s = setup(&["AIzaA"]).await;

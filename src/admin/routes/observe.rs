@@ -152,16 +152,21 @@ pub async fn request(State(s): State<AdminState>, PathParam(id): PathParam<i64>)
 pub struct AuditParams {
     /// 1 to 1000, default 100.
     pub limit: Option<usize>,
+    /// Paging: entries older than this id.
     pub before_id: Option<i64>,
-    /// Only this action (`config.replace`, `keys.add`...).
+    /// Only this action (`config.replace`, `keys.add`...), or every action of a kind with `.*`
+    /// (`keys.*`, `clients.*`, `config.*`, `certificates.*`).
     pub action: Option<String>,
+    /// Only this actor as recorded (`token@127.0.0.1`, `signal:SIGHUP`), or a credential at every
+    /// address: `token` or `session`.
+    pub actor: Option<String>,
 }
 
 /// Who changed what, and when; newest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditParams),
     responses((status = 200, body = Vec<AuditRow>), (status = 401, body = ErrorBody)))]
 pub async fn audit(State(s): State<AdminState>, Params(p): Params<AuditParams>) -> ApiResult<Json<Vec<AuditRow>>> {
-    let q = AuditQuery { limit: p.limit.unwrap_or(100).clamp(1, 1000), before_id: p.before_id, action: p.action };
+    let q = AuditQuery { limit: p.limit.unwrap_or(100).clamp(1, 1000), before_id: p.before_id, action: p.action, actor: p.actor };
     let db = s.db.clone();
     Ok(Json(blocking(move || db.audit(&q)).await?))
 }
