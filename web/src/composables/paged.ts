@@ -1,8 +1,11 @@
 // A log read newest first, a page at a time (the request log, the audit log): the newest page
-// for the current filters, then older pages by `before_id`, the id of the oldest row shown.
+// for the current filters, then older pages by `before_id`, the id of the oldest row shown; and
+// how its page reads it.
 
 import { ref, type Ref } from 'vue'
 import { api, type Query } from '@/api/client'
+import { useAutoRefresh, type AutoRefresh } from '@/composables/refresh'
+import { errorText, notifyError } from '@/composables/notify'
 
 export const PAGE = 50
 
@@ -46,4 +49,43 @@ export function usePagedLog<Row extends { id: number }>(path: string, query: () 
   }
 
   return { rows, loading, more, fetch, loadMore }
+}
+
+export interface LogView {
+  /** Why the newest page could not be read (shown over the table); null once it was. */
+  loadError: Ref<string | null>
+  /** Reads the newest page again. */
+  load: () => Promise<void>
+  /** Reads the next older page; a failure is a notification. */
+  more: () => Promise<void>
+  /** Off at first; it holds still while older pages are shown (a refresh would drop them). */
+  auto: AutoRefresh
+}
+
+/** How a log page reads its log (a store made with `usePagedLog`). */
+export function useLogView(log: { rows: { id: number }[]; fetch: () => Promise<void>; loadMore: () => Promise<void> }, moreFailed: () => string): LogView {
+  const loadError = ref<string | null>(null)
+
+  async function load() {
+    try {
+      await log.fetch()
+      loadError.value = null
+    } catch (e) {
+      loadError.value = errorText(e)
+    }
+  }
+
+  async function more() {
+    try {
+      await log.loadMore()
+    } catch (e) {
+      notifyError(moreFailed(), e)
+    }
+  }
+
+  const auto = useAutoRefresh(async () => {
+    if (log.rows.length <= PAGE) await load()
+  }, 0)
+
+  return { loadError, load, more, auto }
 }
