@@ -317,6 +317,25 @@ export interface RequestRow {
   error?: string | null
 }
 
+// ---- audit log (GET /api/v1/audit)
+
+export interface AuditRow {
+  id: number
+  time_ms: number
+  /** As recorded: `signal:SIGHUP`, `token@127.0.0.1`, `session@::1`… */
+  actor: string
+  /** null: an actor this proxy does not know as a kind, shown as recorded. */
+  author?: Author | null
+  /** `keys.disable`, `clients.create`, `config.replace`… */
+  action: string
+  /** What it acted on: a key or client name, a pool, `config`. */
+  target: string
+  /** Names, fingerprints, numbers (the config version, its comment): never a secret. */
+  detail: unknown
+  /** The comment of the config version the change recorded, when the server wrote it. */
+  server_comment?: ServerComment | null
+}
+
 // ---- certificates (TLS API: GET /api/v1/certificates, POST /api/v1/certificates/{name}/renew)
 
 export interface Renewal {

@@ -29,6 +29,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'clients', name: 'clients', component: () => import('@/views/ClientsView.vue'), meta: { title: 'nav.clients' } },
       { path: 'config', name: 'config', component: () => import('@/views/ConfigView.vue'), meta: { title: 'nav.config' } },
       { path: 'requests', name: 'requests', component: () => import('@/views/RequestsView.vue'), meta: { title: 'nav.requests' } },
+      { path: 'audit', name: 'audit', component: () => import('@/views/AuditView.vue'), meta: { title: 'nav.audit' } },
       { path: 'certificates', name: 'certificates', component: () => import('@/views/CertificatesView.vue'), meta: { title: 'nav.certificates' } },
       { path: ':pathMatch(.*)*', name: 'not-found', component: () => import('@/views/NotFoundView.vue'), meta: { title: 'notFound.title' } },
     ],

@@ -1,13 +1,13 @@
-// A config version's comment and author in the reader's language. The server's own comments
-// (start-up, reload, rollback, API edits) come with a kind and parameters and are translated; a
-// comment a user wrote has no kind and is shown as written, even when it reads like the
-// server's. Authors come as a kind too (start-up, SIGHUP, the admin token or a login session
-// and its address); an author or a kind this UI does not know yet (a newer proxy) is shown as
-// the server recorded it.
+// A config version's comment and author in the reader's language (in the version history, and
+// in the audit log, whose entries carry both the same way). The server's own comments (start-up,
+// reload, rollback, API edits) come with a kind and parameters and are translated; a comment a
+// user wrote has no kind and is shown as written, even when it reads like the server's. Authors
+// come as a kind too (start-up, SIGHUP, the admin token or a login session and its address); an
+// author or a kind this UI does not know yet (a newer proxy) is shown as the server recorded it.
 
 import type { ConfigVersionMeta } from '@/api/types'
 
-type Translate = (key: string, named: Record<string, unknown>, plural?: number) => string
+export type Translate = (key: string, named: Record<string, unknown>, plural?: number) => string
 
 export function commentText(v: Pick<ConfigVersionMeta, 'comment' | 'server_comment'>, t: Translate, exists: (key: string) => boolean): string {
   const c = v.server_comment

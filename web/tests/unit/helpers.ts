@@ -68,6 +68,7 @@ export function testRouter(): Router {
       { path: '/clients', name: 'clients', component: Empty },
       { path: '/config', name: 'config', component: Empty },
       { path: '/requests', name: 'requests', component: Empty },
+      { path: '/audit', name: 'audit', component: Empty },
       { path: '/certificates', name: 'certificates', component: Empty },
     ],
   })
