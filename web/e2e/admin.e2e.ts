@@ -616,6 +616,97 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await drawer.waitFor({ state: 'hidden' })
   })
 
+  it('shows admin actions in the audit log, by whom, in English and in Chinese, with no token in sight', async () => {
+    type Entry = { id: number; actor: string; action: string; target: string; detail: { version?: number }; server_comment: { kind: string; params?: { version?: number } } | null }
+    // Through the API with the admin token: a key disabled and enabled again, a client created.
+    const fp = fingerprint(INITIAL_KEYS[1]!)
+    await w.proxy.api('POST', `/api/v1/keys/${fp}/disable`)
+    await w.proxy.api('POST', `/api/v1/keys/${fp}/enable`)
+    const created = await w.proxy.api<{ token: string }>('POST', '/api/v1/clients', { name: 'e2e-audit' })
+    // Through the UI, as the logged-in session: the client revoked.
+    await nav('clients')
+    await page.click('text=Refresh')
+    await page.click('[data-test=revoke-e2e-audit]')
+    await page.locator('.el-message-box button', { hasText: 'Revoke' }).click()
+    await toast('success', 'Client e2e-audit revoked')
+    await closeToasts()
+    // Key actions are recorded just after their answer.
+    const newest = async () => w.proxy.api<Entry[]>('GET', '/api/v1/audit?limit=100')
+    await expect.poll(async () => (await newest()).slice(0, 4).map((e) => e.action)).toEqual(['clients.revoke', 'clients.create', 'keys.enable', 'keys.disable'])
+    const all = await newest()
+    const [revoked, create, enabled, disabled] = all as [Entry, Entry, Entry, Entry]
+    expect(revoked.actor).toMatch(/^session@/)
+    expect(create.actor).toMatch(/^token@/)
+    const rollback = all.find((e) => e.server_comment?.kind === 'rollback')!
+    expect(rollback, 'the rollback of the config scenario').toBeDefined()
+
+    await nav('audit')
+    const text = (what: string, id: number) => page.textContent(`[data-test=${what}-${id}]`)
+    const version = (e: Entry) => e.detail.version
+    /** What the page says of each of these entries. */
+    const seen = async () => ({
+      revoked: [await text('action', revoked.id), await text('raw-action', revoked.id), await text('actor', revoked.id), await text('target', revoked.id)],
+      created: [await text('action', create.id), await text('actor', create.id), await text('details', create.id)],
+      disabled: [await text('action', disabled.id), await text('details', disabled.id)],
+      enabled: await text('action', enabled.id),
+      rollback: await text('details', rollback.id),
+      time: await text('time', revoked.id),
+    })
+    await page.locator(`[data-test=action-${revoked.id}]`).waitFor()
+    expect(await seen()).toEqual({
+      revoked: ['Client revoked', 'clients.revoke', 'Login session from 127.0.0.1', 'e2e-audit'],
+      created: ['Client created', 'Admin token from 127.0.0.1', `Comment: Client e2e-audit createdConfig version: ${version(create)}`],
+      disabled: ['Key disabled', `Fingerprint: ${fp}`],
+      enabled: 'Key enabled',
+      rollback: `Comment: Rollback to version ${rollback.server_comment!.params!.version}Config version: ${version(rollback)}`,
+      time: expect.stringMatching(/^(now|\d+ (sec|min)\. ago)\d{2}\/\d{2}\/\d{4}, \d{2}:\d{2}:\d{2}$/),
+    })
+    const shown = (await page.textContent('[data-test=audit-table]'))!
+    const session = (JSON.parse((await page.evaluate(() => sessionStorage.getItem('gp.token')))!) as { token: string }).token
+    for (const secret of [created.token, CLIENT_TOKEN, ADMIN_TOKEN, session, ...INITIAL_KEYS, ...NEW_KEYS]) expect(shown).not.toContain(secret)
+    await shot(w, '18a-audit')
+
+    // Filtered from the toolbar: every client action, then only the admin token's.
+    const rows = () => page.locator('[data-test=audit-table] .el-table__row')
+    await page.click('[data-test=filter-action]')
+    await page.locator('.el-select-dropdown__item:visible', { hasText: 'Any client action' }).click()
+    await page.waitForURL(/\/audit\?action=clients\.\*$/)
+    const clientActions = (await newest()).filter((e) => e.action.startsWith('clients.'))
+    await expect.poll(() => rows().count()).toBe(clientActions.length)
+    await page.click('[data-test=filter-actor]')
+    await page.locator('.el-select-dropdown__item:visible', { hasText: 'Admin token, any address' }).click()
+    await page.waitForURL(/\/audit\?action=clients\.\*&actor=token$/)
+    await expect.poll(() => rows().count()).toBe(clientActions.filter((e) => e.actor.startsWith('token')).length)
+    expect(await text('action', create.id)).toBe('Client created')
+    expect(await page.locator(`[data-test=action-${revoked.id}]`).count()).toBe(0)
+    await shot(w, '18b-audit-filtered')
+    // The filters are in the URL: a reload keeps them.
+    await page.reload()
+    await page.locator(`[data-test=action-${create.id}]`).waitFor()
+    expect(await page.textContent('[data-test=filter-actor]')).toContain('Admin token, any address')
+
+    // In Chinese: the same entries in its words, the recorded action unchanged.
+    await page.click('[data-test=filter-reset]')
+    await page.waitForURL(/\/audit$/)
+    await page.locator(`[data-test=action-${revoked.id}]`).waitFor()
+    await page.click('[data-test=lang-button]')
+    await page.locator('[data-test=lang-zh]').click()
+    await expect.poll(() => text('action', revoked.id)).toBe('吊销客户端')
+    expect(await page.textContent('h1')).toBe('审计日志')
+    expect(await seen()).toEqual({
+      revoked: ['吊销客户端', 'clients.revoke', '登录会话（127.0.0.1）', 'e2e-audit'],
+      created: ['创建客户端', '管理令牌（127.0.0.1）', `说明: 已创建客户端 e2e-audit配置版本: ${version(create)}`],
+      disabled: ['停用密钥', `指纹: ${fp}`],
+      enabled: '启用密钥',
+      rollback: `说明: 回滚到版本 ${rollback.server_comment!.params!.version}配置版本: ${version(rollback)}`,
+      time: expect.stringMatching(/^(现在|\d+(秒钟?|分钟)前)\d{4}\/\d{2}\/\d{2} \d{2}:\d{2}:\d{2}$/),
+    })
+    await shot(w, '18c-audit-zh')
+    await page.click('[data-test=lang-button]')
+    await page.locator('[data-test=lang-en]').click()
+    await expect.poll(() => text('action', revoked.id)).toBe('Client revoked')
+  })
+
   it('shows traffic on the dashboard', async () => {
     await nav('dashboard')
     await page.locator('[data-test=top-clients]').getByText('alice').waitFor()
@@ -658,7 +749,7 @@ describe('admin UI, embedded in gemini-proxy', () => {
       for (const lang of ['en', 'zh'] as const) {
         await page.click('[data-test=lang-button]')
         await page.locator(`[data-test=lang-${lang}]`).click()
-        for (const name of ['keys', 'clients', 'requests', 'config', 'certificates']) {
+        for (const name of ['keys', 'clients', 'requests', 'audit', 'config', 'certificates']) {
           await nav(name)
           if (name === 'config') await page.locator('.el-tabs__item').nth(1).click()
           await page.locator('.el-table:visible .el-table__row').first().waitFor()
@@ -716,6 +807,24 @@ describe('admin UI, embedded in gemini-proxy', () => {
     await shot(w, '22-phone-keys', phone)
     // The page fits the screen: no sideways scrolling of the whole page.
     expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390)
+    // The audit log stacks each entry in two columns: nothing scrolls sideways, not even the table.
+    await phone.click('[data-test=menu-button]')
+    await phone.locator('.el-drawer [data-test=nav-audit]').click()
+    await phone.waitForURL(/\/audit/)
+    await phone.locator('[data-test=audit-table] .el-table__row').first().waitFor()
+    await phone.locator('.el-drawer').waitFor({ state: 'hidden' })
+    expect(await phone.textContent('h1')).toBe('审计日志')
+    expect(await phone.locator('[data-test=audit-table] th').allTextContents()).toEqual(['时间 / 操作者', '操作 / 对象 / 详情'])
+    const sideways = await phone.evaluate(() => {
+      const wrap = document.querySelector<HTMLElement>('[data-test=audit-table] .el-table__body-wrapper .el-scrollbar__wrap')
+      return { page: document.documentElement.scrollWidth, table: wrap ? wrap.scrollWidth - wrap.clientWidth : -1 }
+    })
+    expect(sideways).toEqual({ page: 390, table: 0 })
+    await shot(w, '22a-phone-audit', phone)
+    await phone.click('[data-test=menu-button]')
+    await phone.locator('.el-drawer [data-test=nav-keys]').click()
+    await phone.waitForURL(/\/keys/)
+    await phone.locator('.el-drawer').waitFor({ state: 'hidden' })
     // Switch to English and light from the header.
     await phone.click('[data-test=lang-button]')
     await phone.locator('[data-test=lang-en]').click()
