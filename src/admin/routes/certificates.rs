@@ -57,7 +57,6 @@ pub async fn renew(State(s): State<AdminState>, Extension(actor): Extension<Acto
     if !st.request_renewal(&name) {
         return Err(ApiError::conflict(format!("certificate {name:?} is not issued by ACME here; replace its files or restart to regenerate it")));
     }
-    let (db, who) = (s.db.clone(), actor.label());
-    tokio::task::spawn_blocking(move || db.add_audit(&who, "certificates.renew", &name, &serde_json::json!({})));
+    super::audit(&s, &actor, "certificates.renew", &name, serde_json::json!({})).await;
     Ok(StatusCode::ACCEPTED)
 }

@@ -2,6 +2,7 @@
 //! import from pasted text, live validation, enable, disable, delete, reset). Keys are named by
 //! their fingerprint; their secrets never leave the proxy.
 
+use super::audit;
 use crate::admin::auth::Actor;
 use crate::admin::error::{ApiError, ApiResult, ErrorBody};
 use crate::admin::extract::{Body, Params, PathParam};
@@ -192,15 +193,6 @@ pub struct Skipped {
     pub length: Option<usize>,
 }
 
-fn audit(s: &AdminState, actor: &Actor, action: &str, target: &str, detail: serde_json::Value) {
-    let (db, actor, action, target) = (s.db.clone(), actor.label(), action.to_owned(), target.to_owned());
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = db.add_audit(&actor, &action, &target, &detail) {
-            tracing::warn!(error = %e, "cannot record an audit entry");
-        }
-    });
-}
-
 /// Adds keys to a pool's configuration, skipping those it already holds.
 async fn add_keys(s: &AdminState, actor: &Actor, pool: Option<String>, keys: Vec<NewKey>, dry_run: bool) -> ApiResult<Added> {
     let mut current = crate::config::edit::ConfigDoc::parse(&s.manager.text().await).map_err(crate::control::ApplyError::from)?;
@@ -378,7 +370,7 @@ pub async fn validate(State(s): State<AdminState>, Extension(actor): Extension<A
             out.push(v);
         }
     }
-    audit(&s, &actor, "keys.validate", "keys", serde_json::json!({"checked": out.len()}));
+    audit(&s, &actor, "keys.validate", "keys", serde_json::json!({"checked": out.len()})).await;
     Ok(Json(out))
 }
 
@@ -401,7 +393,7 @@ fn state_of(h: &KeyHealth) -> &'static str {
 pub async fn enable(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(fp): PathParam<String>) -> ApiResult<Json<KeyStateView>> {
     let (_, h, name) = find(&s, &fp)?;
     h.enable();
-    audit(&s, &actor, "keys.enable", &name, serde_json::json!({"fingerprint": h.fingerprint.to_string()}));
+    audit(&s, &actor, "keys.enable", &name, serde_json::json!({"fingerprint": h.fingerprint.to_string()})).await;
     Ok(Json(KeyStateView { fingerprint: h.fingerprint.to_string(), state: state_of(&h) }))
 }
 
@@ -411,7 +403,7 @@ pub async fn enable(State(s): State<AdminState>, Extension(actor): Extension<Act
 pub async fn disable(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(fp): PathParam<String>) -> ApiResult<Json<KeyStateView>> {
     let (_, h, name) = find(&s, &fp)?;
     h.disable(DisableReason::Manual, &format!("disabled by {}", actor.label()));
-    audit(&s, &actor, "keys.disable", &name, serde_json::json!({"fingerprint": h.fingerprint.to_string()}));
+    audit(&s, &actor, "keys.disable", &name, serde_json::json!({"fingerprint": h.fingerprint.to_string()})).await;
     Ok(Json(KeyStateView { fingerprint: h.fingerprint.to_string(), state: "disabled" }))
 }
 
@@ -421,7 +413,7 @@ pub async fn disable(State(s): State<AdminState>, Extension(actor): Extension<Ac
 pub async fn reset(State(s): State<AdminState>, Extension(actor): Extension<Actor>, PathParam(fp): PathParam<String>) -> ApiResult<Json<KeyStateView>> {
     let (_, h, name) = find(&s, &fp)?;
     h.reset();
-    audit(&s, &actor, "keys.reset", &name, serde_json::json!({"fingerprint": h.fingerprint.to_string()}));
+    audit(&s, &actor, "keys.reset", &name, serde_json::json!({"fingerprint": h.fingerprint.to_string()})).await;
     Ok(Json(KeyStateView { fingerprint: h.fingerprint.to_string(), state: "healthy" }))
 }
 
