@@ -355,7 +355,7 @@ pub struct LogSection {
     /// One JSON line per request on stdout.
     pub access_log: Option<bool>,
     /// Filter for diagnostic logs on stderr (`info`, `gemini_proxy=debug`); RUST_LOG wins.
-    pub level: Option<String>,
+    pub level: Option<Spanned<String>>,
     /// `json` (default) or `text` for diagnostic logs.
     pub format: Option<Spanned<String>>,
 }

@@ -310,6 +310,7 @@ pub struct HygieneSettings {
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub access_log: bool,
+    /// The diagnostics filter, checked and normalised by [`crate::telemetry::log_filter`].
     pub level: String,
     pub json: bool,
 }

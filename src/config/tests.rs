@@ -359,3 +359,26 @@ fn a_self_signed_name_no_certificate_can_carry_is_refused_at_its_line() {
     assert_placed(&no_env(), &[(text.clone(), 7, 9, "\"bücher.example\" cannot be in a certificate")]);
     assert!(parse_str(&text.replace("bücher", "xn--bcher-kva"), "t", &no_env()).is_ok());
 }
+
+#[test]
+fn a_log_level_the_filter_would_ignore_is_refused_at_its_line() {
+    let level = |value: &str| format!("{POOL}[log]\nlevel = \"{value}\"\n");
+    let cases = [
+        // A bare word EnvFilter takes for a target: every other log would go dark.
+        (level("verbose"), 5, 9, "log.level is neither a level nor a target=level directive: write a level (error, warn, info, debug, trace or off)"),
+        // A malformed directive EnvFilter would drop.
+        (level("info,gemini_proxy=loudest"), 5, 9, "log.level directive 2 of 2 is neither"),
+        (level("info,[span"), 5, 9, "log.level directive 2 of 2 is neither"),
+        (level(""), 5, 9, "log.level is empty"),
+        (format!("[log]\nformat = \"text\"\nlevel = \" , \"\n{POOL}"), 3, 9, "log.level is empty"),
+    ];
+    assert_placed(&no_env(), &cases);
+    for (text, ..) in &cases[..3] {
+        let shown = parse_str(text, "t", &no_env()).unwrap_err().to_string();
+        assert!(!shown.contains("verbose") && !shown.contains("loudest") && !shown.contains("[span"), "the value is quoted: {shown}");
+    }
+    // Accepted, trimmed for EnvFilter (which would read " gemini_proxy" as a target).
+    let s = parse_str(&level("WARN, gemini_proxy=debug ,pingora_core[conn]=trace,3"), "t", &no_env()).unwrap();
+    assert_eq!(s.log.level, "WARN,gemini_proxy=debug,pingora_core[conn]=trace,3");
+    assert_eq!(parse_str(POOL, "t", &no_env()).unwrap().log.level, "info");
+}

@@ -354,7 +354,14 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
             true
         }
     };
-    let log = LogSettings { access_log: file.log.access_log.unwrap_or(true), level: file.log.level.clone().unwrap_or_else(|| "info".to_owned()), json };
+    let level = match &file.log.level {
+        None => "info".to_owned(),
+        Some(l) => crate::telemetry::log_filter(l.get_ref()).unwrap_or_else(|e| {
+            c.at(l, format!("log.level {e}: write a level (error, warn, info, debug, trace or off), or directives such as info,gemini_proxy=debug"));
+            "info".to_owned()
+        }),
+    };
+    let log = LogSettings { access_log: file.log.access_log.unwrap_or(true), level, json };
 
     // [admin]
     let a = &file.admin;

@@ -82,3 +82,20 @@ fn the_shipped_example_config_is_valid() {
     let out = Command::new(binary()).args(["check", "-c", example]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `EnvFilter` reads `verbose` as a target and drops a directive it cannot parse, so a wrong
+/// `[log] level` used to switch diagnostics off without a word.
+#[test]
+fn check_refuses_a_log_level_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    for (level, says) in
+        [("verbose", "line 5, column 9: log.level is neither a level"), ("info,gemini_proxy=loudest", "line 5, column 9: log.level directive 2 of 2")]
+    {
+        std::fs::write(&path, format!("[[pools]]\nname = \"p\"\nkeys = [\"AIzaA\"]\n[log]\nlevel = \"{level}\"\n")).unwrap();
+        let out = Command::new(binary()).args(["check", "-c"]).arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{level}: {err}");
+        assert!(err.contains(says) && err.contains("info,gemini_proxy=debug") && !err.contains(level), "{level}: {err}");
+    }
+}
