@@ -326,13 +326,13 @@ pub struct JwtSection {
     /// Accepted algorithms (HS256, RS256, ES256); default: what the keys support.
     pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
     /// Required `iss`.
-    pub issuer: Option<String>,
-    /// Accepted `aud` values (one must match).
-    pub audience: Option<Vec<String>>,
+    pub issuer: Option<Spanned<String>>,
+    /// Accepted `aud` values (one must match); absent: `aud` is not checked.
+    pub audience: Option<Spanned<Vec<Spanned<String>>>>,
     /// Claim naming the client (default `sub`).
-    pub client_claim: Option<String>,
+    pub client_claim: Option<Spanned<String>>,
     /// Claim carrying a policy object (`{"rpm": 10, "models": [...]}`), if tokens carry one.
-    pub policy_claim: Option<String>,
+    pub policy_claim: Option<Spanned<String>>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Option<HumanDuration>,
     /// Policy of JWT clients that have no `[[clients]]` entry and no policy claim.

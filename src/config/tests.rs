@@ -382,3 +382,31 @@ fn a_log_level_the_filter_would_ignore_is_refused_at_its_line() {
     assert_eq!(s.log.level, "WARN,gemini_proxy=debug,pingora_core[conn]=trace,3");
     assert_eq!(parse_str(POOL, "t", &no_env()).unwrap().log.level, "info");
 }
+
+#[test]
+fn jwt_settings_that_would_refuse_every_token_or_skip_a_check_are_refused_at_their_line() {
+    let jwt = |lines: &str| format!("{POOL}[jwt]\nsecret = \"a-secret-of-thirty-two-bytes-xyz\"\n{lines}\n");
+    let cases = [
+        (jwt("issuer = \"\""), 6, 10, "jwt.issuer is empty: no token carries that issuer, so every token would be refused"),
+        (jwt("issuer = \"  \""), 6, 10, "jwt.issuer is empty"),
+        (jwt("client_claim = \"\""), 6, 16, "jwt.client_claim is empty: no token names its client in a claim without a name"),
+        (jwt("policy_claim = \"\""), 6, 16, "jwt.policy_claim is empty"),
+        (
+            jwt("audience = []"),
+            6,
+            12,
+            "jwt.audience = [] turns the audience check off: list the audiences your tokens are for, or omit audience to skip the check",
+        ),
+        (jwt("audience = [\"gemini-proxy\", \"\"]"), 6, 29, "jwt.audience: an empty audience is no token's aud"),
+        (jwt("algorithms = []"), 6, 14, "jwt.algorithms = [] would accept every algorithm the keys support, not none"),
+        (format!("jwt = {{ secret = \"a-secret-of-thirty-two-bytes-xyz\", issuer = \"\" }}\n{POOL}"), 1, 63, "jwt.issuer is empty"),
+    ];
+    assert_placed(&no_env(), &cases);
+    // Reported beside a refused key, not instead of it.
+    let both = format!("{POOL}[jwt]\nsecret = \"too-short\"\nissuer = \"\"\n");
+    let err = parse_str(&both, "t", &no_env()).unwrap_err().to_string();
+    assert!(err.contains("jwt.issuer is empty") && err.contains("jwt.secret: the HS256 secret must be at least 32 bytes"), "{err}");
+    let written =
+        jwt("issuer = \"https://auth.test\"\naudience = [\"gemini-proxy\"]\nclient_claim = \"email\"\npolicy_claim = \"gp\"\nalgorithms = [\"HS256\"]");
+    assert!(parse_str(&written, "t", &no_env()).unwrap().jwt.is_some());
+}

@@ -717,13 +717,18 @@ fn jwt_settings(c: &mut Collector, section: &Spanned<JwtSection>, pools: &[PoolS
             }
         }
     }
+    let claims_ok = jwt_claims_ok(c, j);
     let default_policy = policy(c, &j.policy, pools, "jwt.policy");
     if !ok {
         return None;
     }
-    let claim = j.client_claim.clone().unwrap_or_else(|| "sub".to_owned());
+    let text = |f: &Option<Spanned<String>>| f.as_ref().map(|v| v.get_ref().clone());
+    let claim = text(&j.client_claim).unwrap_or_else(|| "sub".to_owned());
+    let audience = j.audience.iter().flat_map(|l| l.get_ref()).map(|a| a.get_ref().clone()).collect();
     let leeway = j.leeway.map(|d| d.0).unwrap_or(std::time::Duration::from_secs(30));
-    match JwtVerifier::new(&sources, &algorithms, j.issuer.clone(), j.audience.clone().unwrap_or_default(), claim, j.policy_claim.clone(), leeway) {
+    // Built even when a claim setting is refused, so that a refused key is reported too.
+    match JwtVerifier::new(&sources, &algorithms, text(&j.issuer), audience, claim, text(&j.policy_claim), leeway) {
+        Ok(_) if !claims_ok => None,
         Ok(v) => Some(JwtSettings { verifier: std::sync::Arc::new(v), default_policy }),
         Err(e) => {
             // At the field that set the refused key (named, never quoted).
@@ -746,6 +751,37 @@ fn jwt_settings(c: &mut Collector, section: &Spanned<JwtSection>, pools: &[PoolS
             None
         }
     }
+}
+
+/// Refuses, at their places, the `[jwt]` settings that written empty would refuse every token
+/// or quietly turn a check off (absent, each has a meaning of its own: no `iss` check, no
+/// `aud` check, `sub`, no policy claim, what the keys support). True when there is none.
+fn jwt_claims_ok(c: &mut Collector, j: &JwtSection) -> bool {
+    let before = c.problems.len();
+    fn blank(f: &Option<Spanned<String>>) -> Option<&Spanned<String>> {
+        f.as_ref().filter(|v| v.get_ref().trim().is_empty())
+    }
+    if let Some(v) = blank(&j.issuer) {
+        c.at(v, "jwt.issuer is empty: no token carries that issuer, so every token would be refused; write your tokens' iss, or omit issuer to skip the check");
+    }
+    if let Some(v) = blank(&j.client_claim) {
+        c.at(v, "jwt.client_claim is empty: no token names its client in a claim without a name, so every token would be refused; omit client_claim for sub");
+    }
+    if let Some(v) = blank(&j.policy_claim) {
+        c.at(v, "jwt.policy_claim is empty: no token carries a policy in a claim without a name, so tokens' policies would be ignored; name the claim, or omit policy_claim");
+    }
+    if let Some(l) = &j.audience {
+        if l.get_ref().is_empty() {
+            c.at(l, "jwt.audience = [] turns the audience check off: list the audiences your tokens are for, or omit audience to skip the check");
+        }
+        for a in l.get_ref().iter().filter(|a| a.get_ref().trim().is_empty()) {
+            c.at(a, "jwt.audience: an empty audience is no token's aud; remove it");
+        }
+    }
+    if let Some(l) = j.algorithms.as_ref().filter(|l| l.get_ref().is_empty()) {
+        c.at(l, "jwt.algorithms = [] would accept every algorithm the keys support, not none: list the accepted ones (HS256, RS256, ES256), or omit algorithms for what the keys support");
+    }
+    c.problems.len() == before
 }
 
 fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketAddr]) -> TlsSettings {
