@@ -114,7 +114,6 @@ impl From<ApplyError> for ApiError {
                 EditError::ClientExists(_) | EditError::KeyExists(_) => ApiError::conflict(e.to_string()),
                 EditError::Syntax(_) | EditError::NoPools | EditError::Layout { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             },
-            ApplyError::Unredact(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         }
     }
 }

@@ -7,8 +7,9 @@
 use crate::secret::{sha256, Fingerprint};
 use std::collections::HashMap;
 use std::ops::Range;
+use toml_edit::visit::{self, Visit};
 use toml_edit::visit_mut::{self, VisitMut};
-use toml_edit::{DocumentMut, Item, TableLike, Value};
+use toml_edit::{DocumentMut, ImDocument, Item, TableLike, Value};
 
 const PREFIX: &str = "redacted:";
 
@@ -232,13 +233,33 @@ fn assigned_name(before: &str) -> &str {
     }
 }
 
+/// Placeholders that stand for no secret of the running configuration (made up, mistyped, or
+/// from another configuration), as byte ranges of the edited text, in order. Neither the
+/// placeholders nor anything else of the text are quoted: a place is enough to find them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UnredactError {
-    #[error("{0} does not match any secret of the running configuration; write the secret itself")]
-    Unknown(String),
+#[error("{} redacted: placeholder(s) match no secret of the running configuration", .0.len())]
+pub struct UnredactError(pub Vec<Range<usize>>);
+
+impl UnredactError {
+    /// One problem per placeholder, at its line and column in `edited` (the text given to
+    /// [`unredact`]), as the config's own problems are reported.
+    pub fn problems(&self, edited: &str) -> Vec<super::LocatedProblem> {
+        self.0
+            .iter()
+            .map(|r| {
+                let (line, column) = super::line_col(edited, r.start);
+                super::LocatedProblem {
+                    line: Some(line),
+                    column: Some(column),
+                    message: "this redacted: placeholder matches no secret of the running configuration; write the secret itself".into(),
+                }
+            })
+            .collect()
+    }
 }
 
-/// Replaces placeholders in `edited` with the secrets they stand for in `current`.
+/// Replaces placeholders in `edited` with the secrets they stand for in `current`. Refused when
+/// any placeholder, in a value or in a comment, stands for none: each is named by its place.
 pub fn unredact(edited: &str, current: &str) -> Result<String, UnredactError> {
     if !edited.contains(PREFIX) {
         return Ok(edited.to_owned());
@@ -264,41 +285,59 @@ pub fn unredact(edited: &str, current: &str) -> Result<String, UnredactError> {
     }
     // Text that is not TOML has no placeholders to restore: it goes on to the config parser,
     // which says where it breaks (this error's own rendering would quote the line, secrets and all).
-    let Ok(mut doc) = edited.parse::<DocumentMut>() else { return Ok(edited.to_owned()) };
+    // Parsed keeping places first, to say where an unknown placeholder is.
+    let Ok(placed) = ImDocument::parse(edited) else { return Ok(edited.to_owned()) };
+    let unknown = unknown_placeholders(&placed, edited, &known);
+    if !unknown.is_empty() {
+        return Err(UnredactError(unknown));
+    }
+    let mut doc = placed.into_mut();
     struct Restore<'a> {
         known: &'a HashMap<String, String>,
-        unknown: Option<String>,
     }
     impl VisitMut for Restore<'_> {
         fn visit_value_mut(&mut self, node: &mut Value) {
-            if let Some(s) = node.as_str() {
-                if s.starts_with(PREFIX) {
-                    match self.known.get(s) {
-                        Some(real) => {
-                            let decor = node.decor().clone();
-                            *node = Value::from(real.as_str());
-                            *node.decor_mut() = decor;
-                        }
-                        None => {
-                            self.unknown.get_or_insert_with(|| s.to_owned());
-                        }
-                    }
-                    return;
-                }
+            if let Some(real) = node.as_str().filter(|s| s.starts_with(PREFIX)).and_then(|s| self.known.get(s)) {
+                let decor = node.decor().clone();
+                *node = Value::from(real.as_str());
+                *node.decor_mut() = decor;
+                return;
             }
             visit_mut::visit_value_mut(self, node);
         }
     }
-    let mut r = Restore { known: &known, unknown: None };
-    r.visit_document_mut(&mut doc);
-    if let Some(u) = r.unknown {
-        return Err(UnredactError::Unknown(u));
-    }
-    // Comments: a placeholder must never be written into the file.
+    Restore { known: &known }.visit_document_mut(&mut doc);
+    // Comments: a placeholder must never be written into the file (each is known by now).
     let found = |comment: &str| placeholders_in(comment).into_iter().map(|r| (r, ())).collect();
     replace_in_comments(&doc.to_string(), found, |placeholder, ()| {
-        known.get(placeholder).cloned().ok_or_else(|| UnredactError::Unknown(placeholder.to_owned()))
+        known.get(placeholder).cloned().ok_or_else(|| UnredactError(edited.find(placeholder).map(|at| at..at + placeholder.len()).into_iter().collect()))
     })
+}
+
+/// Byte ranges in `edited` (which `doc` was parsed from) of the placeholders, in values and in
+/// comments, that are not in `known`, in order.
+fn unknown_placeholders(doc: &ImDocument<&str>, edited: &str, known: &HashMap<String, String>) -> Vec<Range<usize>> {
+    struct Find<'a> {
+        known: &'a HashMap<String, String>,
+        unknown: Vec<Range<usize>>,
+    }
+    impl<'doc> Visit<'doc> for Find<'_> {
+        fn visit_value(&mut self, node: &'doc Value) {
+            match node.as_str() {
+                Some(s) if s.starts_with(PREFIX) && !self.known.contains_key(s) => self.unknown.extend(node.span()),
+                _ => visit::visit_value(self, node),
+            }
+        }
+    }
+    let mut find = Find { known, unknown: Vec::new() };
+    find.visit_table(doc.as_table());
+    for span in comment_spans(edited) {
+        let comment = &edited[span.clone()];
+        let unknown = placeholders_in(comment).into_iter().filter(|r| !known.contains_key(&comment[r.clone()]));
+        find.unknown.extend(unknown.map(|r| span.start + r.start..span.start + r.end));
+    }
+    find.unknown.sort_by_key(|r| r.start);
+    find.unknown
 }
 
 /// Byte ranges of the placeholders in `s`: `redacted:`, a kind (`[a-z_]+`), and a `:` and
@@ -530,7 +569,7 @@ doc = """
         assert!(back.starts_with("keys2 = [\"AIzaSyA0123456789abcdefghijABCDEFGHIJ_-\""), "{back}");
         // A placeholder made up in a comment is refused rather than written to the file.
         let forged = shown.replace(", retired", ", redacted:key:000000000000");
-        assert!(matches!(unredact(&forged, COMMENTED), Err(UnredactError::Unknown(_))));
+        assert!(unredact(&forged, COMMENTED).is_err());
         // Any text at all in a comment: nothing to redact, nothing broken.
         for odd in ["# é= x\n", "# ключ = значение \"незакрыто\n", "# token = \"\\é\n", "# keys = ['a', \"b\\\"\n", "#=\n", "# token =\n"]
         {
@@ -545,6 +584,6 @@ doc = """
     #[test]
     fn unknown_placeholders_are_refused() {
         let forged = TEXT.replace("\"AIzaPLAIN\"", "\"redacted:key:000000000000\"");
-        assert!(matches!(unredact(&forged, TEXT), Err(UnredactError::Unknown(_))));
+        assert!(unredact(&forged, TEXT).is_err());
     }
 }

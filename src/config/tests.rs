@@ -266,14 +266,20 @@ const POOL: &str = "[[pools]]\nname = \"p\"\nkeys = [\"k\"]\n";
 /// Checks that each case's problem is at its line and column: (file text, line, column, part
 /// of the message). Every misplaced or missing one is listed, so one run shows each that fails.
 fn assert_placed(env: &dyn EnvLookup, cases: &[(String, usize, usize, &str)]) {
+    assert_placed_by(|text| parse_str(text, "t", env).map(drop).map_err(|e| e.problems().to_vec()), cases);
+}
+
+/// [`assert_placed`] for another check of a text than the loader's (`check` returns the
+/// problems it finds).
+fn assert_placed_by(check: impl Fn(&str) -> Result<(), Vec<LocatedProblem>>, cases: &[(String, usize, usize, &str)]) {
     let mut wrong = Vec::new();
     for (text, line, column, says) in cases {
-        match parse_str(text, "t", env) {
+        match check(text) {
             Ok(_) => wrong.push(format!("{says:?}: accepted\n{text}")),
-            Err(err) => match err.problems().iter().find(|p| p.message.contains(says)) {
+            Err(problems) => match problems.iter().find(|p| p.message.contains(says)) {
                 Some(p) if (p.line, p.column) == (Some(*line), Some(*column)) => {}
                 Some(p) => wrong.push(format!("{says:?} at line {:?}, column {:?}, not {line}:{column}\n{text}", p.line, p.column)),
-                None => wrong.push(format!("no {says:?} in {err}")),
+                None => wrong.push(format!("no {says:?} in {problems:?}")),
             },
         }
     }
@@ -409,4 +415,32 @@ fn jwt_settings_that_would_refuse_every_token_or_skip_a_check_are_refused_at_the
     let written =
         jwt("issuer = \"https://auth.test\"\naudience = [\"gemini-proxy\"]\nclient_claim = \"email\"\npolicy_claim = \"gp\"\nalgorithms = [\"HS256\"]");
     assert!(parse_str(&written, "t", &no_env()).unwrap().jwt.is_some());
+}
+
+#[test]
+fn an_unknown_placeholder_is_refused_at_its_place_without_being_quoted() {
+    let running = "[[pools]]\nname = \"p\"\nkeys = [\"AIzaRUNNING\"]\n[[clients]]\nname = \"c\"\ntoken = \"gp-running-token\"\n";
+    let shown = redact::redact(running);
+    let known = shown.lines().find(|l| l.starts_with("keys = ")).unwrap().trim_start_matches("keys = [").trim_end_matches(']').to_owned();
+    let says = "this redacted: placeholder matches no secret of the running configuration; write the secret itself";
+    let cases = [
+        // Made up, beside a known one.
+        (shown.replace(&known, &format!("{known}, \"redacted:key:000000000000\"")), 3, 9 + known.len() + 2, says),
+        (format!("{POOL}[[clients]]\nname = \"c\"\ntoken = \"redacted:token:ffffffffffff\"\n"), 6, 9, says),
+        ("[[pools]]\nname = \"p\"\nkeys = [{ name = \"k\", key = \"redacted:key:0123456789ab\" }]\n".to_owned(), 3, 29, says),
+        (format!("{POOL}[jwt]\nsecret = \"redacted:typed-by-hand\"\n"), 5, 10, says),
+        // In a comment (it would be written to the file as it is).
+        (format!("{POOL}# retired: redacted:key:abcdef012345, last year\n"), 4, 12, says),
+    ];
+    let unredact = |text: &str| redact::unredact(text, running).map(drop).map_err(|e| e.problems(text));
+    assert_placed_by(unredact, &cases);
+    for (text, ..) in &cases {
+        let problems = unredact(text).unwrap_err();
+        assert!(problems.iter().all(|p| p.message == says), "only the place says which: {problems:?}");
+    }
+    // Every one, in order.
+    let two = format!("{POOL}# redacted:key:abcdef012345\n[[clients]]\nname = \"c\"\ntoken = \"redacted:token:ffffffffffff\"\n");
+    let places: Vec<_> = unredact(&two).unwrap_err().iter().map(|p| (p.line, p.column)).collect();
+    assert_eq!(places, [(Some(4), Some(3)), (Some(7), Some(9))]);
+    assert!(redact::unredact(&shown, running).is_ok_and(|t| t == running));
 }

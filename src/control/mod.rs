@@ -8,7 +8,7 @@ pub mod key_sync;
 pub mod reload;
 
 use crate::config::edit::{ConfigDoc, EditError};
-use crate::config::redact::{self, UnredactError};
+use crate::config::redact;
 use crate::config::{self, ConfigSource, EnvLookup, LocatedProblem, ProcessEnv, Settings};
 use crate::gateway::{Runtime, Shared};
 use crate::store::comment::{ServerComment, VersionComment};
@@ -35,8 +35,6 @@ pub enum ApplyError {
     Io(String),
     #[error(transparent)]
     Edit(#[from] EditError),
-    #[error(transparent)]
-    Unredact(#[from] UnredactError),
 }
 
 /// What applying a configuration did.
@@ -120,7 +118,7 @@ impl ConfigManager {
     /// Validates `text` (placeholders allowed) without applying it.
     pub async fn check(&self, text: &str) -> Result<Settings, ApplyError> {
         let current = self.text().await;
-        let real = redact::unredact(text, &current)?;
+        let real = unredact(text, &current)?;
         config::parse_str(&real, &self.origin(), self.env()).map_err(|e| ApplyError::Invalid(e.problems().to_vec()))
     }
 
@@ -137,7 +135,7 @@ impl ConfigManager {
     /// Replaces the configuration with `text` (placeholders of the running secrets allowed).
     pub async fn replace(&self, text: &str, actor: &str, comment: VersionComment) -> Result<Applied, ApplyError> {
         let mut guard = self.text.lock().await;
-        let real = redact::unredact(text, &guard)?;
+        let real = unredact(text, &guard)?;
         self.apply_locked(&mut guard, real, actor, &Change::new("config.replace", "config", comment), true).await
     }
 
@@ -255,6 +253,12 @@ fn ensure_not_edited(path: &Path, loaded: &str) -> Result<(), ApplyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApplyError::EditedOnDisk(path.to_owned())),
         Err(e) => Err(ApplyError::Io(format!("{}: {e}", path.display()))),
     }
+}
+
+/// `text` with the running secrets in place of their placeholders. A placeholder that stands
+/// for none is a problem of the text, at its line and column like the config's own.
+fn unredact(text: &str, current: &str) -> Result<String, ApplyError> {
+    redact::unredact(text, current).map_err(|e| ApplyError::Invalid(e.problems(text)))
 }
 
 /// Settings that the running process cannot change in place.

@@ -1072,6 +1072,28 @@ async fn a_refused_jwt_secret_is_reported_at_its_line_on_every_path() {
     }
 }
 
+/// The editor marks problems by their line: a placeholder that stands for no secret (made up,
+/// or mistyped) is one, in PUT's 422 and in config/validate, and the file is left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_placeholder_is_refused_at_its_line_and_column() {
+    let s = setup(&["AIzaA"]).await;
+    let shown = get(&s.proxy, "/api/v1/config").await["text"].as_str().unwrap().to_owned();
+    let bogus = "redacted:key:000000000000";
+    let edited = shown.replacen("keys = [", &format!("keys = [\"{bogus}\", "), 1);
+    let line = edited.lines().position(|l| l.contains(bogus)).unwrap() + 1;
+    let column = edited.lines().nth(line - 1).unwrap().find(bogus).unwrap(); // the opening quote, 1-based
+    let before = on_disk(&s.proxy);
+    let (st, v) = call(&s.proxy, Method::PUT, "/api/v1/config", Some(json!({"text": edited}))).await;
+    assert_eq!(st, 422, "{v}");
+    let p = &v["error"]["problems"][0];
+    assert_eq!((p["line"].as_u64(), p["column"].as_u64()), (Some(line as u64), Some(column as u64)), "{v}");
+    assert!(p["message"].as_str().unwrap().contains("matches no secret of the running configuration") && !v.to_string().contains(bogus), "{v}");
+    assert_eq!(on_disk(&s.proxy), before, "nothing written");
+    let (st, v) = call(&s.proxy, Method::POST, "/api/v1/config/validate", Some(json!({"text": edited}))).await;
+    assert_eq!((st, &v["valid"]), (StatusCode::OK, &json!(false)), "{v}");
+    assert_eq!((v["problems"][0]["line"].as_u64(), v["problems"][0]["column"].as_u64()), (Some(line as u64), Some(column as u64)), "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edit_after_an_unreloaded_file_change_is_refused() {
     let s = setup(&["AIzaA"]).await;

@@ -124,7 +124,6 @@ pub async fn validate(State(s): State<AdminState>, Body(body): Body<ConfigText>)
     match s.manager.check(&body.text).await {
         Ok(_) => Ok(Json(Validation { valid: true, problems: Vec::new() })),
         Err(ApplyError::Invalid(p)) => Ok(Json(Validation { valid: false, problems: p.iter().map(ProblemView::from).collect() })),
-        Err(ApplyError::Unredact(e)) => Ok(Json(Validation { valid: false, problems: vec![ProblemView { line: None, column: None, message: e.to_string() }] })),
         Err(e) => Err(e.into()),
     }
 }
