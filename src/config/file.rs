@@ -116,10 +116,24 @@ pub struct StateSection {
     pub config_versions: Option<usize>,
 }
 
-/// One or several strings: `listen = "127.0.0.1:8080"` or `listen = ["...", "..."]`.
+/// One or several strings: `listen = "127.0.0.1:8080"` or `listen = ["...", "..."]`, those of
+/// a list each with its place, so that a problem points at the entry rather than the list.
 /// (A hand-written visitor, because `toml::Spanned` does not survive serde's untagged enums.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OneOrMany(pub Vec<String>);
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+impl OneOrMany {
+    /// Each string of `list` with its place: a lone string's is the value's own.
+    pub fn spanned(list: &Spanned<OneOrMany>) -> Vec<Spanned<String>> {
+        match list.get_ref() {
+            OneOrMany::One(s) => vec![Spanned::new(list.span(), s.clone())],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for OneOrMany {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -130,14 +144,14 @@ impl<'de> Deserialize<'de> for OneOrMany {
                 f.write_str("a string or an array of strings")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany(vec![s.to_owned()]))
+                Ok(OneOrMany::One(s.to_owned()))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
                 let mut out = Vec::new();
-                while let Some(s) = seq.next_element::<String>()? {
+                while let Some(s) = seq.next_element::<Spanned<String>>()? {
                     out.push(s);
                 }
-                Ok(OneOrMany(out))
+                Ok(OneOrMany::Many(out))
             }
         }
         d.deserialize_any(V)

@@ -444,3 +444,31 @@ fn an_unknown_placeholder_is_refused_at_its_place_without_being_quoted() {
     assert_eq!(places, [(Some(4), Some(3)), (Some(7), Some(9))]);
     assert!(redact::unredact(&shown, running).is_ok_and(|t| t == running));
 }
+
+#[test]
+fn a_listen_list_problem_points_at_its_entry() {
+    let server = |list: &str| format!("{POOL}[server]\nlisten = {list}\n");
+    let tls = |list: &str| format!("{POOL}[server]\nlisten = \"127.0.0.1:8080\"\n[tls]\nlisten = {list}\n[tls.self_signed]\nnames = [\"localhost\"]\n");
+    let cases = [
+        (server(r#"["127.0.0.1:8080", "not-an-address"]"#), 5, 29, "invalid listen address"),
+        (server("[\n  \"127.0.0.1:8080\",\n  \"nowhere\",\n]"), 7, 3, "invalid listen address"),
+        (server(r#"["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8080"]"#), 5, 47, "appears twice"),
+        (tls(r#"["127.0.0.1:8443", "127.0.0.1:8080"]"#), 7, 29, "TLS listen address 127.0.0.1:8080 is also used by another listener"),
+        (tls(r#"["127.0.0.1:8443", ":8444"]"#), 7, 29, "invalid TLS listen address"),
+        // Between lists: at the entry that causes it.
+        (server(r#"["127.0.0.1:8080", "127.0.0.1:9090"]"#), 5, 29, "admin.listen (default) 127.0.0.1:9090 must not share its port with server.listen"),
+        (tls(r#"["127.0.0.1:8443", "[::]:9090"]"#), 7, 29, "must not share its port with tls.listen [::]:9090"),
+        (server(r#"["127.0.0.1:8080", "0.0.0.0:8081"]"#), 5, 29, "no client token is configured"),
+        (tls(r#"["127.0.0.1:8443", "0.0.0.0:8443"]"#), 7, 29, "no client token is configured"),
+        // The plain listeners left at their default: at the public TLS one, not nowhere.
+        (
+            format!("{POOL}[tls]\nlisten = [\"127.0.0.1:8443\", \"0.0.0.0:8443\"]\n[tls.self_signed]\nnames = [\"localhost\"]\n"),
+            5,
+            29,
+            "no client token is configured",
+        ),
+    ];
+    assert_placed(&no_env(), &cases);
+    let s = parse_str(&server(r#"["127.0.0.1:8080", "[::1]:8080"]"#), "t", &no_env()).unwrap();
+    assert_eq!(s.server.listen, ["127.0.0.1:8080".parse().unwrap(), "[::1]:8080".parse().unwrap()]);
+}

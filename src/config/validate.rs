@@ -1,7 +1,7 @@
 //! Turns a parsed [`ConfigFile`] into [`Settings`], collecting every problem with the place in
 //! the file it comes from, so that `gemini-proxy check` can report them all at once.
 
-use super::file::{AccessSection, ConfigFile, JwtSection, KeyEntry, KeyTable, PolicySection};
+use super::file::{AccessSection, ConfigFile, JwtSection, KeyEntry, KeyTable, OneOrMany, PolicySection};
 use super::settings::*;
 use super::units::{ByteSize, HumanDuration};
 use crate::secret::{sha256, Secret};
@@ -91,19 +91,18 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     // [server]
     let s = &file.server;
     let mut listen = Vec::new();
-    let mut listen_span = None;
     match &s.listen {
         None => listen.push(DEFAULT_LISTEN.parse().expect("default listen address parses")),
         Some(l) => {
-            listen_span = Some(l.span());
-            if l.get_ref().0.is_empty() {
+            let written = OneOrMany::spanned(l);
+            if written.is_empty() {
                 c.at(l, "server.listen needs at least one address");
             }
-            for a in &l.get_ref().0 {
-                match a.parse::<SocketAddr>() {
-                    Ok(addr) if listen.contains(&addr) => c.at(l, format!("listen address {a} appears twice")),
+            for a in &written {
+                match a.get_ref().parse::<SocketAddr>() {
+                    Ok(addr) if listen.contains(&addr) => c.at(a, format!("listen address {} appears twice", a.get_ref())),
                     Ok(addr) => listen.push(addr),
-                    Err(_) => c.at(l, format!("invalid listen address {a:?}: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080")),
+                    Err(_) => c.at(a, format!("invalid listen address {:?}: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080", a.get_ref())),
                 }
             }
         }
@@ -325,11 +324,20 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     // [tls]
     let tls = file.tls.as_ref().map(|t| tls_settings(&mut c, t, &server.listen));
 
-    // The proxy never starts open to the world.
-    let tls_public = tls.as_ref().is_some_and(|t| t.listen.iter().any(|a| !a.ip().is_loopback()));
-    if file.clients.is_empty() && file.jwt.is_none() && (!server.listen.iter().all(|a| a.ip().is_loopback()) || tls_public) {
+    // Every data-plane listener, with the place it is written at (none for the default).
+    let tls_list = file.tls.as_ref().and_then(|t| t.listen.as_ref());
+    let data_plane: Vec<_> = server
+        .listen
+        .iter()
+        .map(|a| ("server.listen", *a, written_at(s.listen.as_ref(), *a)))
+        .chain(tls.iter().flat_map(|t| &t.listen).map(|a| ("tls.listen", *a, written_at(tls_list, *a))))
+        .collect();
+
+    // The proxy never starts open to the world (pointed at the first public address).
+    let public = data_plane.iter().find(|(_, a, _)| !a.ip().is_loopback());
+    if let Some((_, _, at)) = public.filter(|_| file.clients.is_empty() && file.jwt.is_none()) {
         let msg = "no client token is configured, so the proxy may only listen on loopback addresses: add a [[clients]] entry with a token, or [jwt] (or set GEMINI_PROXY_TOKENS), before listening on a public address";
-        c.near(listen_span.clone(), msg);
+        c.near(at.clone(), msg);
     }
 
     // [hygiene]
@@ -375,17 +383,14 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
             }
         },
     };
-    let tls_listen_span = file.tls.as_ref().and_then(|t| t.listen.as_ref()).map(Spanned::span);
-    let data_plane = server.listen.iter().map(|l| ("server.listen", *l, &listen_span));
-    let data_plane = data_plane.chain(tls.iter().flat_map(|t| &t.listen).map(|l| ("tls.listen", *l, &tls_listen_span)));
-    let mut clashing = data_plane.filter(|(_, l, _)| sockets_overlap(*l, admin_listen));
+    let mut clashing = data_plane.iter().filter(|(_, l, _)| sockets_overlap(*l, admin_listen));
     let clash = if a.enabled == Some(false) { None } else { clashing.next() };
-    if let Some((what, addr, listener_span)) = clash {
+    if let Some((what, addr, listener_at)) = clash {
         let (admin_is, at) = match &a.listen {
             // Both written: at the later one, where reading down the file the clash appears.
-            Some(l) => ("", listener_span.clone().into_iter().chain([l.span()]).max_by_key(|s| s.start)),
+            Some(l) => ("", listener_at.clone().into_iter().chain([l.span()]).max_by_key(|s| s.start)),
             // The default address: at the listener that takes its port.
-            None => (" (default)", listener_span.clone()),
+            None => (" (default)", listener_at.clone()),
         };
         c.near(
             at,
@@ -636,6 +641,11 @@ fn access_settings(c: &mut Collector, a: &AccessSection) -> AccessSettings {
     }
 }
 
+/// Where `addr` is written in a listen list (its first entry that reads as it), if it is.
+fn written_at(list: Option<&Spanned<OneOrMany>>, addr: SocketAddr) -> Option<Range<usize>> {
+    OneOrMany::spanned(list?).into_iter().find(|a| a.get_ref().parse() == Ok(addr)).map(|a| a.span())
+}
+
 /// Whether two listeners would fight over one port: the same port, and the same address or a
 /// wildcard (`0.0.0.0`, `[::]`) on either side (a wildcard binds every address of its family,
 /// and on Linux `[::]` takes IPv4 too unless IPV6_V6ONLY is set).
@@ -786,13 +796,13 @@ fn jwt_claims_ok(c: &mut Collector, j: &JwtSection) -> bool {
 
 fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketAddr]) -> TlsSettings {
     let mut listen = Vec::new();
-    if let Some(l) = &t.listen {
-        for a in &l.get_ref().0 {
-            match a.parse::<SocketAddr>() {
-                Ok(addr) if plain.contains(&addr) || listen.contains(&addr) => c.at(l, format!("TLS listen address {a} is also used by another listener")),
-                Ok(addr) => listen.push(addr),
-                Err(_) => c.at(l, format!("invalid TLS listen address {a:?}: expected IP:PORT such as 0.0.0.0:443")),
+    for a in t.listen.as_ref().map(OneOrMany::spanned).unwrap_or_default() {
+        match a.get_ref().parse::<SocketAddr>() {
+            Ok(addr) if plain.contains(&addr) || listen.contains(&addr) => {
+                c.at(&a, format!("TLS listen address {} is also used by another listener", a.get_ref()))
             }
+            Ok(addr) => listen.push(addr),
+            Err(_) => c.at(&a, format!("invalid TLS listen address {:?}: expected IP:PORT such as 0.0.0.0:443", a.get_ref())),
         }
     }
     let mut certificates = Vec::new();
