@@ -11,13 +11,30 @@ use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Directive;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the diagnostic logger. `RUST_LOG` overrides the configured level.
+/// Installs the diagnostic logger. `RUST_LOG` overrides the configured level; one that does
+/// not parse is said so on stderr, and the configured level is used.
 pub fn init_logging(settings: &LogSettings) {
-    // Pingora's own info lines (service start-up order...) are noise for operators.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{},pingora_core=warn,pingora_proxy=warn", settings.level)));
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let env_filter = from_env.as_deref().map(EnvFilter::try_new);
+    let refused_env = matches!(env_filter, Some(Err(_)));
+    let filter = match env_filter {
+        Some(Ok(f)) => f,
+        _ => EnvFilter::new(configured_filter(&settings.level)),
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // Ignore the error of a second installation (tests may call this more than once).
     let _ = if settings.json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+    if refused_env {
+        // Not quoted: an environment variable is no place for a secret, but it is not ours to echo.
+        tracing::warn!(level = %settings.level, "RUST_LOG is not a filter tracing can read (levels: error, warn, info, debug, trace; or target=level directives); using [log] level");
+    }
+}
+
+/// The filter of a `[log] level`: Pingora's own info lines (service start-up order...) are
+/// noise for operators, so its crates start at `warn`; written first, so that the operator's
+/// own directive for them wins (of two directives for one target, `EnvFilter` keeps the later).
+fn configured_filter(level: &str) -> String {
+    format!("pingora_core=warn,pingora_proxy=warn,{level}")
 }
 
 /// Why a `[log] level` filter is refused. Directives are named by position, never quoted.
@@ -48,4 +65,32 @@ pub fn log_filter(level: &str) -> Result<String, LogFilterError> {
         }
     }
     Ok(directives.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    /// Whether a subscriber with the filter of `level` would log an event of `target` at `at`.
+    fn enabled(level: &str, target: &'static str, at: Level) -> bool {
+        let subscriber = tracing_subscriber::fmt().with_env_filter(EnvFilter::new(configured_filter(level))).with_writer(std::io::sink).finish();
+        tracing::subscriber::with_default(subscriber, || match (target, at) {
+            ("pingora_core", Level::DEBUG) => tracing::enabled!(target: "pingora_core", Level::DEBUG),
+            ("pingora_core", Level::INFO) => tracing::enabled!(target: "pingora_core", Level::INFO),
+            ("gemini_proxy", Level::DEBUG) => tracing::enabled!(target: "gemini_proxy", Level::DEBUG),
+            ("gemini_proxy", Level::INFO) => tracing::enabled!(target: "gemini_proxy", Level::INFO),
+            other => panic!("no probe for {other:?}"),
+        })
+    }
+
+    #[test]
+    fn pingora_is_quiet_unless_the_operator_asks_for_it() {
+        assert!(!enabled("info", "pingora_core", Level::INFO), "Pingora's info lines are off by default");
+        assert!(enabled("info", "gemini_proxy", Level::INFO));
+        assert!(!enabled("info", "gemini_proxy", Level::DEBUG));
+        // The operator's own directive for a Pingora crate wins over the default.
+        assert!(enabled("info,pingora_core=debug", "pingora_core", Level::DEBUG));
+        assert!(enabled("debug", "gemini_proxy", Level::DEBUG));
+    }
 }

@@ -99,3 +99,29 @@ fn check_refuses_a_log_level_at_its_line() {
         assert!(err.contains(says) && err.contains("info,gemini_proxy=debug") && !err.contains(level), "{level}: {err}");
     }
 }
+
+/// A RUST_LOG that tracing cannot read used to be dropped without a word (the configured level
+/// applied and nothing said why the operator's filter did nothing): it is said so on stderr, once,
+/// without echoing it.
+#[test]
+fn an_unreadable_rust_log_is_reported_and_the_configured_level_applies() {
+    let warned = "RUST_LOG is not a filter tracing can read";
+    let started = |p: &Proxy| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !p.stderr().contains("\"listen\"") {
+            assert!(std::time::Instant::now() < deadline, "no start-up line:\n{}", p.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p.stderr()
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let toml = config(addr, "http://127.0.0.1:9", &["AIzaA"]);
+    let p = Proxy::start_cmd(addr, Some(&toml), &[], &[("RUST_LOG", "info,gemini_proxy=[oops")]);
+    let err = started(&p);
+    assert_eq!(err.matches(warned).count(), 1, "{err}");
+    assert!(!err.contains("[oops"), "the variable is not echoed:\n{err}");
+    drop(p);
+    let p = Proxy::start_cmd(addr, Some(&toml), &[], &[("RUST_LOG", "info")]);
+    let err = started(&p);
+    assert!(!err.contains(warned), "a readable RUST_LOG is used without a word:\n{err}");
+}
