@@ -51,8 +51,17 @@ impl Collector {
         }
     }
     /// At `span` when the file has a place for the problem, else about the whole file.
+    ///
+    /// Messages quote no value that failed its check (it could be anything, a secret pasted in
+    /// the wrong place included: the line and column say where to look); what they do name
+    /// (valid names and addresses) passes through the key filter all the same.
     fn near(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
-        self.problems.push(Problem { span, message: message.into() });
+        let message = message.into();
+        let message = match crate::gemini::api_key::redact_keys(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(redacted) => redacted,
+        };
+        self.problems.push(Problem { span, message });
     }
 }
 
@@ -102,7 +111,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
                 match a.get_ref().parse::<SocketAddr>() {
                     Ok(addr) if listen.contains(&addr) => c.at(a, format!("listen address {} appears twice", a.get_ref())),
                     Ok(addr) => listen.push(addr),
-                    Err(_) => c.at(a, format!("invalid listen address {:?}: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080", a.get_ref())),
+                    Err(_) => c.at(a, "invalid listen address: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080"),
                 }
             }
         }
@@ -199,18 +208,20 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         let at = file.pools.as_ref().map(Spanned::span).unwrap_or(0..0);
         c.near(Some(at), "no [[pools]] defined: add at least one pool with keys (or set GEMINI_API_KEYS and run without a config file)");
     }
-    for p in file_pools {
+    for (nth, p) in file_pools.iter().enumerate() {
         let name = p.name.get_ref().clone();
+        // How other problems name this pool: by its name once that is known to be a name, else
+        // by its place (a refused name is not quoted).
+        let label = if valid_name(&name) { format!("pool {name:?}") } else { format!("[[pools]] entry {}", nth + 1) };
         if !valid_name(&name) {
-            c.at(&p.name, format!("pool name {name:?} must be 1-64 characters of letters, digits, '-', '_', '.', '@'"));
-        }
-        if pools.iter().any(|q| q.name == name) {
+            c.at(&p.name, "a pool name must be 1-64 characters of letters, digits, '-', '_', '.', '@'");
+        } else if pools.iter().any(|q| q.name == name) {
             c.at(&p.name, format!("pool name {name:?} is used twice"));
         }
         let strategy = match &p.strategy {
             None => Strategy::RoundRobin,
             Some(s) => Strategy::parse(s.get_ref()).unwrap_or_else(|| {
-                c.at(s, format!("unknown strategy {:?}: use round_robin, weighted, least_inflight or random", s.get_ref()));
+                c.at(s, "unknown strategy: use round_robin, weighted, least_inflight or random");
                 Strategy::RoundRobin
             }),
         };
@@ -222,11 +233,11 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         for (entry, key) in &parsed {
             let Some(key) = key else { continue };
             if !seen_secrets.insert(key.secret.expose()) {
-                c.at(entry, format!("key {} appears twice in pool {name:?}", key.secret.fingerprint()));
+                c.at(entry, format!("key {} appears twice in {label}", key.secret.fingerprint()));
                 continue;
             }
             if !seen_names.insert(key.name.clone()) {
-                c.at(entry, format!("key name {:?} is used twice in pool {name:?}", key.name));
+                c.at(entry, format!("key name {:?} is used twice in {label}", key.name));
                 continue;
             }
             all_secrets.insert(key.secret.expose().to_owned());
@@ -261,29 +272,27 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
 
     // [[clients]]
     let mut clients: Vec<ClientSettings> = Vec::new();
-    for cl in &file.clients {
+    for (nth, cl) in file.clients.iter().enumerate() {
         let name = cl.name.get_ref().clone();
+        // As for pools: a refused name is not quoted, the entry is named by its place.
+        let label = if valid_name(&name) { format!("client {name:?}") } else { format!("[[clients]] entry {}", nth + 1) };
         if !valid_name(&name) {
-            c.at(&cl.name, format!("client name {name:?} must be 1-64 characters of letters, digits, '-', '_', '.', '@'"));
-        }
-        if clients.iter().any(|o| o.name == name) {
+            c.at(&cl.name, "a client name must be 1-64 characters of letters, digits, '-', '_', '.', '@'");
+        } else if clients.iter().any(|o| o.name == name) {
             c.at(&cl.name, format!("client name {name:?} is used twice"));
         }
         let sources = [cl.token.is_some(), cl.token_env.is_some(), cl.token_sha256.is_some()].iter().filter(|b| **b).count();
         if sources > 1 || (sources == 0 && file.jwt.is_none()) {
-            c.at(
-                &cl.name,
-                format!("client {name:?} needs exactly one of token, token_env or token_sha256 (or none, with [jwt], for a client that only uses JWTs)"),
-            );
+            c.at(&cl.name, format!("{label} needs exactly one of token, token_env or token_sha256 (or none, with [jwt], for a client that only uses JWTs)"));
             continue;
         }
         let digest = if let Some(t) = &cl.token {
-            check_token(&mut c, t, t.get_ref(), &name, &all_secrets).map(|t| sha256(t.as_bytes()))
+            check_token(&mut c, t, t.get_ref(), &label, &all_secrets).map(|t| sha256(t.as_bytes()))
         } else if let Some(var) = &cl.token_env {
             match env.var(var.get_ref()) {
-                Some(t) => check_token(&mut c, var, &t, &name, &all_secrets).map(|t| sha256(t.as_bytes())),
+                Some(t) => check_token(&mut c, var, &t, &label, &all_secrets).map(|t| sha256(t.as_bytes())),
                 None => {
-                    c.at(var, format!("environment variable {} (token of client {name:?}) is not set", var.get_ref()));
+                    c.at(var, format!("environment variable {} (token of {label}) is not set", var.get_ref()));
                     None
                 }
             }
@@ -309,10 +318,10 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
             tpd: cl.tpd.clone(),
             concurrency: cl.concurrency.clone(),
         };
-        let policy = policy(&mut c, &fields, &pools, &format!("client {name:?}"));
+        let policy = policy(&mut c, &fields, &pools, &label);
         if let Some(d) = digest {
             if clients.iter().any(|o| o.token_sha256 == Some(d)) {
-                c.at(&cl.name, format!("client {name:?} has the same token as another client"));
+                c.at(&cl.name, format!("{label} has the same token as another client"));
             }
         }
         clients.push(ClientSettings { name, token_sha256: digest, policy });
@@ -378,7 +387,7 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
         Some(l) => match l.get_ref().parse::<SocketAddr>() {
             Ok(addr) => addr,
             Err(_) => {
-                c.at(l, format!("invalid admin.listen {:?}: expected IP:PORT such as 127.0.0.1:9090", l.get_ref()));
+                c.at(l, "invalid admin.listen: expected IP:PORT such as 127.0.0.1:9090");
                 DEFAULT_ADMIN_LISTEN.parse().expect("default admin address parses")
             }
         },
@@ -452,18 +461,19 @@ pub fn validate(file: ConfigFile, env: &dyn EnvLookup) -> Result<Settings, Vec<P
     }
 }
 
+/// `client` names the client as problems do (`client "alice"`).
 fn check_token(c: &mut Collector, at: &Spanned<String>, token: &str, client: &str, secrets: &HashSet<String>) -> Option<String> {
     let token = token.trim();
     if token.is_empty() {
-        c.at(at, format!("the token of client {client:?} is empty"));
+        c.at(at, format!("the token of {client} is empty"));
         return None;
     }
     if token.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-        c.at(at, format!("the token of client {client:?} contains whitespace or control characters"));
+        c.at(at, format!("the token of {client} contains whitespace or control characters"));
         return None;
     }
     if secrets.contains(token) {
-        c.at(at, format!("the token of client {client:?} is also an upstream key: an upstream key is never a valid client token"));
+        c.at(at, format!("the token of {client} is also an upstream key: an upstream key is never a valid client token"));
         return None;
     }
     Some(token.to_owned())
@@ -506,8 +516,8 @@ fn key_from_entry(c: &mut Collector, entry: &Spanned<KeyEntry>, env: &dyn EnvLoo
     let secret = Secret::new(secret);
     let name = match name {
         Some(n) if valid_name(&n) => n,
-        Some(n) => {
-            c.at(entry, format!("key name {n:?} must be 1-64 characters of letters, digits, '-', '_', '.', '@'"));
+        Some(_) => {
+            c.at(entry, "a key name must be 1-64 characters of letters, digits, '-', '_', '.', '@'");
             return None;
         }
         None => format!("key-{}", secret.fingerprint()),
@@ -537,18 +547,18 @@ struct ParsedBase {
 }
 
 fn parse_base_url(s: &str) -> Result<ParsedBase, String> {
-    let uri: http::Uri = s.parse().map_err(|e| format!("invalid upstream.base_url {s:?}: {e}"))?;
+    let uri: http::Uri = s.parse().map_err(|e| format!("invalid upstream.base_url: {e}"))?;
     let tls = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err(format!("upstream.base_url {s:?} must start with http:// or https://")),
+        _ => return Err("upstream.base_url must start with http:// or https://".into()),
     };
-    let authority = uri.authority().ok_or_else(|| format!("upstream.base_url {s:?} has no host"))?;
+    let authority = uri.authority().ok_or_else(|| "upstream.base_url has no host".to_owned())?;
     if authority.as_str().contains('@') {
         return Err("upstream.base_url must not contain credentials".into());
     }
     if uri.query().is_some() {
-        return Err(format!("upstream.base_url {s:?} must not have a query string"));
+        return Err("upstream.base_url must not have a query string".into());
     }
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
     let default_port = if tls { 443 } else { 80 };
@@ -585,7 +595,7 @@ fn policy(c: &mut Collector, f: &PolicySection, pools: &[PoolSettings], who: &st
     for p in f.pools.iter().flatten() {
         match pools.iter().position(|q| &q.name == p.get_ref()) {
             Some(i) => out.pools.push(i),
-            None => c.at(p, format!("{who} names pool {:?}, which is not defined", p.get_ref())),
+            None => c.at(p, format!("{who} names a pool that is not defined")),
         }
     }
     for m in f.models.iter().flatten() {
@@ -607,7 +617,7 @@ fn nets(c: &mut Collector, list: &Option<Vec<Spanned<String>>>, what: &str) -> V
         match parsed {
             // Stored in canonical form, so that IPv4-mapped IPv6 lists match IPv4 peers.
             Ok(n) => out.push(canonical_net(n)),
-            Err(_) => c.at(item, format!("{what}: {s:?} is not an address or a CIDR block (10.0.0.0/8, 2001:db8::/32)")),
+            Err(_) => c.at(item, format!("{what}: not an address or a CIDR block (10.0.0.0/8, 2001:db8::/32)")),
         }
     }
     out
@@ -674,7 +684,7 @@ fn cors_origins(c: &mut Collector, list: &Option<Vec<Spanned<String>>>) -> CorsO
         if valid {
             out.push(origin);
         } else {
-            c.at(o, format!("access.cors_origins: {:?} is not an origin like \"https://app.example.com\" (scheme, host and port only) or \"*\"", o.get_ref()));
+            c.at(o, "access.cors_origins: not an origin like \"https://app.example.com\" (scheme, host and port only) or \"*\"");
         }
     }
     if out.is_empty() {
@@ -722,7 +732,7 @@ fn jwt_settings(c: &mut Collector, section: &Spanned<JwtSection>, pools: &[PoolS
         match parse_algorithm(a.get_ref()) {
             Some(alg) => algorithms.push(alg),
             None => {
-                c.at(a, format!("unsupported JWT algorithm {:?}: use HS256, RS256 or ES256", a.get_ref()));
+                c.at(a, "unsupported JWT algorithm: use HS256, RS256 or ES256");
                 ok = false;
             }
         }
@@ -802,7 +812,7 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
                 c.at(&a, format!("TLS listen address {} is also used by another listener", a.get_ref()))
             }
             Ok(addr) => listen.push(addr),
-            Err(_) => c.at(&a, format!("invalid TLS listen address {:?}: expected IP:PORT such as 0.0.0.0:443", a.get_ref())),
+            Err(_) => c.at(&a, "invalid TLS listen address: expected IP:PORT such as 0.0.0.0:443"),
         }
     }
     let mut certificates = Vec::new();
@@ -823,7 +833,8 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
             c.at(&s.names, "tls.self_signed.names needs at least one name");
         }
         if let Some(name) = crate::tls::self_signed::unusable_name(s.names.get_ref()) {
-            c.at(&s.names, format!("tls.self_signed.names: {name:?} cannot be in a certificate: write a DNS name in ASCII (an internationalized one in its xn-- form) or an IP address"));
+            let nth = s.names.get_ref().iter().position(|n| n == name).map_or(0, |i| i + 1);
+            c.at(&s.names, format!("tls.self_signed.names: name {nth} cannot be in a certificate: write a DNS name in ASCII (an internationalized one in its xn-- form) or an IP address"));
         }
         s.names.get_ref().clone()
     });
@@ -832,8 +843,8 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
             "letsencrypt" => LETSENCRYPT.to_owned(),
             "letsencrypt-staging" => LETSENCRYPT_STAGING.to_owned(),
             d if d.starts_with("https://") => d.to_owned(),
-            d => {
-                c.at(&a.directory, format!("acme.directory {d:?} must be an https:// URL, `letsencrypt` or `letsencrypt-staging`"));
+            _ => {
+                c.at(&a.directory, "acme.directory must be an https:// URL, `letsencrypt` or `letsencrypt-staging`");
                 return None;
             }
         };
@@ -843,8 +854,8 @@ fn tls_settings(c: &mut Collector, t: &super::file::TlsSection, plain: &[SocketA
         let challenge = match a.challenge.as_ref().map(|s| s.get_ref().as_str()) {
             None | Some("http-01") => AcmeChallenge::Http01,
             Some("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
-            Some(other) => {
-                c.at(a.challenge.as_ref().expect("matched Some"), format!("unknown ACME challenge {other:?}: use http-01 or tls-alpn-01"));
+            Some(_) => {
+                c.at(a.challenge.as_ref().expect("matched Some"), "unknown ACME challenge: use http-01 or tls-alpn-01");
                 AcmeChallenge::Http01
             }
         };
