@@ -3,6 +3,8 @@
 //! - `PUT /__mock/keys/{key}` with a [`KeyBehaviour`] JSON body → 204
 //! - `GET /__mock/keys/{key}` → the key's current behaviour; `DELETE` → back to the default (204)
 //! - `GET /__mock/requests` → JSON array of [`crate::RecordedRequest`]; `DELETE` → clears it (204)
+//! - `GET /__mock/abandoned` → JSON array of the `seq`s of requests whose connection closed
+//!   before their answer was complete (cleared with the requests)
 //! - `POST /__mock/reset` → keys, files, caches, uploads and the log forgotten (204)
 //!
 //! These calls are not recorded and need no key.
@@ -20,6 +22,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/keys/{key}", put(set_key).get(get_key).delete(forget_key))
         .route("/requests", get(requests).delete(clear_requests))
+        .route("/abandoned", get(|State(shared): State<Arc<Shared>>| async move { Json(shared.abandoned()) }))
         .route("/reset", post(reset))
         .route("/health", get(|| async { "ok" }))
 }

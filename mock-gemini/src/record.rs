@@ -1,4 +1,4 @@
-//! Intake of every API request: buffer the body, identify the caller, record what arrived, apply `slow`/`hang`.
+//! Intake of every API request: buffer the body, identify the caller, record what arrived, apply `slow`/`hang`, and note answers whose connection went away before they were complete.
 
 use crate::auth::{Caller, Credential, Flavor};
 use crate::config::KeyMode;
@@ -9,9 +9,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 /// Largest request body accepted. Google caps inline requests at 20 MB and upload chunks at
@@ -49,7 +52,9 @@ impl RecordedRequest {
 
 /// Middleware on every API route (not `/__mock/`): buffers the body, works out the caller
 /// and attaches it as a [`Caller`] extension, records the request, then applies the key's
-/// `slow` delay or `hang`s forever before handing over to the route.
+/// `slow` delay (or the request's `x-mock-first-byte-ms`) or `hang`s forever before handing
+/// over to the route. A request whose connection closes before its answer is complete (during
+/// that wait, or in the middle of a streamed body) is noted as abandoned.
 pub(crate) async fn intake(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let flavor = Flavor::of_path(parts.uri.path());
@@ -81,7 +86,8 @@ pub(crate) async fn intake(State(shared): State<Arc<Shared>>, req: Request, next
         Flavor::Native => model_from_path(parts.uri.path()),
         Flavor::OpenAi => model_from_body(&body),
     };
-    shared.record(RecordedRequest {
+    let first_byte = crate::util::header_num::<u64>(&parts.headers, "x-mock-first-byte-ms").map(Duration::from_millis);
+    let seq = shared.record(RecordedRequest {
         seq: 0,
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
@@ -93,6 +99,9 @@ pub(crate) async fn intake(State(shared): State<Arc<Shared>>, req: Request, next
         unix_ms: unix_ms(SystemTime::now()),
     });
 
+    // Dropped with this future (hyper drops it when the connection closes) or with the body.
+    let mut answering = Answering { shared: shared.clone(), seq, done: false };
+    let head_only = parts.method == axum::http::Method::HEAD;
     let mode = behaviour.mode.clone();
     parts.extensions.insert(Caller { credential, behaviour, flavor });
     match mode {
@@ -101,7 +110,66 @@ pub(crate) async fn intake(State(shared): State<Arc<Shared>>, req: Request, next
         KeyMode::Slow { first_byte_ms } => tokio::time::sleep(Duration::from_millis(first_byte_ms)).await,
         _ => {}
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    if let Some(wait) = first_byte {
+        tokio::time::sleep(wait).await;
+    }
+    let (head, body) = next.run(Request::from_parts(parts, Body::from(body))).await.into_parts();
+    // A HEAD answer is complete with its head: hyper drops its body unsent.
+    answering.done = head_only;
+    Response::from_parts(head, Body::new(Watched { inner: body, answering }))
+}
+
+/// A recorded request whose answer is under way: noted as abandoned if dropped before `done`.
+struct Answering {
+    shared: Arc<Shared>,
+    seq: u64,
+    done: bool,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.abandon(self.seq);
+        }
+    }
+}
+
+/// An answer's body, passed through as it is (its size hint too, so framing is unchanged),
+/// that tells whether it went out whole.
+struct Watched {
+    inner: Body,
+    answering: Answering,
+}
+
+impl HttpBody for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        // An error is the mock's own doing (`die_midstream`), not the client leaving.
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || self.inner.is_end_stream() {
+            self.answering.done = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // An empty body may never be polled.
+        if self.inner.is_end_stream() {
+            self.answering.done = true;
+        }
+    }
 }
 
 /// `gemini-2.5-flash` from `/v1beta/models/gemini-2.5-flash:generateContent`,

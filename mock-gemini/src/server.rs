@@ -64,6 +64,13 @@ impl MockGemini {
         self.shared.requests()
     }
 
+    /// The `seq`s of recorded requests whose connection was closed (by the client: the proxy)
+    /// before their answer was complete, in the order the mock saw it: while it delayed or held
+    /// the answer (`slow`, `hang`, `x-mock-first-byte-ms`) or in the middle of a streamed body.
+    pub fn abandoned(&self) -> Vec<u64> {
+        self.shared.abandoned()
+    }
+
     pub fn clear_requests(&self) {
         self.shared.clear_requests();
     }

@@ -18,6 +18,8 @@ pub(crate) struct Shared {
     pub upload_origin: String,
     keys: RwLock<HashMap<String, KeyBehaviour>>,
     log: Mutex<VecDeque<RecordedRequest>>,
+    /// `seq`s of recorded requests whose connection went away before their answer was complete.
+    abandoned: Mutex<Vec<u64>>,
     seq: AtomicU64,
     pub store: Mutex<Store>,
 }
@@ -53,6 +55,7 @@ impl Shared {
             upload_origin: origin.trim_end_matches('/').to_string(),
             keys: RwLock::new(HashMap::new()),
             log: Mutex::new(VecDeque::new()),
+            abandoned: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             store: Mutex::new(Store::default()),
             cfg,
@@ -80,22 +83,34 @@ impl Shared {
         self.keys.write().unwrap_or_else(PoisonError::into_inner).remove(key);
     }
 
-    /// Appends to the bounded request log, stamping the sequence number.
-    pub fn record(&self, mut req: RecordedRequest) {
-        req.seq = self.seq.fetch_add(1, Ordering::Relaxed);
+    /// Appends to the bounded request log, stamping the sequence number; returns it.
+    pub fn record(&self, mut req: RecordedRequest) -> u64 {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        req.seq = seq;
         let mut log = lock(&self.log);
         while log.len() >= self.cfg.max_recorded.max(1) {
             log.pop_front();
         }
         log.push_back(req);
+        seq
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.log).iter().cloned().collect()
     }
 
+    /// Notes that request `seq` lost its connection before its answer was complete.
+    pub fn abandon(&self, seq: u64) {
+        lock(&self.abandoned).push(seq);
+    }
+
+    pub fn abandoned(&self) -> Vec<u64> {
+        lock(&self.abandoned).clone()
+    }
+
     pub fn clear_requests(&self) {
         lock(&self.log).clear();
+        lock(&self.abandoned).clear();
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {

@@ -16,6 +16,10 @@ pub(crate) struct StreamPlan {
     pub delay: Duration,
     /// `x-mock-chunk-bytes` (default 0 = no padding): pad each chunk's text to about this size.
     pub pad_bytes: usize,
+    /// `x-mock-pause-after` events (default none) and `x-mock-pause-ms` (default 0): one long
+    /// pause in the middle of the stream, after that many events (a model thinking between two
+    /// parts of its answer).
+    pub pause: Option<(u32, Duration)>,
 }
 
 impl StreamPlan {
@@ -24,6 +28,8 @@ impl StreamPlan {
             chunks: header_num::<u32>(headers, "x-mock-chunks").unwrap_or(3).clamp(1, 1_000_000),
             delay: Duration::from_millis(header_num(headers, "x-mock-chunk-delay-ms").unwrap_or(0)),
             pad_bytes: header_num::<usize>(headers, "x-mock-chunk-bytes").unwrap_or(0).min(16 * 1024 * 1024),
+            pause: header_num::<u32>(headers, "x-mock-pause-after")
+                .map(|after| (after, Duration::from_millis(header_num(headers, "x-mock-pause-ms").unwrap_or(0)))),
         }
     }
 }
@@ -103,6 +109,7 @@ struct Gen<F> {
     next: u32,
     limit: u32,
     plan_delay: Duration,
+    pause: Option<(u32, Duration)>,
     framing: Framing,
     ending: Ending,
     make: F,
@@ -121,7 +128,7 @@ where
         Ending::Complete => plan.chunks,
         Ending::Die { after } | Ending::InBandError { after } => after.min(plan.chunks),
     };
-    let gen = Gen { next: 0, limit, plan_delay: plan.delay, framing, ending, make, done: false };
+    let gen = Gen { next: 0, limit, plan_delay: plan.delay, pause: plan.pause, framing, ending, make, done: false };
     Body::from_stream(futures_util::stream::unfold(gen, |mut g| async move {
         if g.done {
             return None;
@@ -129,6 +136,11 @@ where
         let is_tail = g.next >= g.limit;
         if g.next > 0 && !g.plan_delay.is_zero() && !(is_tail && matches!(g.ending, Ending::Complete)) {
             tokio::time::sleep(g.plan_delay).await;
+        }
+        if let Some((after, pause)) = g.pause {
+            if g.next == after && !is_tail {
+                tokio::time::sleep(pause).await;
+            }
         }
         if !is_tail {
             let i = g.next;

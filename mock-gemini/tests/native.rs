@@ -312,6 +312,67 @@ async fn hang_never_answers_and_slow_delays_the_first_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_long_pause_after_some_events_and_a_per_request_first_byte_delay() {
+    let m = mock().await;
+    let started = Instant::now();
+    let r = post_json(
+        m.addr(),
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        &[("x-goog-api-key", "AIzaA"), ("x-mock-chunks", "3"), ("x-mock-pause-after", "2"), ("x-mock-pause-ms", "250")],
+        &prompt("x"),
+    )
+    .await;
+    assert_eq!(sse_events(&r.text(), "\r\n\r\n").len(), 3);
+    assert!(started.elapsed() >= Duration::from_millis(250), "one pause of 250 ms, took {:?}", started.elapsed());
+    let started = Instant::now();
+    let r =
+        post_json(m.addr(), "/v1beta/models/gemini-2.5-flash:generateContent", &[("x-goog-api-key", "AIzaA"), ("x-mock-first-byte-ms", "250")], &prompt("x"))
+            .await;
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+/// Waits (bounded) until the mock has noted `n` abandoned requests.
+async fn wait_abandoned(m: &MockGemini, n: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.abandoned().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    m.abandoned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_whose_connection_closes_before_they_are_complete_are_noted_as_abandoned() {
+    let m = mock().await;
+    let key = ("x-goog-api-key", "AIzaA");
+    // Complete answers are not: a JSON one, a stream, an empty one.
+    post_json(m.addr(), "/v1beta/models/gemini-2.5-flash:generateContent", &[key], &prompt("x")).await;
+    post_json(m.addr(), "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", &[key], &prompt("x")).await;
+    send(m.addr(), "HEAD", "/v1beta/models", &[key], b"").await;
+    // Closed while the answer is held back...
+    let started = Instant::now();
+    let r = try_send(
+        m.addr(),
+        "POST",
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        &[key, ("x-mock-first-byte-ms", "30000")],
+        b"{}",
+        Duration::from_millis(100),
+    )
+    .await;
+    assert!(r.is_none());
+    assert_eq!(wait_abandoned(&m, 1).await, vec![3]);
+    // ... or in a pause between two events of a stream.
+    let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse";
+    let headers = [key, ("x-mock-chunks", "3"), ("x-mock-pause-after", "1"), ("x-mock-pause-ms", "30000")];
+    let r = try_send(m.addr(), "POST", path, &headers, &serde_json::to_vec(&prompt("x")).unwrap(), Duration::from_millis(300)).await;
+    assert!(r.is_some_and(|r| r.status == 200 && !r.complete));
+    assert_eq!(wait_abandoned(&m, 2).await, vec![3, 4]);
+    assert!(started.elapsed() < Duration::from_secs(5), "noted at once, not when the answer would have gone on");
+    assert_eq!(m.requests().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn count_tokens_and_embeddings() {
     let m = mock().await;
     let key = [("x-goog-api-key", "AIzaA")];
