@@ -3,7 +3,7 @@
 
 use crate::deadline::{self, Deadline};
 use crate::http1::{ChunkError, ChunkedDecoder, Framing, HeadError, RequestHead};
-use crate::wire::Wire;
+use crate::wire::{PeerWatch, Wire};
 use bytes::{Bytes, BytesMut};
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -66,6 +66,8 @@ pub struct Downstream {
     idle_timer: deadline::Timer,
     /// The timer of its requests' waits for the upstream's answer, kept the same way.
     pub upstream_timer: deadline::Timer,
+    /// Whether the client is still there, asked while a request waits for the upstream.
+    pub peer_watch: PeerWatch,
     /// When the last request's answer was complete: the keep-alive wait counts from there
     /// (a precise reading taken anyway, for the access log). Set by each request.
     pub answered_at: Option<std::time::Instant>,
@@ -96,6 +98,7 @@ pub struct BodyPermit {
 impl Downstream {
     pub fn new(stream: Stream) -> Self {
         let stream = Wire::adopt(stream);
+        let peer_watch = stream.peer_watch();
         let peer = stream.peer_addr();
         let tls = stream.is_tls();
         let peer_label = peer.map(|p| Arc::from(p.to_string()));
@@ -108,6 +111,7 @@ impl Downstream {
             auth_cache: None,
             idle_timer: deadline::Timer::default(),
             upstream_timer: deadline::Timer::default(),
+            peer_watch,
             answered_at: None,
             cors: None,
             shutdown_wait: None,

@@ -9,7 +9,7 @@ use super::underway::{self, Underway};
 use super::{respond, Runtime, Shared};
 use crate::auth::{self, Client};
 use crate::config::Policy;
-use crate::deadline;
+use crate::deadline::{self, Watch};
 use crate::gemini::api_key;
 use crate::gemini::error::{ApiError, UpstreamError};
 use crate::gemini::route::{self, Action, Route, Surface};
@@ -22,6 +22,7 @@ use crate::pool::store::UploadSession;
 use crate::pool::{Exhausted, Lease, Pool};
 use crate::telemetry::access_log::{AccessRecord, Attempts};
 use crate::upstream::{UpstreamConn, UpstreamFailure};
+use crate::wire::PeerWatch;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -394,6 +395,11 @@ async fn serve<'r>(
     let mut held: Option<Held> = None;
 
     for attempt_no in 0..max_attempts {
+        // A client that left during the last attempt's last second (or a retry that follows at
+        // once, after a 429) starts no attempt on another key: one poll, on retries only.
+        if attempt_no > 0 && ds.peer_watch.gone() {
+            return client_left(log, underway, Instant::now());
+        }
         let attempt_started = Instant::now();
         let lease = match pinned {
             Some(i) => pool.lease(i),
@@ -418,14 +424,18 @@ async fn serve<'r>(
         upstream_head.truncate(prefix_len);
         finish_upstream_head(&mut upstream_head, route.surface, key.secret.expose(), body.len(), head.method());
 
-        let answer = exchange(shared, rt, &mut upstream_head, &body, &mut ds.upstream_timer).await;
+        let answer = exchange(shared, rt, &mut upstream_head, &body, &mut ds.upstream_timer, &ds.peer_watch).await;
         let now = Instant::now();
         match answer {
+            // Nothing to hold against the key: the upstream connection was dropped with the
+            // attempt, and the permits and counts go as the request ends.
+            Err(UpstreamFailure::ClientGone) => return client_left(log, underway, now),
             Err(failure) => {
                 let kind = match failure {
                     UpstreamFailure::Connect(_) => FailureKind::Connect,
                     UpstreamFailure::Timeout(_) => FailureKind::Timeout,
-                    UpstreamFailure::Broken(_) | UpstreamFailure::Protocol(_) => FailureKind::Broken,
+                    // (ClientGone ended the request above.)
+                    UpstreamFailure::Broken(_) | UpstreamFailure::Protocol(_) | UpstreamFailure::ClientGone => FailureKind::Broken,
                 };
                 let outcome = Outcome::Failure(kind);
                 pool.report(lease.index, model_key, &outcome, None, &failure.to_string(), policy, now);
@@ -433,8 +443,8 @@ async fn serve<'r>(
                 tracing::debug!(request_id = log.request_id, key = %key.name, error = %failure, "upstream attempt failed");
                 held = None;
                 last_failure = Some((failure, lease));
-                if attempt_no + 1 < max_attempts {
-                    tokio::time::sleep(backoff(up.retry_backoff, attempt_no)).await;
+                if attempt_no + 1 < max_attempts && pause(backoff(up.retry_backoff, attempt_no), &ds.peer_watch).await.is_err() {
+                    return client_left(log, underway, Instant::now());
                 }
             }
             Ok((mut conn, res)) => {
@@ -444,7 +454,7 @@ async fn serve<'r>(
                 // every one of them, not only those that say something about the key: any error
                 // message may quote the key it was sent with (checked before it is relayed).
                 let classified = if status >= 400 {
-                    match relay::buffer_body(&mut conn, &res, head.method(), up.idle_timeout, ERROR_BODY_CAP).await {
+                    match relay::buffer_body(&mut conn, &res, head.method(), up.idle_timeout, ERROR_BODY_CAP, Some(&ds.peer_watch)).await {
                         Ok(Some(decoded)) => {
                             let parsed = UpstreamError::parse(&decoded);
                             let message = parsed.as_ref().map(|e| e.message.clone()).unwrap_or_default();
@@ -459,6 +469,7 @@ async fn serve<'r>(
                             let err = ApiError::upstream_too_large(status, ERROR_BODY_CAP);
                             (classify(status, None, policy, now), err.message.clone(), Some(Box::new(err)))
                         }
+                        Err(UpstreamFailure::ClientGone) => return client_left(log, underway, Instant::now()),
                         Err(failure) => (Outcome::Failure(FailureKind::Broken), failure.to_string(), None),
                     }
                 } else {
@@ -474,8 +485,8 @@ async fn serve<'r>(
                     held = Some(Held { conn, res, lease, outcome, withheld, already_reported: true });
                     last_failure = None;
                     if attempt_no + 1 < max_attempts {
-                        if is_failure {
-                            tokio::time::sleep(backoff(up.retry_backoff, attempt_no)).await;
+                        if is_failure && pause(backoff(up.retry_backoff, attempt_no), &ds.peer_watch).await.is_err() {
+                            return client_left(log, underway, Instant::now());
                         }
                         continue;
                     }
@@ -641,6 +652,27 @@ fn backoff(base: Duration, attempt_no: u32) -> Duration {
     (base * (1u32 << attempt_no.min(5))).min(Duration::from_secs(2))
 }
 
+/// Waits `d` between two attempts, watching the client: `Err` if it went away meanwhile.
+async fn pause(d: Duration, client: &PeerWatch) -> Result<(), ()> {
+    match deadline::Deadline::after(d).run_watched(None, std::future::pending::<()>(), Some(client)).await {
+        Err(deadline::Stopped::Gone) => Err(()),
+        _ => Ok(()),
+    }
+}
+
+/// Ends a request whose client went away while it waited (for an upstream answer, or between
+/// attempts), before anything was sent back: logged as 499, the attempt in progress (if any)
+/// as abandoned, and nothing reported against its key. The upstream connection was dropped
+/// with the attempt (never pooled: its answer is still to come); the client's permits, the
+/// key's in-flight count and the stream slot are released as the request returns, now rather
+/// than when the upstream would have answered. Returns false: the connection closes.
+fn client_left(log: &mut AccessRecord, underway: &mut Underway<'_>, now: Instant) -> bool {
+    log.status = 499;
+    log.error = Some("client went away while the proxy waited for the upstream".to_owned());
+    log.attempts.extend(underway.settle(underway::ABANDONED, now));
+    false
+}
+
 /// The model an OpenAI-surface request names in its JSON body.
 fn model_in_body(route: &Route<'_>, body: &Bytes) -> Option<Arc<str>> {
     if route.surface == Surface::OpenAi && matches!(route.action, Action::OpenAiChat | Action::OpenAiEmbeddings) && !body.is_empty() {
@@ -675,14 +707,16 @@ fn pinned_key(shared: &Shared, pool: &Pool, route: &Route<'_>, upload: Option<&U
     None
 }
 
-/// Sends the request on a pooled (or new) connection and reads the response head. A pooled
-/// connection the server closed while idle gets one retry on a fresh connection.
+/// Sends the request on a pooled (or new) connection and reads the response head, watching the
+/// client meanwhile ([`UpstreamFailure::ClientGone`], the connection dropped, if it left). A
+/// pooled connection the server closed while idle gets one retry on a fresh connection.
 async fn exchange(
     shared: &Shared,
     rt: &Runtime,
     upstream_head: &mut Vec<u8>,
     body: &Bytes,
     timer: &mut deadline::Timer,
+    client: &PeerWatch,
 ) -> Result<(UpstreamConn, ResponseHead), UpstreamFailure> {
     let target = &rt.target;
     let up = &target.settings;
@@ -691,7 +725,7 @@ async fn exchange(
     loop {
         let sent = conn.send(upstream_head, body, up.idle_timeout).await;
         let result = match sent {
-            Ok(()) => conn.read_head(up.first_byte_timeout, timer).await,
+            Ok(()) => conn.read_head(up.first_byte_timeout, timer, Some(client)).await,
             Err(e) => Err(e),
         };
         match result {
@@ -787,10 +821,13 @@ async fn deliver(
         underway::charge(shared, key, log.client.as_deref(), u);
     }
     if !already_reported {
-        // A stream that broke midway counts against the key like any transient failure.
+        // A stream that broke midway counts against the key like any transient failure; one the
+        // client walked away from is the key's answer as it began (the key did its part), and
+        // the attempt is logged as abandoned.
         let outcome = if result.upstream_broke { Outcome::Failure(FailureKind::Broken) } else { outcome };
         pool.report(lease.index, model, &outcome, Some(status), result.error.as_deref().unwrap_or(""), policy, end);
-        log.attempts.extend(underway.settle(outcome.label(), end));
+        let label = if result.client_left { underway::ABANDONED } else { outcome.label() };
+        log.attempts.extend(underway.settle(label, end));
     }
     result.client_keep_alive
 }
@@ -804,8 +841,8 @@ mod tests {
         std::mem::size_of::<Fut>()
     }
 
-    /// The same for five arguments.
-    fn future_size5<A, B, C, D, E, Fut>(_f: impl FnOnce(A, B, C, D, E) -> Fut) -> usize {
+    /// The same for six arguments.
+    fn future_size6<A, B, C, D, E, G, Fut>(_f: impl FnOnce(A, B, C, D, E, G) -> Fut) -> usize {
         std::mem::size_of::<Fut>()
     }
 
@@ -815,7 +852,7 @@ mod tests {
     #[test]
     fn a_requests_state_stays_small() {
         let handle_size = future_size(handle);
-        let exchange_size = future_size5(exchange);
+        let exchange_size = future_size6(exchange);
         assert!(handle_size <= 5 * 1024, "exchange::handle's future is {handle_size} bytes");
         assert!(exchange_size <= 1536, "the upstream exchange's future is {exchange_size} bytes");
     }

@@ -12,6 +12,7 @@ use crate::pool::store::UploadSession;
 use crate::secret::Fingerprint;
 use crate::telemetry::access_log::AccessRecord;
 use crate::upstream::{UpstreamConn, UpstreamFailure};
+use crate::wire::PeerWatch;
 use bytes::Buf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +81,9 @@ pub struct Relay {
     pub error: Option<String>,
     /// The upstream failed in the middle of the body.
     pub upstream_broke: bool,
+    /// The client went away before the answer was complete (`status` is then 499): the attempt
+    /// was abandoned, through no fault of the key.
+    pub client_left: bool,
     pub created_resource: Option<String>,
     pub client_keep_alive: bool,
 }
@@ -210,7 +214,8 @@ pub async fn relay(
 ) -> Relay {
     let up = &rt.settings.upstream;
     let write_timeout = up.idle_timeout;
-    let mut result = Relay { status: res.status, error: None, upstream_broke: false, created_resource: None, client_keep_alive: !head.wants_close() };
+    let mut result =
+        Relay { status: res.status, error: None, upstream_broke: false, client_left: false, created_resource: None, client_keep_alive: !head.wants_close() };
     let upstream_framing = match res.framing(head.method()) {
         Ok(f) => f,
         Err(e) => {
@@ -331,7 +336,9 @@ pub async fn relay(
         if done {
             break;
         }
-        match conn.read_more(up.idle_timeout).await {
+        // While the upstream is silent (a thinking model, a pause between events), the client
+        // is checked every second: one that left ends the relay now, not at the next event.
+        match conn.read_more(up.idle_timeout, Some(&ds.peer_watch)).await {
             Ok(0) if upstream_framing == Framing::UntilClose => {
                 if client == ClientFraming::ChunkedEncode {
                     if let Err(e) = ds.write_all(b"0\r\n\r\n", write_timeout).await {
@@ -356,6 +363,10 @@ pub async fn relay(
                 break;
             }
             Ok(_) => {}
+            Err(UpstreamFailure::ClientGone) => {
+                // The upstream connection goes with the unread rest of the answer.
+                return client_gone(result, "it closed its connection while the upstream was silent");
+            }
             Err(e) => {
                 let msg = match e {
                     UpstreamFailure::Timeout(d) => format!("the upstream sent nothing for {d:?} in the middle of the body"),
@@ -392,9 +403,11 @@ fn name_created(shared: &Shared, owner: &Owner, pump: &Pump, result: &mut Relay)
     result.created_resource = Some(name);
 }
 
-fn client_gone(mut result: Relay, e: std::io::Error) -> Relay {
+/// The relay ends because the client went away (`why`: how that was seen).
+fn client_gone(mut result: Relay, why: impl std::fmt::Display) -> Relay {
     result.status = 499;
-    result.error = Some(format!("client went away: {e}"));
+    result.error = Some(format!("client went away: {why}"));
+    result.client_left = true;
     result.client_keep_alive = false;
     result
 }
@@ -417,8 +430,16 @@ async fn midstream_failure(ds: &mut Downstream, result: &mut Relay, bytes_out: &
 }
 
 /// Reads a whole (small) body into `conn.buf` without consuming it, so it can still be relayed,
-/// and returns it decoded. `None` if it is larger than `cap`.
-pub async fn buffer_body(conn: &mut UpstreamConn, res: &ResponseHead, method: &str, idle: Duration, cap: usize) -> Result<Option<Vec<u8>>, UpstreamFailure> {
+/// and returns it decoded. `None` if it is larger than `cap`. `watch`: the client it is for, as
+/// for [`UpstreamConn::read_more`].
+pub async fn buffer_body(
+    conn: &mut UpstreamConn,
+    res: &ResponseHead,
+    method: &str,
+    idle: Duration,
+    cap: usize,
+    watch: Option<&PeerWatch>,
+) -> Result<Option<Vec<u8>>, UpstreamFailure> {
     let framing = res.framing(method).map_err(|e| UpstreamFailure::Protocol(e.to_string()))?;
     let mut decoder = ChunkedDecoder::new();
     let mut decoded = Vec::new();
@@ -449,7 +470,7 @@ pub async fn buffer_body(conn: &mut UpstreamConn, res: &ResponseHead, method: &s
         if conn.buf.len() > cap {
             return Ok(None);
         }
-        if conn.read_more(idle).await? == 0 && framing != Framing::UntilClose {
+        if conn.read_more(idle, watch).await? == 0 && framing != Framing::UntilClose {
             return Err(UpstreamFailure::Broken("closed in the middle of an error body".into()));
         }
     }

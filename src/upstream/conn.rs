@@ -3,9 +3,9 @@
 //! first-byte timeout, and checkin for reuse once a response has been read to its end.
 
 use super::target::UpstreamTarget;
-use crate::deadline::{Deadline, Timer};
+use crate::deadline::{Deadline, Stopped, Timer};
 use crate::http1::{HeadError, ResponseHead};
-use crate::wire::Wire;
+use crate::wire::{PeerWatch, Wire};
 use bytes::BytesMut;
 use futures::FutureExt;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
@@ -23,6 +23,10 @@ pub enum UpstreamFailure {
     Broken(String),
     #[error("the upstream sent an invalid response: {0}")]
     Protocol(String),
+    /// Not the upstream's doing: the client the answer was for went away while the proxy waited
+    /// for it, and the wait was given up. Never held against a key.
+    #[error("the client went away while the proxy waited for the upstream")]
+    ClientGone,
 }
 
 /// Largest response head accepted from the upstream.
@@ -165,37 +169,43 @@ impl UpstreamConn {
         }
     }
 
-    /// Reads more bytes into `buf`. Returns 0 at end of stream.
-    pub async fn read_more(&mut self, timeout: Duration) -> Result<usize, UpstreamFailure> {
-        self.read_within(&mut Deadline::after(timeout), timeout, None).await
+    /// Reads more bytes into `buf`. Returns 0 at end of stream. While it waits, `watch` (the
+    /// client the answer is for, if any) is asked now and then whether it is still there
+    /// ([`UpstreamFailure::ClientGone`] if not).
+    pub async fn read_more(&mut self, timeout: Duration, watch: Option<&PeerWatch>) -> Result<usize, UpstreamFailure> {
+        self.read_within(&mut Deadline::after(timeout), timeout, None, watch).await
     }
 
     /// Reads more bytes into `buf` before `deadline` (which stands for `timeout`, for errors),
-    /// on `timer` when one is kept for this kind of wait.
-    async fn read_within(&mut self, deadline: &mut Deadline, timeout: Duration, timer: Option<&mut Timer>) -> Result<usize, UpstreamFailure> {
+    /// on `timer` when one is kept for this kind of wait, watching `watch`.
+    async fn read_within(
+        &mut self,
+        deadline: &mut Deadline,
+        timeout: Duration,
+        timer: Option<&mut Timer>,
+        watch: Option<&PeerWatch>,
+    ) -> Result<usize, UpstreamFailure> {
         let step = if self.buf.capacity() == 0 { FIRST_READ } else { READ_CHUNK };
         if self.buf.capacity() - self.buf.len() < step / 2 {
             self.buf.reserve(step);
         }
         let read = self.stream.read_buf(&mut self.buf);
-        let outcome = match timer {
-            Some(t) => deadline.run_on(t, read).await,
-            None => deadline.run(read).await,
-        };
-        match outcome {
+        match deadline.run_watched(timer, read, watch).await {
             Ok(Ok(0)) => {
                 self.eof = true;
                 Ok(0)
             }
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => Err(UpstreamFailure::Broken(e.to_string())),
-            Err(_) => Err(UpstreamFailure::Timeout(timeout)),
+            Err(Stopped::Elapsed) => Err(UpstreamFailure::Timeout(timeout)),
+            Err(Stopped::Gone) => Err(UpstreamFailure::ClientGone),
         }
     }
 
     /// Reads the final (non-1xx) response head, waiting at most `timeout` in all, on `timer`
-    /// (the client connection's timer for upstream answers, see [`Timer`]).
-    pub async fn read_head(&mut self, timeout: Duration, timer: &mut Timer) -> Result<ResponseHead, UpstreamFailure> {
+    /// (the client connection's timer for upstream answers, see [`Timer`]), and watching `watch`
+    /// as [`UpstreamConn::read_more`] does.
+    pub async fn read_head(&mut self, timeout: Duration, timer: &mut Timer, watch: Option<&PeerWatch>) -> Result<ResponseHead, UpstreamFailure> {
         let mut deadline = Deadline::after(timeout);
         loop {
             // Usually empty at first (nothing arrives before the request is sent).
@@ -207,7 +217,7 @@ impl UpstreamConn {
                 Err(HeadError::TooLarge(n)) => return Err(UpstreamFailure::Protocol(format!("response head larger than {n} bytes"))),
                 Err(e) => return Err(UpstreamFailure::Protocol(e.to_string())),
             }
-            match self.read_within(&mut deadline, timeout, Some(&mut *timer)).await {
+            match self.read_within(&mut deadline, timeout, Some(&mut *timer), watch).await {
                 Ok(0) if self.buf.is_empty() => return Err(UpstreamFailure::Broken("closed before answering".into())),
                 Ok(0) => return Err(UpstreamFailure::Broken("closed in the middle of the response head".into())),
                 Ok(_) => {}

@@ -372,6 +372,11 @@ pub fn keep_alive_request(conn: &mut TcpStream) -> String {
     );
     conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     conn.write_all(req.as_bytes()).expect("write");
+    read_answer(conn)
+}
+
+/// Reads one answer framed by Content-Length from `conn`; returns its status line.
+pub fn read_answer(conn: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let mut byte = [0u8; 1];
     while !got.ends_with(b"\r\n\r\n") {

@@ -7,6 +7,7 @@ mod access;
 mod admin;
 mod auth_hygiene;
 mod cli;
+mod client_gone;
 mod key_pool;
 mod lifecycle;
 mod streaming;

@@ -384,6 +384,26 @@ async fn http2_a_stream_cut_at_the_end_of_the_grace_period_is_recorded_as_cut_an
     assert_eq!((&r["attempts"][0]["key"], &r["attempts"][0]["outcome"], &r["attempts"][0]["status"]), (&key_name, &json!("cut"), &json!(200)), "{r}");
 }
 
+/// (d) A client that leaves a TLS connection while the upstream takes 30 s is noticed (its TCP
+/// socket says so under TLS) within about a second, and logged as a 499 with the attempt
+/// abandoned and the key unharmed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_client_that_leaves_while_the_upstream_thinks_is_a_499_at_once() {
+    use crate::client_gone::*;
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let (plain, tls) = (loopback(free_port()), loopback(free_port()));
+    let proxy = Proxy::start_config(plain, &tls_config(plain, &mock.base_url(), tls, "[tls.self_signed]\nnames = [\"localhost\"]\n"));
+    let key_name = admin_get(&proxy, "/api/v1/keys").await["keys"][0]["name"].as_str().expect("a key name").to_owned();
+    let mut conn = connect(tls, Some("localhost"), tls_client(None, &[b"http/1.1"])).await.unwrap();
+    conn.write_all(&raw_request(false, "x-mock-first-byte-ms: 30000\r\n")).await.unwrap();
+    wait_upstream_requests(&mock, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(conn);
+    wait_upstream_dropped(&mock, 1, Instant::now(), NOTICED_WITHIN).await;
+    assert_abandoned(&the_499_row(&proxy).await, &key_name, None);
+    assert_unharmed(&proxy, &key_name).await;
+}
+
 /// An HTTP/2 request still sending its body when the grace period ends is cut like an HTTP/1
 /// one: shutdown waits for it until then, it is logged as a 503 cut at shutdown, and its stream
 /// is reset.
