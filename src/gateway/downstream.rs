@@ -97,8 +97,10 @@ pub struct BodyPermit {
 
 impl Downstream {
     pub fn new(stream: Stream) -> Self {
+        // An HTTP/2 stream's bridge says when its client left; a socket is asked itself.
+        let bridged = super::h2::peer_watch(&stream);
         let stream = Wire::adopt(stream);
-        let peer_watch = stream.peer_watch();
+        let peer_watch = bridged.unwrap_or_else(|| stream.peer_watch());
         let peer = stream.peer_addr();
         let tls = stream.is_tls();
         let peer_label = peer.map(|p| Arc::from(p.to_string()));

@@ -4,9 +4,15 @@
 //! arrives. One code path decides keys, retries, limits, timeouts, accounting and shutdown (a
 //! request in flight, its cut and its record) whatever the client speaks; the bridge costs a copy
 //! per chunk, which only HTTP/2 clients pay (the SDKs use HTTP/1.1).
+//!
+//! A client that resets its stream, or whose connection ends, while the data plane waits for the
+//! upstream is noticed by the bridge (it watches the stream while it waits for the answer) and
+//! passed on through a flag the data plane's request checks as it would a socket (see
+//! `wire::PeerWatch`): the request ends as a 499 as an HTTP/1.1 client's does.
 
 use super::{Gateway, Shared};
 use crate::http1::{ChunkedDecoder, Framing, ResponseHead, HOP_BY_HOP};
+use crate::wire::PeerWatch;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
@@ -18,6 +24,7 @@ use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, Socke
 use pingora::protocols::{Peek, Shutdown, Ssl, UniqueID, UniqueIDType};
 use pingora::server::ShutdownWatch;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf, ReadHalf, WriteHalf};
@@ -36,6 +43,26 @@ struct PipeIo {
     inner: DuplexStream,
     socket: Option<Arc<SocketDigest>>,
     ssl: Option<Arc<SslDigest>>,
+    /// Raised by the bridge when it stops carrying the stream (see [`Leaving`]).
+    gone: Arc<AtomicBool>,
+}
+
+/// How the data plane watches a bridged stream's client: the flag of its pipe, `None` for any
+/// other stream. (The socket digest a pipe carries is the HTTP/2 connection's, whose descriptor
+/// may already be closed and reused: it is never polled.)
+pub(super) fn peer_watch(stream: &pingora::protocols::Stream) -> Option<PeerWatch> {
+    stream.as_any().downcast_ref::<PipeIo>().map(|p| PeerWatch::Flag(p.gone.clone()))
+}
+
+/// Raises the pipe's flag when the bridge stops, however it stops: the client reset its stream
+/// or its connection ended (what the flag is for), or the answer was complete or cut (the data
+/// plane no longer waits on anything then).
+struct Leaving(Arc<AtomicBool>);
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl AsyncRead for PipeIo {
@@ -133,9 +160,11 @@ impl HttpServerApp for H2Bridge {
         head.extend_from_slice(b"connection: close\r\n\r\n");
 
         let digest = session.digest();
+        let gone = Arc::new(AtomicBool::new(false));
+        let _leaving = Leaving(gone.clone());
         let io = {
             let (ours, theirs) = tokio::io::duplex(PIPE);
-            let pipe = PipeIo { inner: theirs, socket: digest.and_then(|d| d.socket_digest.clone()), ssl: digest.and_then(|d| d.ssl_digest.clone()) };
+            let pipe = PipeIo { inner: theirs, socket: digest.and_then(|d| d.socket_digest.clone()), ssl: digest.and_then(|d| d.ssl_digest.clone()), gone };
             let gateway = Arc::new(Gateway { shared: self.shared.clone() });
             let sd = shutdown.clone();
             tokio::spawn(async move { gateway.process_new(Box::new(pipe), &sd).await });
@@ -156,10 +185,13 @@ impl HttpServerApp for H2Bridge {
         }
         // The write side stays open until the data plane has answered (closing it early would
         // look like a client going away); it is dropped with the pipe.
-        if relay_back(&mut session, &mut rd, buf).await.is_err() {
+        match relay_back(&mut session, &mut rd, buf).await {
+            Ok(()) => {}
             // The data plane ended the answer early (a request cut at shutdown, an upstream that
             // failed midway): end the client's stream for certain, rather than leave it open.
-            session.shutdown_with_reason(h2::Reason::INTERNAL_ERROR);
+            Err(Ended::Cut) => session.shutdown_with_reason(h2::Reason::INTERNAL_ERROR),
+            // Nobody to tell: the flag (raised as this returns) ends the data plane's request.
+            Err(Ended::ClientGone) => return None,
         }
         let _ = session.finish().await;
         None
@@ -231,22 +263,41 @@ async fn write_parts(wr: &mut WriteHalf<DuplexStream>, parts: &[&[u8]]) -> std::
     Ok(())
 }
 
+/// Why an answer did not reach the client whole.
+enum Ended {
+    /// The data plane's answer was cut short or was not valid, or writing it failed.
+    Cut,
+    /// The client reset its stream, or its connection ended, while the answer was awaited.
+    ClientGone,
+}
+
+/// Reads more of the answer from the pipe into `buf` (0: the pipe's end), unless the client
+/// resets its stream or its connection ends first. Both waits are cancel-safe.
+async fn read_answer(session: &mut ServerSession, rd: &mut ReadHalf<DuplexStream>, buf: &mut BytesMut) -> Result<usize, Ended> {
+    let Some(closed) = session.watch_h2_stream_close() else { return rd.read_buf(buf).await.map_err(|_| Ended::Cut) };
+    tokio::select! {
+        biased;
+        read = rd.read_buf(buf) => read.map_err(|_| Ended::Cut),
+        _ = closed => Err(Ended::ClientGone),
+    }
+}
+
 /// Reads the HTTP/1.1 answer from the pipe (its start may be in `buf` already) and writes it as
-/// HTTP/2. An error: the answer was not complete.
-async fn relay_back(session: &mut ServerSession, rd: &mut ReadHalf<DuplexStream>, mut buf: BytesMut) -> Result<(), ()> {
+/// HTTP/2, watching the client's stream while it waits for the next piece.
+async fn relay_back(session: &mut ServerSession, rd: &mut ReadHalf<DuplexStream>, mut buf: BytesMut) -> Result<(), Ended> {
     let res = loop {
         match ResponseHead::parse(&mut buf, 256 * 1024) {
             Ok(Some(h)) if h.status == 100 => continue,
             Ok(Some(h)) => break h,
             Ok(None) => {}
-            Err(_) => return Err(()),
+            Err(_) => return Err(Ended::Cut),
         }
-        if rd.read_buf(&mut buf).await.map_err(|_| ())? == 0 {
-            return Err(());
+        if read_answer(session, rd, &mut buf).await? == 0 {
+            return Err(Ended::Cut);
         }
     };
-    let framing = res.framing(session.req_header().method.as_ref()).map_err(|_| ())?;
-    let mut out = ResponseHeader::build(res.status, None).map_err(|_| ())?;
+    let framing = res.framing(session.req_header().method.as_ref()).map_err(|_| Ended::Cut)?;
+    let mut out = ResponseHeader::build(res.status, None).map_err(|_| Ended::Cut)?;
     for (name, value) in res.headers() {
         if HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name)) && !name.eq_ignore_ascii_case(b"content-length") {
             continue;
@@ -255,7 +306,7 @@ async fn relay_back(session: &mut ServerSession, rd: &mut ReadHalf<DuplexStream>
             let _ = out.append_header(n.to_ascii_lowercase(), v);
         }
     }
-    session.write_response_header(Box::new(out)).await.map_err(|_| ())?;
+    session.write_response_header(Box::new(out)).await.map_err(|_| Ended::Cut)?;
     let mut decoder = ChunkedDecoder::new();
     let mut remaining = match framing {
         Framing::Length(n) => n,
@@ -273,28 +324,28 @@ async fn relay_back(session: &mut ServerSession, rd: &mut ReadHalf<DuplexStream>
                 }
                 Framing::Chunked => {
                     let mut decoded = BytesMut::new();
-                    let end = decoder.feed(&chunk, |d| decoded.extend_from_slice(d)).map_err(|_| ())?;
+                    let end = decoder.feed(&chunk, |d| decoded.extend_from_slice(d)).map_err(|_| Ended::Cut)?;
                     (decoded.freeze(), end.is_some())
                 }
                 Framing::UntilClose => (chunk, false),
             };
             if !data.is_empty() || done {
-                session.write_response_body(data, done).await.map_err(|_| ())?;
+                session.write_response_body(data, done).await.map_err(|_| Ended::Cut)?;
             }
             if done {
                 return Ok(());
             }
         } else if matches!(framing, Framing::None) || (matches!(framing, Framing::Length(0))) {
-            session.write_response_body(Bytes::new(), true).await.map_err(|_| ())?;
+            session.write_response_body(Bytes::new(), true).await.map_err(|_| Ended::Cut)?;
             return Ok(());
         }
-        if rd.read_buf(&mut buf).await.map_err(|_| ())? == 0 {
+        if read_answer(session, rd, &mut buf).await? == 0 {
             // Only a close-delimited answer may end here; anything else was cut.
             if matches!(framing, Framing::UntilClose) {
-                session.write_response_body(Bytes::new(), true).await.map_err(|_| ())?;
+                session.write_response_body(Bytes::new(), true).await.map_err(|_| Ended::Cut)?;
                 return Ok(());
             }
-            return Err(());
+            return Err(Ended::Cut);
         }
     }
 }

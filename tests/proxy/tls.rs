@@ -404,6 +404,74 @@ async fn a_tls_client_that_leaves_while_the_upstream_thinks_is_a_499_at_once() {
     assert_unharmed(&proxy, &key_name).await;
 }
 
+/// A proxy with a TLS listener (self-signed for localhost), the name of its key, and an HTTP/2
+/// connection to it (with the task driving it).
+async fn h2_proxy(mock: &mock_gemini::MockGemini) -> (Proxy, String, h2::client::SendRequest<bytes::Bytes>, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+    let (plain, tls) = (loopback(free_port()), loopback(free_port()));
+    let proxy = Proxy::start_config(plain, &tls_config(plain, &mock.base_url(), tls, "[tls.self_signed]\nnames = [\"localhost\"]\n"));
+    let key_name = admin_get(&proxy, "/api/v1/keys").await["keys"][0]["name"].as_str().expect("a key name").to_owned();
+    let conn = connect(tls, Some("localhost"), tls_client(None, &[b"h2"])).await.unwrap();
+    let (h2c, connection) = h2::client::handshake(conn).await.expect("HTTP/2 handshake");
+    (proxy, key_name, h2c, tokio::spawn(connection))
+}
+
+/// Starts a generateContent call on `h2c` whose answer the upstream holds back `first_byte_ms`.
+fn h2_generate(h2c: &mut h2::client::SendRequest<bytes::Bytes>, first_byte_ms: &str) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let headers: &[(&str, &str)] = if first_byte_ms.is_empty() { &[] } else { &[("x-mock-first-byte-ms", first_byte_ms)] };
+    let (resp, mut send) = h2c.send_request(h2_request("/v1beta/models/gemini-2.5-flash:generateContent", headers), false).expect("send request");
+    send.send_data(bytes::Bytes::from(serde_json::to_vec(&generate_body("think hard")).unwrap()), true).expect("send the body");
+    (resp, send)
+}
+
+/// (e) Over HTTP/2, a client that resets its stream while the upstream takes 30 s ends the data
+/// plane's request as an HTTP/1.1 client's leaving does: the bridge sees the reset and tells the
+/// request, which drops its upstream request within about a second and is logged as a 499 with
+/// the attempt abandoned. The connection goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_a_stream_reset_while_the_upstream_thinks_is_a_499_at_once() {
+    use crate::client_gone::*;
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let (proxy, key_name, mut h2c, _connection) = h2_proxy(&mock).await;
+    let (resp, mut send) = h2_generate(&mut h2c, "30000");
+    wait_upstream_requests(&mock, 1).await;
+    send.send_reset(h2::Reason::CANCEL);
+    drop(resp);
+    wait_upstream_dropped(&mock, 1, Instant::now(), NOTICED_WITHIN).await;
+    assert_abandoned(&the_499_row(&proxy).await, &key_name, None);
+    assert_unharmed(&proxy, &key_name).await;
+    let (resp, _send) = h2_generate(&mut h2c, "");
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp).await.expect("an answer").expect("HTTP/2 response");
+    assert_eq!(resp.status(), 200, "the connection still serves");
+}
+
+/// (e) The same when the client closes its HTTP/2 connection: every stream of it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_a_connection_closed_while_the_upstream_thinks_is_a_499_at_once() {
+    use crate::client_gone::*;
+    let mock = mock_gemini::MockGemini::start(mock_gemini::MockConfig::default()).await.unwrap();
+    let (proxy, key_name, mut h2c, connection) = h2_proxy(&mock).await;
+    let first = h2_generate(&mut h2c, "30000");
+    let second = h2_generate(&mut h2c, "30000");
+    wait_upstream_requests(&mock, 2).await;
+    connection.abort();
+    let _ = connection.await;
+    drop((h2c, first, second));
+    wait_upstream_dropped(&mock, 2, Instant::now(), NOTICED_WITHIN).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows: Vec<Value> = proxy.wait_for_request_rows(2).await.into_iter().filter(|r| r["status"] == 499).collect();
+        if rows.len() >= 2 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_abandoned(row, &key_name, None);
+    }
+    assert_unharmed(&proxy, &key_name).await;
+}
+
 /// An HTTP/2 request still sending its body when the grace period ends is cut like an HTTP/1
 /// one: shutdown waits for it until then, it is logged as a 503 cut at shutdown, and its stream
 /// is reset.
