@@ -42,68 +42,65 @@ pub trait Watch: Sync {
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
     limit: Duration,
-    at: Option<Instant>,
+    /// When the clock started. (The start rather than the end: a watched wait then arms its
+    /// first check with one addition, and the end is worked out only when the timer fires.)
+    start: Option<Instant>,
 }
 
 impl Deadline {
     pub fn after(limit: Duration) -> Self {
-        Deadline { limit, at: None }
+        Deadline { limit, start: None }
     }
 
     /// A limit that started at `start` (a precise reading the caller already has).
     pub fn since(start: std::time::Instant, limit: Duration) -> Self {
-        Deadline { limit, at: Some(Instant::from_std(start) + limit) }
+        Deadline { limit, start: Some(Instant::from_std(start)) }
     }
 
     /// Runs `fut` until it finishes or the deadline passes.
     pub async fn run<F: Future>(&mut self, fut: F) -> Result<F::Output, Elapsed> {
-        self.run_in(pin!(None), fut, None::<&Unwatched>).await.map_err(|_| Elapsed)
+        self.run_in(pin!(None), fut, ()).await.map_err(|_| Elapsed)
     }
 
     /// [`Deadline::run`] on a kept timer.
     pub async fn run_on<F: Future>(&mut self, timer: &mut Timer, fut: F) -> Result<F::Output, Elapsed> {
         let sleep = timer.0.get_or_insert_with(|| Box::pin(None));
-        self.run_in(sleep.as_mut(), fut, None::<&Unwatched>).await.map_err(|_| Elapsed)
+        self.run_in(sleep.as_mut(), fut, ()).await.map_err(|_| Elapsed)
     }
 
-    /// [`Deadline::run`] (on `timer` when one is kept for this kind of wait) that also asks
-    /// `watch`, every [`Watch::every`] of waiting, whether whoever the wait is for is still there,
-    /// and stops with [`Stopped::Gone`] once it is not. Without a watch it is [`Deadline::run`].
+    /// [`Deadline::run_on`] that also asks `watch`, every [`Watch::every`] of waiting, whether
+    /// whoever the wait is for is still there, and stops with [`Stopped::Gone`] once it is not.
     ///
-    /// The checks ride on the one timer the wait arms anyway: it is set to the earlier of the
+    /// The checks ride on the timer the wait arms anyway: it is set to the earlier of the
     /// deadline and the first check, and on waking before the deadline it asks and is moved on.
     /// A wait that ends before its first check costs what an unwatched one does (no extra timer,
     /// system call or clock read).
-    pub async fn run_watched<F: Future, W: Watch>(&mut self, timer: Option<&mut Timer>, fut: F, watch: Option<&W>) -> Result<F::Output, Stopped> {
-        match timer {
-            Some(t) => {
-                let sleep = t.0.get_or_insert_with(|| Box::pin(None));
-                self.run_in(sleep.as_mut(), fut, watch).await
-            }
-            None => self.run_in(pin!(None), fut, watch).await,
-        }
+    pub async fn run_watched<F: Future, W: Watch>(&mut self, timer: &mut Timer, fut: F, watch: Option<&W>) -> Result<F::Output, Stopped> {
+        let sleep = timer.0.get_or_insert_with(|| Box::pin(None));
+        self.run_in(sleep.as_mut(), fut, watch).await
     }
 
     /// Runs `fut` against the timer in `sleep`: set (or moved, if one is there from an earlier
     /// wait) to the deadline, or to the first check of `watch` if that comes sooner, when `fut`
     /// first has to wait.
-    async fn run_in<F: Future, W: Watch>(&mut self, mut sleep: Pin<&mut Option<tokio::time::Sleep>>, fut: F, watch: Option<&W>) -> Result<F::Output, Stopped> {
+    async fn run_in<F: Future, A: Asking>(&mut self, mut sleep: Pin<&mut Option<tokio::time::Sleep>>, fut: F, watch: A) -> Result<F::Output, Stopped> {
         let mut fut = pin!(fut);
         let mut armed = false;
-        std::future::poll_fn(|cx| {
+        // Everything moved in: the closure holds a plain wait's state and nothing for `()`
+        // (every `timeout` of a read or write is one, inside every request's state).
+        std::future::poll_fn(move |cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
             }
             if !armed {
-                let wake = match (self.at, watch) {
-                    (Some(at), None) => at,
+                let wake = match (self.start, watch.every()) {
+                    (Some(start), None) => start + self.limit,
                     // A deadline started by an earlier wait: its checks count from now.
-                    (Some(at), Some(w)) => at.min(Instant::now() + w.every()),
-                    (None, w) => {
+                    (Some(start), Some(every)) => (start + self.limit).min(Instant::now() + every),
+                    (None, every) => {
                         let now = Instant::now();
-                        let at = now + self.limit;
-                        self.at = Some(at);
-                        w.map_or(at, |w| at.min(now + w.every()))
+                        self.start = Some(now);
+                        now + every.map_or(self.limit, |every| self.limit.min(every))
                     }
                 };
                 match sleep.as_mut().as_pin_mut() {
@@ -113,37 +110,50 @@ impl Deadline {
                 armed = true;
             }
             // Set once armed.
-            let (Some(at), Some(mut s)) = (self.at, sleep.as_mut().as_pin_mut()) else { return Poll::Pending };
+            let (Some(start), Some(mut s)) = (self.start, sleep.as_mut().as_pin_mut()) else { return Poll::Pending };
             loop {
                 if s.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
+                let Some(every) = watch.every() else { return Poll::Ready(Err(Stopped::Elapsed)) };
                 // The time the timer was set for stands for now: no clock read.
-                let woke = s.deadline();
-                let w = match watch {
-                    Some(w) if woke < at => w,
-                    _ => return Poll::Ready(Err(Stopped::Elapsed)),
-                };
-                if w.gone() {
+                let (woke, at) = (s.deadline(), start + self.limit);
+                if woke >= at {
+                    return Poll::Ready(Err(Stopped::Elapsed));
+                }
+                if watch.gone() {
                     return Poll::Ready(Err(Stopped::Gone));
                 }
                 // Polled again at the top of the loop, which registers the wake-up.
-                s.as_mut().reset(at.min(woke + w.every()));
+                s.as_mut().reset(at.min(woke + every));
             }
         })
         .await
     }
 }
 
-/// The watch of a wait that watches nothing.
-enum Unwatched {}
+/// What a wait asks: nothing (`()`, which takes no room in the wait's state), or a watch.
+trait Asking: Copy {
+    /// How often to ask; `None`: never.
+    fn every(self) -> Option<Duration>;
+    fn gone(self) -> bool;
+}
 
-impl Watch for Unwatched {
-    fn every(&self) -> Duration {
-        match *self {}
+impl Asking for () {
+    fn every(self) -> Option<Duration> {
+        None
     }
-    fn gone(&self) -> bool {
-        match *self {}
+    fn gone(self) -> bool {
+        false
+    }
+}
+
+impl<W: Watch> Asking for Option<&W> {
+    fn every(self) -> Option<Duration> {
+        self.map(W::every)
+    }
+    fn gone(self) -> bool {
+        self.is_some_and(W::gone)
     }
 }
 
@@ -152,9 +162,9 @@ impl Watch for Unwatched {
 /// keep-alive connection waits for its client, then for the upstream, once per request);
 /// moving a registered timer to a later deadline only updates it in place, and the wheel moves
 /// it when the old deadline comes. So a kept timer serves one kind of wait, whose deadlines only
-/// grow: one for the keep-alive waits, another for the upstream's answers (set to their first
-/// check of the client, see [`Deadline::run_watched`], which grows from one request to the
-/// next as well). Made on first use.
+/// grow: one for the keep-alive waits, another for the waits on the upstream (its answer's
+/// head, then each chunk of a relayed body, each set to its first check of the client, see
+/// [`Deadline::run_watched`]). Made on first use.
 #[derive(Default)]
 pub struct Timer(Option<Pin<Box<Option<tokio::time::Sleep>>>>);
 
@@ -237,14 +247,14 @@ mod tests {
         let watch = Asked::new(100, u32::MAX);
         let started = Instant::now();
         // Done at once, or before the first check: never asked.
-        assert_eq!(Deadline::after(Duration::from_secs(5)).run_watched(None, async { 1 }, Some(&watch)).await, Ok(1));
-        assert_eq!(Deadline::after(Duration::from_secs(5)).run_watched(None, tokio::time::sleep(Duration::from_millis(99)), Some(&watch)).await, Ok(()));
+        let mut timer = Timer::default();
+        assert_eq!(Deadline::after(Duration::from_secs(5)).run_watched(&mut timer, async { 1 }, Some(&watch)).await, Ok(1));
+        assert_eq!(Deadline::after(Duration::from_secs(5)).run_watched(&mut timer, tokio::time::sleep(Duration::from_millis(99)), Some(&watch)).await, Ok(()));
         assert_eq!(watch.asked(), 0);
         // Asked every 100 ms while it lasts; the deadline still ends it on time, between checks.
-        let mut timer = Timer::default();
         let t = Instant::now();
         assert_eq!(
-            Deadline::after(Duration::from_millis(350)).run_watched(Some(&mut timer), std::future::pending::<()>(), Some(&watch)).await,
+            Deadline::after(Duration::from_millis(350)).run_watched(&mut timer, std::future::pending::<()>(), Some(&watch)).await,
             Err(Stopped::Elapsed)
         );
         assert_eq!((t.elapsed(), watch.asked()), (Duration::from_millis(350), 3));
@@ -256,25 +266,19 @@ mod tests {
         let watch = Asked::new(1000, 3);
         let mut timer = Timer::default();
         let t = Instant::now();
-        assert_eq!(
-            Deadline::after(Duration::from_secs(30)).run_watched(Some(&mut timer), std::future::pending::<()>(), Some(&watch)).await,
-            Err(Stopped::Gone)
-        );
+        assert_eq!(Deadline::after(Duration::from_secs(30)).run_watched(&mut timer, std::future::pending::<()>(), Some(&watch)).await, Err(Stopped::Gone));
         assert_eq!((t.elapsed(), watch.asked()), (Duration::from_secs(3), 3));
         // The kept timer serves the next wait with its full limit; without a watch nothing is asked.
         let t = Instant::now();
-        assert_eq!(
-            Deadline::after(Duration::from_secs(2)).run_watched(Some(&mut timer), std::future::pending::<()>(), None::<&Asked>).await,
-            Err(Stopped::Elapsed)
-        );
+        assert_eq!(Deadline::after(Duration::from_secs(2)).run_watched(&mut timer, std::future::pending::<()>(), None::<&Asked>).await, Err(Stopped::Elapsed));
         assert_eq!((t.elapsed(), watch.asked()), (Duration::from_secs(2), 3));
         // A deadline started by an earlier wait: the checks count from the later wait's start.
         let mut d = Deadline::after(Duration::from_secs(10));
-        assert_eq!(d.run_watched(None, tokio::time::sleep(Duration::from_millis(1500)), Some(&watch)).await, Err(Stopped::Gone));
+        assert_eq!(d.run_watched(&mut timer, tokio::time::sleep(Duration::from_millis(1500)), Some(&watch)).await, Err(Stopped::Gone));
         assert_eq!(watch.asked(), 4);
         let watch = Asked::new(1000, 2);
         let t = Instant::now();
-        assert_eq!(d.run_watched(None, std::future::pending::<()>(), Some(&watch)).await, Err(Stopped::Gone));
+        assert_eq!(d.run_watched(&mut timer, std::future::pending::<()>(), Some(&watch)).await, Err(Stopped::Gone));
         assert_eq!(t.elapsed(), Duration::from_secs(2));
     }
 

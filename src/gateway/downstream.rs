@@ -64,7 +64,8 @@ pub struct Downstream {
     pub auth_cache: Option<AuthCache>,
     /// The keep-alive wait's timer, kept across requests (see [`deadline::Timer`]).
     idle_timer: deadline::Timer,
-    /// The timer of its requests' waits for the upstream's answer, kept the same way.
+    /// The timer of its requests' waits on the upstream (the answer's head, the chunks of a
+    /// relayed body, the backoff between attempts), kept the same way.
     pub upstream_timer: deadline::Timer,
     /// Whether the client is still there, asked while a request waits for the upstream.
     pub peer_watch: PeerWatch,

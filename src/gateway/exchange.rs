@@ -443,7 +443,7 @@ async fn serve<'r>(
                 tracing::debug!(request_id = log.request_id, key = %key.name, error = %failure, "upstream attempt failed");
                 held = None;
                 last_failure = Some((failure, lease));
-                if attempt_no + 1 < max_attempts && pause(backoff(up.retry_backoff, attempt_no), &ds.peer_watch).await.is_err() {
+                if attempt_no + 1 < max_attempts && pause(backoff(up.retry_backoff, attempt_no), &mut ds.upstream_timer, &ds.peer_watch).await.is_err() {
                     return client_left(log, underway, Instant::now());
                 }
             }
@@ -454,7 +454,9 @@ async fn serve<'r>(
                 // every one of them, not only those that say something about the key: any error
                 // message may quote the key it was sent with (checked before it is relayed).
                 let classified = if status >= 400 {
-                    match relay::buffer_body(&mut conn, &res, head.method(), up.idle_timeout, ERROR_BODY_CAP, Some(&ds.peer_watch)).await {
+                    match relay::buffer_body(&mut conn, &res, head.method(), up.idle_timeout, ERROR_BODY_CAP, &mut ds.upstream_timer, Some(&ds.peer_watch))
+                        .await
+                    {
                         Ok(Some(decoded)) => {
                             let parsed = UpstreamError::parse(&decoded);
                             let message = parsed.as_ref().map(|e| e.message.clone()).unwrap_or_default();
@@ -485,7 +487,7 @@ async fn serve<'r>(
                     held = Some(Held { conn, res, lease, outcome, withheld, already_reported: true });
                     last_failure = None;
                     if attempt_no + 1 < max_attempts {
-                        if is_failure && pause(backoff(up.retry_backoff, attempt_no), &ds.peer_watch).await.is_err() {
+                        if is_failure && pause(backoff(up.retry_backoff, attempt_no), &mut ds.upstream_timer, &ds.peer_watch).await.is_err() {
                             return client_left(log, underway, Instant::now());
                         }
                         continue;
@@ -652,9 +654,11 @@ fn backoff(base: Duration, attempt_no: u32) -> Duration {
     (base * (1u32 << attempt_no.min(5))).min(Duration::from_secs(2))
 }
 
-/// Waits `d` between two attempts, watching the client: `Err` if it went away meanwhile.
-async fn pause(d: Duration, client: &PeerWatch) -> Result<(), ()> {
-    match deadline::Deadline::after(d).run_watched(None, std::future::pending::<()>(), Some(client)).await {
+/// Waits `d` between two attempts, watching the client: `Err` if it went away meanwhile. On the
+/// connection's kept timer for upstream waits (set earlier than its last wait at times: a retry
+/// is not the common path).
+async fn pause(d: Duration, timer: &mut deadline::Timer, client: &PeerWatch) -> Result<(), ()> {
+    match deadline::Deadline::after(d).run_watched(timer, std::future::pending::<()>(), Some(client)).await {
         Err(deadline::Stopped::Gone) => Err(()),
         _ => Ok(()),
     }

@@ -50,11 +50,12 @@ pub async fn check_key(shared: &Shared, secret: &Secret, model: &str) -> KeyChec
     if let Err(e) = conn.send(&mut head, &[], up.connect_timeout).await {
         return unreachable(e.to_string());
     }
-    let res = match conn.read_head(up.connect_timeout * 3, &mut crate::deadline::Timer::default(), None).await {
+    let mut timer = crate::deadline::Timer::default();
+    let res = match conn.read_head(up.connect_timeout * 3, &mut timer, None).await {
         Ok(r) => r,
         Err(e) => return unreachable(e.to_string()),
     };
-    let body = buffer_body(&mut conn, &res, "GET", up.connect_timeout, 1 << 20, None).await.ok().flatten();
+    let body = buffer_body(&mut conn, &res, "GET", up.connect_timeout, 1 << 20, &mut timer, None).await.ok().flatten();
     if body.is_some() && res.keeps_alive() {
         conn.buf.clear();
         shared.upstream.checkin(conn);

@@ -5,6 +5,7 @@
 use super::downstream::Downstream;
 use super::{Runtime, Shared};
 use crate::config::Settings;
+use crate::deadline::Timer;
 use crate::gemini::route::{query_param, Action, Route, Surface, UPLOAD_ID};
 use crate::gemini::usage::{created_resource_name, UsageScanner};
 use crate::http1::{self, ChunkError, ChunkedDecoder, Framing, RequestHead, ResponseHead};
@@ -338,7 +339,8 @@ pub async fn relay(
         }
         // While the upstream is silent (a thinking model, a pause between events), the client
         // is checked every second: one that left ends the relay now, not at the next event.
-        match conn.read_more(up.idle_timeout, Some(&ds.peer_watch)).await {
+        // The connection's kept timer: each chunk's wait moves it rather than adding a timer.
+        match conn.read_more(up.idle_timeout, &mut ds.upstream_timer, Some(&ds.peer_watch)).await {
             Ok(0) if upstream_framing == Framing::UntilClose => {
                 if client == ClientFraming::ChunkedEncode {
                     if let Err(e) = ds.write_all(b"0\r\n\r\n", write_timeout).await {
@@ -430,14 +432,15 @@ async fn midstream_failure(ds: &mut Downstream, result: &mut Relay, bytes_out: &
 }
 
 /// Reads a whole (small) body into `conn.buf` without consuming it, so it can still be relayed,
-/// and returns it decoded. `None` if it is larger than `cap`. `watch`: the client it is for, as
-/// for [`UpstreamConn::read_more`].
+/// and returns it decoded. `None` if it is larger than `cap`. `timer` and `watch` (the client it
+/// is for): as for [`UpstreamConn::read_more`].
 pub async fn buffer_body(
     conn: &mut UpstreamConn,
     res: &ResponseHead,
     method: &str,
     idle: Duration,
     cap: usize,
+    timer: &mut Timer,
     watch: Option<&PeerWatch>,
 ) -> Result<Option<Vec<u8>>, UpstreamFailure> {
     let framing = res.framing(method).map_err(|e| UpstreamFailure::Protocol(e.to_string()))?;
@@ -470,7 +473,7 @@ pub async fn buffer_body(
         if conn.buf.len() > cap {
             return Ok(None);
         }
-        if conn.read_more(idle, watch).await? == 0 && framing != Framing::UntilClose {
+        if conn.read_more(idle, timer, watch).await? == 0 && framing != Framing::UntilClose {
             return Err(UpstreamFailure::Broken("closed in the middle of an error body".into()));
         }
     }

@@ -169,20 +169,21 @@ impl UpstreamConn {
         }
     }
 
-    /// Reads more bytes into `buf`. Returns 0 at end of stream. While it waits, `watch` (the
-    /// client the answer is for, if any) is asked now and then whether it is still there
-    /// ([`UpstreamFailure::ClientGone`] if not).
-    pub async fn read_more(&mut self, timeout: Duration, watch: Option<&PeerWatch>) -> Result<usize, UpstreamFailure> {
-        self.read_within(&mut Deadline::after(timeout), timeout, None, watch).await
+    /// Reads more bytes into `buf`, waiting at most `timeout`, on `timer` (the client
+    /// connection's timer for upstream waits, see [`Timer`]). Returns 0 at end of stream. While
+    /// it waits, `watch` (the client the answer is for, if any) is asked now and then whether it
+    /// is still there ([`UpstreamFailure::ClientGone`] if not).
+    pub async fn read_more(&mut self, timeout: Duration, timer: &mut Timer, watch: Option<&PeerWatch>) -> Result<usize, UpstreamFailure> {
+        self.read_within(&mut Deadline::after(timeout), timeout, timer, watch).await
     }
 
     /// Reads more bytes into `buf` before `deadline` (which stands for `timeout`, for errors),
-    /// on `timer` when one is kept for this kind of wait, watching `watch`.
+    /// on `timer`, watching `watch`.
     async fn read_within(
         &mut self,
         deadline: &mut Deadline,
         timeout: Duration,
-        timer: Option<&mut Timer>,
+        timer: &mut Timer,
         watch: Option<&PeerWatch>,
     ) -> Result<usize, UpstreamFailure> {
         let step = if self.buf.capacity() == 0 { FIRST_READ } else { READ_CHUNK };
@@ -203,8 +204,7 @@ impl UpstreamConn {
     }
 
     /// Reads the final (non-1xx) response head, waiting at most `timeout` in all, on `timer`
-    /// (the client connection's timer for upstream answers, see [`Timer`]), and watching `watch`
-    /// as [`UpstreamConn::read_more`] does.
+    /// and watching `watch` as [`UpstreamConn::read_more`] does.
     pub async fn read_head(&mut self, timeout: Duration, timer: &mut Timer, watch: Option<&PeerWatch>) -> Result<ResponseHead, UpstreamFailure> {
         let mut deadline = Deadline::after(timeout);
         loop {
@@ -217,7 +217,7 @@ impl UpstreamConn {
                 Err(HeadError::TooLarge(n)) => return Err(UpstreamFailure::Protocol(format!("response head larger than {n} bytes"))),
                 Err(e) => return Err(UpstreamFailure::Protocol(e.to_string())),
             }
-            match self.read_within(&mut deadline, timeout, Some(&mut *timer), watch).await {
+            match self.read_within(&mut deadline, timeout, timer, watch).await {
                 Ok(0) if self.buf.is_empty() => return Err(UpstreamFailure::Broken("closed before answering".into())),
                 Ok(0) => return Err(UpstreamFailure::Broken("closed in the middle of the response head".into())),
                 Ok(_) => {}
